@@ -1,0 +1,58 @@
+"""The ``interpkit`` command line: one subcommand per module in this package.
+
+Every subcommand calls the same Python functions a notebook would (``interpkit.inspect``,
+``interpkit.doctor`` ...); the CLI only parses arguments and prints. Errors in the user's input
+print one ``error:`` line naming the file, line and field, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from interpkit.cli import _demo, _doctor, _inspect
+
+# (name, help, add_arguments, run)
+_COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
+    ("inspect", _inspect.HELP, _inspect.add_arguments, _inspect.run),
+    ("demo", _demo.HELP, _demo.add_arguments, _demo.run),
+    ("doctor", _doctor.HELP, _doctor.add_arguments, _doctor.run),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    from interpkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="interpkit", description="Criterion-driven mechanistic interpretability."
+    )
+    parser.add_argument("--version", action="version", version=f"interpkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, add_arguments, run in _COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 a check failed, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from interpkit.records import RecordError
+    from interpkit.report import ReportSchemaError
+
+    try:
+        return int(args._run(args) or 0)
+    except (RecordError, ReportSchemaError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; files already written are complete (all writes are atomic)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

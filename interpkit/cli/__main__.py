@@ -1,0 +1,5 @@
+import sys
+
+from interpkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,283 @@
+"""``inspect``: rank the features that carry a criterion and write a report.
+
+One call runs the data path of the architecture for one criterion: a FeatureSource builds a
+:class:`~interpkit.table.FeatureTable` (from activation records, feature dumps, or the synthetic
+``toy`` generator), :func:`~interpkit.rank.rank` orders its features with held-out association,
+specificity, stability and, where intervention records are given, causal evidence, and a
+:class:`~interpkit.report.Report` is built (and saved when ``out`` is given).
+
+Example:
+    >>> import interpkit
+    >>> report = interpkit.inspect("toy", "mentions a cat", backend="toy", top_k=2)
+    >>> report.synthetic, len(report.features)
+    (True, 2)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from interpkit._io import sha256_file
+
+Backend = Literal["toy", "records", "features"]
+BACKENDS: tuple[str, ...] = ("toy", "records", "features")
+TOY_MODEL_NAMES = frozenset({"toy", "synthetic", "toy-model"})
+
+
+class InspectError(ValueError):
+    """inspect was called with inputs that cannot work together; the message says what to change."""
+
+
+def _input(role: str, path: str | Path, rows: int | None) -> Any:
+    from interpkit.report import InputFile
+
+    return InputFile(role=role, path=str(path), sha256=sha256_file(path), rows=rows)
+
+
+def _check_file(path: str | Path | None, flag: str) -> Path:
+    if path is None:
+        raise InspectError(f"this backend needs {flag} FILE")
+    p = Path(path)
+    if not p.is_file():
+        raise InspectError(f"{flag}: no such file: {p}")
+    return p
+
+
+def _top_examples(table: Any, j: int, n: int) -> tuple[dict[str, Any], ...]:
+    col = np.asarray(table.column(j), dtype=np.float64)
+    order = np.argsort(-col, kind="stable")[:n]
+    ex = table.examples
+    out = []
+    for i in order:
+        if col[i] <= 0 and out:
+            break
+        row = ex.iloc[int(i)]
+        split = row.get("split") if "split" in ex.columns else None
+        out.append(
+            {
+                "example_id": str(row["example_id"]),
+                "text": str(row["text"]),
+                "activation": float(col[i]),
+                "criterion_score": None if np.isnan(row["criterion_score"]) else float(row["criterion_score"]),
+                "split": None if split is None or (isinstance(split, float) and np.isnan(split)) else str(split),
+            }
+        )
+    return tuple(out)
+
+
+def _causal_summary(interventions: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for rec in interventions:
+        groups[(str(rec.feature_id), rec.intervention)].append(rec)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (fid, kind), recs in sorted(groups.items()):
+        sides = [r.side_effect_score for r in recs if r.side_effect_score is not None]
+        out[fid].append(
+            {
+                "intervention": kind,
+                "n": len(recs),
+                "mean_signed_effect": float(np.mean([r.signed_effect for r in recs])),
+                "mean_side_effect": float(np.mean(sides)) if sides else None,
+            }
+        )
+    return out
+
+
+def inspect(
+    model: str | None,
+    criterion: str,
+    *,
+    backend: Backend | None = None,
+    records: str | Path | None = None,
+    features: str | Path | None = None,
+    interventions: str | Path | None = None,
+    allow_intervention_criterion_mismatch: bool = False,
+    top_k: int = 10,
+    out: str | Path | None = None,
+    seed: int = 0,
+    n_permutations: int = 1000,
+    n_bootstrap: int = 50,
+    n_top_examples: int = 5,
+) -> Any:
+    """Rank features for ``criterion`` and build (and optionally save) a report.
+
+    Args:
+        model: the model the features belong to. With ``backend="records"`` it may be None (taken
+            from the records). A real model name never gets the synthetic backend by default.
+        criterion: the criterion text; intervention records are matched to it as normalised text.
+        backend: ``"records"`` (activation records JSONL), ``"features"`` (feature dumps JSONL,
+            optionally with ``records`` for criterion scores) or ``"toy"`` (synthetic, planted
+            ground truth). Default: ``records`` when a records file is given, ``features`` when a
+            features file is given, ``toy`` only for the model name ``"toy"``.
+        records: activation records JSONL.
+        features: feature dumps JSONL.
+        interventions: intervention records JSONL (causal evidence).
+        allow_intervention_criterion_mismatch: use intervention rows whose criterion differs.
+        top_k: features detailed in the report (the full ranking is always kept).
+        out: folder for ``report.json`` and ``report.md``; nothing is written when None.
+        seed: seed for splits, permutations and bootstrap.
+        n_permutations: permutations for the association null.
+        n_bootstrap: bootstrap resamples for stability.
+        n_top_examples: examples listed per reported feature.
+
+    Returns:
+        The :class:`~interpkit.report.Report` (with ``path`` set when saved).
+
+    Raises:
+        InspectError: inputs that do not fit the backend.
+        interpkit.records.RecordError: a malformed input row (file, line and field named).
+    """
+    from interpkit.rank import rank
+    from interpkit.records import iter_activation_records, read_feature_dumps, read_intervention_records
+    from interpkit.report import FeatureEntry, Report
+
+    if top_k < 1:
+        raise InspectError(f"top_k must be at least 1, got {top_k}")
+    if backend is None:
+        if records is not None and features is None:
+            backend = "records"
+        elif features is not None:
+            backend = "features"
+        elif model in TOY_MODEL_NAMES:
+            backend = "toy"
+        else:
+            raise InspectError(
+                f"no backend chosen for model {model!r}: pass --records FILE (backend 'records'), "
+                "--features FILE (backend 'features'), or use the synthetic backend explicitly with "
+                "--backend toy"
+            )
+    if backend not in BACKENDS:
+        raise InspectError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+    inputs: list[Any] = []
+    warnings: list[str] = []
+    imported_causal: dict[str, dict[str, float]] = {}
+    intervention_rows: list[Any] = []
+    synthetic = False
+
+    if backend == "toy":
+        from interpkit.sources import make_toy_table
+
+        toy = make_toy_table(seed=seed)
+        table, intervention_rows, synthetic = toy.table, list(toy.interventions), True
+        model = model or "toy"
+        warnings.append("synthetic data: the toy backend generates a table with planted ground truth")
+        criterion_for_records = toy.interventions[0].criterion if toy.interventions else criterion
+    else:
+        criterion_for_records = criterion
+        if backend == "records":
+            path = _check_file(records, "--records")
+            from interpkit.table import FeatureTable
+
+            rows = list(iter_activation_records(path))
+            if not rows:
+                raise InspectError(f"--records: {path} holds no records")
+            table = FeatureTable.from_records(rows)
+            inputs.append(_input("records", path, len(rows)))
+            models = sorted({r.model for r in rows})
+            if model is None:
+                model = models[0] if len(models) == 1 else ",".join(models)
+            elif model not in models:
+                warnings.append(f"records were produced by {models}, inspected as model {model!r}")
+            synthetic = bool(getattr(table, "synthetic", False))
+        else:
+            from interpkit.sources.dumps import table_from_feature_dumps
+
+            fpath = _check_file(features, "--features")
+            dumps = read_feature_dumps(fpath)
+            inputs.append(_input("features", fpath, len(dumps)))
+            score_map: dict[str, float] = {}
+            if records is not None:
+                rpath = _check_file(records, "--records")
+                rrows = list(iter_activation_records(rpath))
+                inputs.append(_input("records", rpath, len(rrows)))
+                for r in rrows:
+                    if r.criterion_score is not None:
+                        score_map[str(r.prompt_id)] = float(r.criterion_score)
+                        score_map[r.text] = float(r.criterion_score)
+            table, dump_warnings, imported_causal = table_from_feature_dumps(dumps, scores=score_map)
+            warnings += dump_warnings
+            if model is None:
+                model = ",".join(sorted({d.model for d in dumps if d.model})) or "unknown"
+        if interventions is not None:
+            ipath = _check_file(interventions, "--interventions")
+            intervention_rows = read_intervention_records(ipath)
+            inputs.append(_input("interventions", ipath, len(intervention_rows)))
+
+    scores = np.asarray(table.examples["criterion_score"], dtype=np.float64)
+    if np.isnan(scores).all():
+        raise InspectError(
+            "no example has a criterion_score: score the prompts first (records need a numeric "
+            "`criterion_score` per row)"
+        )
+
+    result = rank(
+        table,
+        interventions=intervention_rows or None,
+        criterion=criterion_for_records,
+        seed=seed,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        allow_intervention_criterion_mismatch=allow_intervention_criterion_mismatch,
+    )
+    warnings += list(getattr(result, "warnings", ()))
+
+    from interpkit.records import filter_interventions
+
+    kept, _ = filter_interventions(
+        intervention_rows, criterion_for_records, allow_mismatch=allow_intervention_criterion_mismatch
+    )
+    causal_by_feature = _causal_summary(kept)
+    feats = table.features
+    entries = []
+    for pos, row in enumerate(result.top(top_k), start=1):
+        fid = str(row.feature_id)
+        j = table.feature_index(fid)
+        meta = feats.iloc[j]
+
+        def _opt(name: str, meta: Any = meta) -> Any:
+            v = meta.get(name) if name in feats.columns else None
+            return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+        layer = _opt("layer")
+        entries.append(
+            FeatureEntry(
+                rank=pos,
+                feature_id=fid,
+                label=_opt("label"),
+                model=_opt("model"),
+                site=_opt("site"),
+                layer=int(layer) if isinstance(layer, int | np.integer) else layer,
+                source=_opt("source"),
+                components=result.component(fid),
+                top_examples=_top_examples(table, j, n_top_examples),
+                causal_records=tuple(causal_by_feature.get(fid, ())),
+                imported_causal_effects=imported_causal.get(fid, {}),
+            )
+        )
+
+    report = Report(
+        model=str(model),
+        criterion=criterion,
+        backend=backend,
+        synthetic=synthetic,
+        ranking=result,
+        features=tuple(entries),
+        inputs=tuple(inputs),
+        settings={
+            "top_k": top_k,
+            "seed": seed,
+            "n_permutations": n_permutations,
+            "n_bootstrap": n_bootstrap,
+            "allow_intervention_criterion_mismatch": allow_intervention_criterion_mismatch,
+            "n_examples": int(table.examples.shape[0]),
+            "n_features": int(table.features.shape[0]),
+        },
+        warnings=tuple(warnings),
+    )
+    return report.save(out) if out is not None else report

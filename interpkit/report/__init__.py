@@ -1,0 +1,27 @@
+"""Reports: the versioned ``report.json`` and the readable ``report.md`` that ``inspect`` writes.
+
+A :class:`Report` is what one inspection found: the model, the criterion, the inputs with their
+sha256, the full :class:`~interpkit.rank.RankingResult` and, for the top features, labels, top
+examples and causal evidence. ``Report.save(dir)`` writes both files atomically (a crash leaves the
+previous report or the new one, never half of one) and :func:`load_report` reads any report that
+interpkit wrote, with a strict schema check.
+
+Example:
+    >>> import tempfile, interpkit
+    >>> from interpkit.report import load_report
+    >>> report = interpkit.inspect("toy", "the text is about cats", backend="toy",
+    ...                            out=tempfile.mkdtemp(), top_k=3)
+    >>> load_report(report.path).criterion
+    'the text is about cats'
+"""
+
+from interpkit.report._report import (
+    REPORT_KIND,
+    FeatureEntry,
+    InputFile,
+    Report,
+    ReportSchemaError,
+    load_report,
+)
+
+__all__ = ["REPORT_KIND", "FeatureEntry", "InputFile", "Report", "ReportSchemaError", "load_report"]

@@ -1,0 +1,137 @@
+"""inspect and the CLI end to end on the three file-free/file backends."""
+
+import json
+
+import pytest
+
+import interpkit
+from interpkit.cli import main
+from interpkit.inspect_ import InspectError
+from interpkit.records import write_jsonl
+
+CRIT = "the text mentions an animal"
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("files")
+    toy = interpkit.make_toy_table(seed=1, criterion=CRIT)
+    records = write_jsonl(d / "records.jsonl", toy.table.to_records())
+    interventions = write_jsonl(d / "interventions.jsonl", toy.interventions)
+    return toy, d / "records.jsonl", d / "interventions.jsonl"
+
+
+def _ids(report):
+    return [f.feature_id for f in report.features]
+
+
+def test_records_backend_recovers_planted_truth(toy_files, tmp_path):
+    toy, records, interventions = toy_files
+    report = interpkit.inspect(None, CRIT, records=records, interventions=interventions,
+                               out=tmp_path, top_k=4, n_permutations=300, n_bootstrap=20)
+    assert report.backend == "records"
+    assert report.synthetic  # the toy rows say synthetic: true and that survives the file round trip
+    ids = _ids(report)
+    assert ids[0] == toy.truth.carrier
+    assert ids.index(toy.truth.causal_only) < ids.index(toy.truth.decoy) if toy.truth.decoy in ids else True
+    roles = [i.role for i in report.inputs]
+    assert roles == ["records", "interventions"]
+    assert all(len(i.sha256) == 64 for i in report.inputs)
+    assert interpkit.load_report(tmp_path).to_dict() == report.to_dict()
+
+
+def test_criterion_mismatch_drops_interventions(toy_files):
+    _, records, interventions = toy_files
+    other = interpkit.inspect(None, "a different criterion", records=records, interventions=interventions,
+                              top_k=3, n_permutations=100, n_bootstrap=10)
+    assert all(f.components["causal"]["status"] == "no causal evidence" for f in other.features)
+    allowed = interpkit.inspect(None, "a different criterion", records=records, interventions=interventions,
+                                allow_intervention_criterion_mismatch=True, top_k=3,
+                                n_permutations=100, n_bootstrap=10)
+    assert any(f.components["causal"]["status"] != "no causal evidence" for f in allowed.features)
+
+
+def test_criterion_normalisation_matches(toy_files):
+    toy, records, interventions = toy_files
+    report = interpkit.inspect(None, "  The text MENTIONS an animal. ", records=records,
+                               interventions=interventions, top_k=2, n_permutations=100, n_bootstrap=10)
+    assert report.features[0].components["causal"]["status"] != "no causal evidence"
+
+
+def test_toy_never_default_for_real_model():
+    with pytest.raises(InspectError, match="--backend toy"):
+        interpkit.inspect("gpt2", CRIT)
+
+
+def test_features_backend(tmp_path):
+    dumps = []
+    texts = [(f"cat story {i}", 1.0) for i in range(12)] + [(f"tax form {i}", 0.0) for i in range(12)]
+    for fid, fires_on in (("f_cat", 1.0), ("f_tax", 0.0), ("f_all", None)):
+        examples = [
+            {"text": t, "activation": (2.0 if (fires_on is None or s == fires_on) else 0.1) + 0.01 * k,
+             "criterion_score": s}
+            for k, (t, s) in enumerate(texts)
+        ]
+        dumps.append({"feature_id": fid, "model": "m", "layer": 3, "label": fid, "examples": examples,
+                      "activation_signature": None, "decoder_signature": [0.1, 0.2],
+                      "causal_effects": {CRIT: 0.5}, "source": "test"})
+    path = tmp_path / "dumps.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in dumps))
+    report = interpkit.inspect(None, CRIT, features=path, top_k=3, n_permutations=200, n_bootstrap=10)
+    assert report.backend == "features"
+    assert report.features[0].feature_id == "f_cat"
+    assert report.features[0].imported_causal_effects == {CRIT: 0.5}
+    # imported effects are reported, not used as causal evidence
+    assert report.features[0].components["causal"]["status"] == "no causal evidence"
+
+
+def test_cli_inspect_and_errors(toy_files, tmp_path, capsys):
+    _, records, interventions = toy_files
+    rc = main(["inspect", "--criterion", CRIT, "--records", str(records), "--interventions",
+               str(interventions), "--out", str(tmp_path / "o"), "--top-k", "3", "--n-permutations", "100",
+               "--n-bootstrap", "10"])
+    assert rc == 0
+    assert (tmp_path / "o" / "report.json").exists() and (tmp_path / "o" / "report.md").exists()
+
+    bad = tmp_path / "bad.jsonl"
+    lines = records.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["features"][0]["activation"] = "high"
+    bad.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
+    rc = main(["inspect", "--criterion", CRIT, "--records", str(bad), "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "bad.jsonl:2" in err and "activation" in err
+    assert not (tmp_path / "o2" / "report.json").exists()
+
+    bad_kind = tmp_path / "bad_int.jsonl"
+    rows = [json.loads(x) for x in interventions.read_text().splitlines()]
+    rows[3]["intervention"] = "tickle"
+    bad_kind.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["inspect", "--criterion", CRIT, "--records", str(records), "--interventions", str(bad_kind),
+               "--out", str(tmp_path / "o3")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad_int.jsonl:4" in err and "tickle" in err
+
+
+def test_cli_missing_file(tmp_path, capsys):
+    rc = main(["inspect", "--criterion", CRIT, "--records", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)])
+    assert rc == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_shuffled_criterion_nothing_significant(toy_files, tmp_path):
+    import numpy as np
+
+    toy, _, _ = toy_files
+    rows = list(toy.table.to_records())
+    scores = np.array([r.criterion_score for r in rows])
+    perm = np.random.default_rng(0).permutation(len(rows))
+    from dataclasses import replace
+
+    shuffled = [replace(r, criterion_score=float(scores[perm[i]])) for i, r in enumerate(rows)]
+    path = write_jsonl(tmp_path / "shuffled.jsonl", shuffled)
+    report = interpkit.inspect(None, CRIT, records=tmp_path / "shuffled.jsonl", top_k=5,
+                               n_permutations=500, n_bootstrap=10)
+    assert path is not None
+    assert not any(r.association.significant for r in report.ranking)
