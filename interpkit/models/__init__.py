@@ -1,0 +1,78 @@
+"""Models: one wrapper over TransformerLens and nnsight, a shared site vocabulary, edits, a zoo.
+
+``load_model`` returns a :class:`ModelWrapper` whatever the backend; ``capture`` reads sites
+(``layer{L}.resid_post``, ``layer{L}.mlp_out``, ``layer{L}.attn_out``, ``layer{L}.resid_pre``, or
+raw backend names), ``edits(...)`` applies :class:`Ablate`, :class:`Clamp`, :class:`AddVector` and
+:class:`Patch` to forwards and generation. Heavy libraries load on first use only.
+
+Example:
+    >>> from interpkit.models import AddVector, load_model  # doctest: +SKIP
+    >>> model = load_model("smollm2-135m", backend="nnsight")  # doctest: +SKIP
+    >>> with model.edits(AddVector("layer15.resid_post", v, strength=8.0)):  # doctest: +SKIP
+    ...     model.generate("Tell me about the sea", chat=True)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._edits import Ablate, AddVector, Clamp, Edit, Patch, apply_edit
+from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site
+
+if TYPE_CHECKING:
+    from ._base import ActivationBackend, InterpkitRemoteError, RunResult, StopForward
+    from ._load import load_model
+    from ._wrapper import ModelWrapper, TokenBatch
+    from .zoo import PACKAGED, PackagedModelMissing, cache_dir, zoo_status
+
+_LAZY = {
+    "load_model": "._load",
+    "ModelWrapper": "._wrapper",
+    "TokenBatch": "._wrapper",
+    "ActivationBackend": "._base",
+    "InterpkitRemoteError": "._base",
+    "RunResult": "._base",
+    "StopForward": "._base",
+    "PACKAGED": ".zoo",
+    "PackagedModelMissing": ".zoo",
+    "cache_dir": ".zoo",
+    "zoo_status": ".zoo",
+}
+
+__all__ = [
+    "PACKAGED",
+    "SITE_KINDS",
+    "Ablate",
+    "ActivationBackend",
+    "AddVector",
+    "Clamp",
+    "Edit",
+    "InterpkitRemoteError",
+    "ModelWrapper",
+    "PackagedModelMissing",
+    "Patch",
+    "RunResult",
+    "StopForward",
+    "TokenBatch",
+    "UnknownSiteError",
+    "apply_edit",
+    "cache_dir",
+    "canonical_sites",
+    "load_model",
+    "parse_site",
+    "zoo_status",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interpkit.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,102 @@
+"""The site vocabulary shared by every backend.
+
+A *site* names one activation tensor ``[batch, pos, d_model]`` in the forward pass. Canonical
+sites are backend-neutral: ``layer{L}.resid_pre`` (the residual stream entering block ``L``),
+``layer{L}.attn_out``, ``layer{L}.mlp_out`` and ``layer{L}.resid_post`` (leaving block ``L``).
+Anything else is a raw backend name (a TransformerLens hook name such as
+``blocks.3.hook_resid_mid``, or an nnsight/HF module path such as ``model.layers.3.mlp.down_proj``).
+Patterns use ``fnmatch`` globs; canonical matches come back in forward order, raw matches
+natural-sorted (``blocks.2`` before ``blocks.10``).
+
+Example:
+    >>> canonical_sites(2)[:2]
+    ['layer0.resid_pre', 'layer0.attn_out']
+    >>> parse_site("layer12.mlp_out")
+    (12, 'mlp_out')
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+
+SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
+"""Canonical kinds, in the order they occur inside a block."""
+
+_SITE_RE = re.compile(r"^layer(\d+)\.(resid_pre|attn_out|mlp_out|resid_post)$")
+_NUM_RE = re.compile(r"(\d+)")
+
+
+class UnknownSiteError(ValueError):
+    """A site name (or pattern) that matches nothing on this model."""
+
+
+def natsort_key(name: str) -> tuple:
+    """Sort key that orders embedded integers numerically (``layer2`` < ``layer10``)."""
+    return tuple(int(part) if part.isdigit() else part for part in _NUM_RE.split(name))
+
+
+def parse_site(name: str) -> tuple[int, str] | None:
+    """Split a canonical site into ``(layer, kind)``; ``None`` for raw backend names."""
+    match = _SITE_RE.match(name)
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+def canonical_sites(n_layers: int, kinds: Sequence[str] = SITE_KINDS) -> list[str]:
+    """All canonical sites of a model with ``n_layers`` blocks, in forward order."""
+    return [f"layer{layer}.{kind}" for layer in range(n_layers) for kind in SITE_KINDS if kind in kinds]
+
+
+def site_order_key(name: str) -> tuple[int, int]:
+    """Forward-order key of a canonical site: ``(layer, position of the kind within a block)``."""
+    parsed = parse_site(name)
+    if parsed is None:
+        raise ValueError(f"{name!r} is not a canonical site")
+    return parsed[0], SITE_KINDS.index(parsed[1])
+
+
+def _unknown(name: str, canonical: Sequence[str], raw: Sequence[str]) -> UnknownSiteError:
+    shown = ", ".join(canonical) if len(canonical) <= 48 else ", ".join([*canonical[:44], "...", *canonical[-4:]])
+    return UnknownSiteError(
+        f"unknown site {name!r}. Valid canonical sites: {shown}. "
+        f"Raw backend names ({len(raw)} on this model, e.g. {', '.join(list(raw)[:3])}) are accepted too; "
+        "list them with model.sites(raw=True)."
+    )
+
+
+def resolve_sites(
+    requested: str | Iterable[str], canonical: Sequence[str], raw: Sequence[str]
+) -> list[str]:
+    """Expand names and ``fnmatch`` patterns into concrete site names.
+
+    Args:
+        requested: one name or pattern, or several.
+        canonical: the model's canonical sites.
+        raw: the backend's raw names.
+
+    Returns:
+        The matching sites, de-duplicated, in request order (a pattern's canonical matches in
+        forward order, its raw matches natural-sorted).
+
+    Raises:
+        UnknownSiteError: a name or pattern matches nothing; the message lists the valid sites.
+    """
+    names = [requested] if isinstance(requested, str) else list(requested)
+    canonical_set, raw_set = set(canonical), set(raw)
+    out: list[str] = []
+    for name in names:
+        if name in canonical_set or name in raw_set:
+            hits = [name]
+        elif any(ch in name for ch in "*?["):
+            hits = sorted(fnmatch.filter(canonical, name), key=site_order_key)
+            if not hits:
+                hits = sorted(fnmatch.filter(raw, name), key=natsort_key)
+        else:
+            hits = []
+        if not hits:
+            raise _unknown(name, canonical, raw)
+        out.extend(hit for hit in hits if hit not in out)
+    return out
