@@ -1,0 +1,624 @@
+"""Stream a model's activations over a text dataset, pooled or per token, in bounded memory.
+
+`stream_activations` tokenises texts in batches (length-sorted inside windows of
+``16 * batch_size`` texts, so batches carry little padding; every window is put back in dataset
+order), runs ``model.capture`` with ``stop_at_deepest=True`` so no layer past the deepest requested
+site runs, masks padding (and, by choice, the BOS token and chat-template tokens), and reduces each
+example to one vector per pooling (``max``, ``mean``, ``last``) or keeps every token (``tokens``).
+
+Results land in one `ActivationSet` per (site, pooling). Chunks stay in memory until the bytes
+held by all sets pass ``memory_budget_mb``; then every set writes its chunks to a parquet shard
+in ``spill_dir`` and goes on empty. A set reads back shard by shard with `ActivationSet.iter_chunks`.
+
+Shard layout (one parquet file per spill per set): ``example_idx`` int64, ``values``
+``fixed_size_list<float32>[d]``, and when present ``token_index`` int32 (token mode; position of
+the last kept token for ``last``), ``token`` string (token mode) and ``argmax``
+``fixed_size_list<int32>[d]`` (``max`` with ``keep_argmax``). Parquet rather than safetensors
+because token rows carry strings and because pandas, duckdb and training loaders read it directly.
+
+Example:
+    >>> from interpkit._testing import tiny_model  # doctest: +SKIP
+    >>> res = stream_activations(tiny_model(), ["a cat", "the dog"], ["layer1.resid_post"],
+    ...                          pooling=("max", "mean"), progress=False)  # doctest: +SKIP
+    >>> res["layer1.resid_post", "mean"].to_numpy().shape  # doctest: +SKIP
+    (2, 16)
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+
+from interpkit._io import atomic_temp_path
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ActivationChunk", "ActivationSet", "StreamResult", "stream_activations"]
+
+Pooling = Literal["max", "mean", "last", "tokens"]
+Exclusion = Literal["bos", "chat_template"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+EXCLUSIONS: tuple[str, ...] = get_args(Exclusion)
+_WINDOW_BATCHES = 16
+_SENTINEL = "\u2063INTERPKIT_CONTENT\u2063"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivationChunk:
+    """A block of rows of an `ActivationSet` (one row per example, or per token in token mode)."""
+
+    example_idx: np.ndarray
+    """int64 ``[rows]``: the dataset index of each row's example."""
+    values: np.ndarray
+    """float32 ``[rows, d]``: the pooled (or per-token) activations."""
+    token_index: np.ndarray | None = None
+    """int32 ``[rows]``: token position in the tokenised sequence (token mode; ``last`` pooling)."""
+    tokens: tuple[str, ...] | None = None
+    """Decoded token strings (token mode only)."""
+    argmax: np.ndarray | None = None
+    """int32 ``[rows, d]``: position of each dimension's maximum (``max`` with ``keep_argmax``)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (token strings counted at their UTF-8 length)."""
+        n = self.example_idx.nbytes + self.values.nbytes
+        n += 0 if self.token_index is None else self.token_index.nbytes
+        n += 0 if self.argmax is None else self.argmax.nbytes
+        n += 0 if self.tokens is None else sum(len(t.encode()) + 8 for t in self.tokens)
+        return n
+
+    def __len__(self) -> int:
+        return int(self.example_idx.shape[0])
+
+
+def _concat(chunks: Sequence[ActivationChunk]) -> ActivationChunk:
+    def cat(name: str) -> np.ndarray | None:
+        parts = [getattr(c, name) for c in chunks]
+        return None if parts[0] is None else np.concatenate(parts)
+
+    tokens = (
+        None if chunks[0].tokens is None else tuple(itertools.chain.from_iterable(c.tokens for c in chunks))
+    )
+    return ActivationChunk(
+        example_idx=cat("example_idx"),
+        values=cat("values"),
+        token_index=cat("token_index"),
+        tokens=tokens,
+        argmax=cat("argmax"),
+    )
+
+
+def _take(chunk: ActivationChunk, order: np.ndarray) -> ActivationChunk:
+    return ActivationChunk(
+        example_idx=chunk.example_idx[order],
+        values=chunk.values[order],
+        token_index=None if chunk.token_index is None else chunk.token_index[order],
+        tokens=None if chunk.tokens is None else tuple(chunk.tokens[i] for i in order),
+        argmax=None if chunk.argmax is None else chunk.argmax[order],
+    )
+
+
+def write_chunk(path: Path, chunk: ActivationChunk) -> Path:
+    """Write a chunk atomically as ``.parquet`` or ``.safetensors`` (chosen by the suffix)."""
+    with atomic_temp_path(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.numpy import save_file
+
+            if chunk.tokens is not None:
+                raise ValueError("token strings cannot be stored in safetensors; use a .parquet shard")
+            arrays = {"example_idx": chunk.example_idx, "values": chunk.values}
+            for name in ("token_index", "argmax"):
+                if getattr(chunk, name) is not None:
+                    arrays[name] = getattr(chunk, name)
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            def fixed(arr: np.ndarray) -> Any:
+                return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+
+            cols: dict[str, Any] = {"example_idx": pa.array(chunk.example_idx), "values": fixed(chunk.values)}
+            if chunk.token_index is not None:
+                cols["token_index"] = pa.array(chunk.token_index)
+            if chunk.tokens is not None:
+                cols["token"] = pa.array(list(chunk.tokens), type=pa.string())
+            if chunk.argmax is not None:
+                cols["argmax"] = fixed(chunk.argmax)
+            pq.write_table(pa.table(cols), str(tmp))
+    return path
+
+
+def read_chunk(path: Path, d: int) -> ActivationChunk:
+    """Read a chunk written by `write_chunk`."""
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        arrays = load_file(str(path))
+        return ActivationChunk(
+            example_idx=arrays["example_idx"],
+            values=arrays["values"],
+            token_index=arrays.get("token_index"),
+            argmax=arrays.get("argmax"),
+        )
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(path))
+    names = set(table.column_names)
+
+    def fixed(name: str, dtype: Any) -> np.ndarray:
+        flat = table[name].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(flat, dtype=dtype).reshape(-1, d)
+
+    return ActivationChunk(
+        example_idx=table["example_idx"].to_numpy().astype(np.int64),
+        values=fixed("values", np.float32),
+        token_index=table["token_index"].to_numpy().astype(np.int32) if "token_index" in names else None,
+        tokens=tuple(table["token"].to_pylist()) if "token" in names else None,
+        argmax=fixed("argmax", np.int32) if "argmax" in names else None,
+    )
+
+
+class ActivationSet:
+    """The activations of one site under one pooling, held in memory or in shards on disk.
+
+    Rows come back in dataset order (token mode: by example, then by position). `iter_chunks`
+    never holds more than one shard; `to_numpy` materialises everything and refuses sets larger
+    than ``max_bytes``.
+
+    Attributes:
+        site: the site name.
+        pooling: ``"max"``, ``"mean"``, ``"last"`` or ``"tokens"``.
+        d: width of each row (``d_model``, or the number of projection columns).
+        n_examples: number of examples streamed.
+        shards: paths of the spilled (or cached) shards, in order.
+    """
+
+    def __init__(
+        self, *, site: str, pooling: str, d: int, spill_dir: Path | None = None, keepalive: Any = None
+    ):
+        self.site = site
+        self.pooling = pooling
+        self.d = d
+        self.n_examples = 0
+        self._parts: list[ActivationChunk | Path] = []
+        self._spill_dir = spill_dir
+        self._keepalive = keepalive  # a TemporaryDirectory owning the shards, removed with the set
+
+    @property
+    def shards(self) -> tuple[Path, ...]:
+        """Paths of the shards written so far."""
+        return tuple(p for p in self._parts if isinstance(p, Path))
+
+    @property
+    def bytes_in_memory(self) -> int:
+        """Bytes of the chunks not yet spilled."""
+        return sum(p.nbytes for p in self._parts if isinstance(p, ActivationChunk))
+
+    @property
+    def n_rows(self) -> int:
+        """Rows over all chunks (reads shard metadata only for parquet)."""
+        total = 0
+        for part in self._parts:
+            if isinstance(part, ActivationChunk):
+                total += len(part)
+            elif part.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.ParquetFile(str(part)).metadata.num_rows
+            else:
+                total += len(read_chunk(part, self.d))
+        return total
+
+    def append(self, chunk: ActivationChunk) -> None:
+        """Add a chunk (kept in memory until `spill`)."""
+        if chunk.values.ndim != 2 or chunk.values.shape[1] != self.d:
+            raise ValueError(f"chunk of shape {chunk.values.shape} for a set of width {self.d}")
+        self._parts.append(chunk)
+
+    def add_shard(self, path: Path) -> None:
+        """Register an existing shard file as the next part of the set."""
+        self._parts.append(Path(path))
+
+    def spill(self) -> Path | None:
+        """Write the in-memory chunks to one parquet shard and drop them; returns the shard path."""
+        held = [p for p in self._parts if isinstance(p, ActivationChunk)]
+        if not held:
+            return None
+        if self._spill_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="interpkit-spill-")
+            self._keepalive, self._spill_dir = tmp, Path(tmp.name)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.site)
+        path = self._spill_dir / f"{safe}.{self.pooling}.{len(self.shards):05d}.parquet"
+        write_chunk(path, _concat(held))
+        first = next(i for i, p in enumerate(self._parts) if isinstance(p, ActivationChunk))
+        self._parts = [p for p in self._parts if not isinstance(p, ActivationChunk)]
+        self._parts.insert(first, path)
+        return path
+
+    def iter_chunks(self) -> Iterator[ActivationChunk]:
+        """Yield the chunks in order, reading one shard at a time."""
+        for part in self._parts:
+            yield part if isinstance(part, ActivationChunk) else read_chunk(part, self.d)
+
+    def to_chunk(self, *, max_bytes: int | None = 2**31) -> ActivationChunk:
+        """All rows as one chunk (see `to_numpy` for ``max_bytes``)."""
+        need = self.n_rows * self.d * 4
+        if max_bytes is not None and need > max_bytes:
+            raise MemoryError(
+                f"{self.site} ({self.pooling}) holds {need / 2**20:.0f} MiB of values, over "
+                f"max_bytes={max_bytes}; read it with iter_chunks() instead"
+            )
+        chunks = list(self.iter_chunks())
+        if not chunks:
+            return ActivationChunk(
+                example_idx=np.zeros(0, np.int64), values=np.zeros((0, self.d), np.float32)
+            )
+        return _concat(chunks)
+
+    def to_numpy(self, *, max_bytes: int | None = 2**31) -> np.ndarray:
+        """The values as one float32 array: ``[n_examples, d]`` pooled, ``[n_tokens, d]`` per token.
+
+        Args:
+            max_bytes: refuse (MemoryError) when the values would take more; None for no limit.
+        """
+        return self.to_chunk(max_bytes=max_bytes).values
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationSet(site={self.site!r}, pooling={self.pooling!r}, d={self.d}, "
+            f"n_examples={self.n_examples}, shards={len(self.shards)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamResult:
+    """The activation sets of one streaming pass, keyed by ``(site, pooling)``.
+
+    Index it as ``result[site, pooling]``.
+    """
+
+    sets: Mapping[tuple[str, str], ActivationSet]
+    """One `ActivationSet` per requested (site, pooling)."""
+    n_examples: int
+    """Number of examples streamed."""
+    peak_bytes: int = 0
+    """Most bytes of activations held in memory at once (checked after each window)."""
+    n_empty: int = 0
+    """Examples with no position left after masking (their pooled rows are zeros)."""
+    computed: tuple[tuple[str, str], ...] = field(default=())
+    """The keys computed by running the model (the rest came from a cache)."""
+
+    def __getitem__(self, key: tuple[str, str]) -> ActivationSet:
+        return self.sets[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.sets)
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    prefix_text: str
+    suffix_text: str
+    prepend_bos: bool
+
+
+def _chat_template(model: Any, prepend_bos: bool) -> _Template:
+    tok = model.tokenizer
+    if getattr(tok, "chat_template", None) is None:
+        raise ValueError(f"the tokenizer of {getattr(model, 'name', 'this model')} has no chat template")
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
+    )
+    prefix_text, _, suffix_text = rendered.partition(_SENTINEL)
+    bos = getattr(tok, "bos_token", None)
+    pb = prepend_bos and not (bos and prefix_text.startswith(bos))
+
+    def ids(text: str, with_bos: bool) -> tuple[int, ...]:
+        if not text and not with_bos:
+            return ()
+        batch = model.tokenize([text], prepend_bos=with_bos)
+        mask = batch.attention_mask[0].bool()
+        return tuple(int(i) for i in batch.input_ids[0][mask].tolist())
+
+    return _Template(ids(prefix_text, pb), ids(suffix_text, False), prefix_text, suffix_text, pb)
+
+
+def _position_mask(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    exclude: Sequence[str],
+    bos_id: int | None,
+    template: _Template | None,
+) -> tuple[torch.Tensor, int]:
+    """Boolean ``[batch, pos]`` of kept positions, and how many template matches failed."""
+    import torch
+
+    keep = attention_mask.bool().clone()
+    first = attention_mask.int().argmax(dim=1)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    if "bos" in exclude and bos_id is not None:
+        is_bos = (input_ids[rows, first] == bos_id) & keep[rows, first]
+        keep[rows[is_bos], first[is_bos]] = False
+    misses = 0
+    if "chat_template" in exclude and template is not None:
+        ids_cpu, keep_cpu = input_ids.cpu(), attention_mask.bool().cpu()
+        for b in range(input_ids.shape[0]):
+            valid = torch.nonzero(keep_cpu[b]).flatten().tolist()
+            seq = ids_cpu[b, valid].tolist()
+            np_, ns = len(template.prefix), len(template.suffix)
+            if np_ and tuple(seq[:np_]) == template.prefix:
+                keep[b, valid[:np_]] = False
+            elif np_:
+                misses += 1
+            if ns and len(seq) >= np_ + ns and tuple(seq[-ns:]) == template.suffix:
+                keep[b, valid[-ns:]] = False
+    return keep, misses
+
+
+def _pool(acts: torch.Tensor, keep: torch.Tensor, pooling: str, keep_argmax: bool) -> dict[str, Any]:
+    import torch
+
+    mask = keep.unsqueeze(-1)
+    empty = ~keep.any(dim=1)
+    if pooling == "max":
+        filled = acts.masked_fill(~mask, float("-inf"))
+        values, argmax = filled.max(dim=1)
+        values = values.masked_fill(empty.unsqueeze(-1), 0.0)
+        return {"values": values, "argmax": argmax.int() if keep_argmax else None}
+    if pooling == "mean":
+        count = keep.sum(dim=1, keepdim=True).clamp(min=1).to(acts.dtype)
+        return {"values": (acts * mask).sum(dim=1) / count}
+    positions = torch.arange(keep.shape[1], device=keep.device).expand_as(keep)
+    last = torch.where(keep, positions, torch.full_like(positions, -1)).max(dim=1).values
+    rows = torch.arange(acts.shape[0], device=acts.device)
+    values = acts[rows, last.clamp(min=0)].masked_fill(empty.unsqueeze(-1), 0.0)
+    return {"values": values, "token_index": last.int()}
+
+
+class _TokenText:
+    """Token id -> display string, memoised (single-token ``decode``, so spaces show)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.memo: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self.memo.get(token_id)
+        if text is None:
+            text = self.memo[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+
+def resolve_sites(model: Any, sites: str | Sequence[str]) -> list[str]:
+    """Concrete site names for ``sites`` (names or patterns), de-duplicated, in request order."""
+    names = [sites] if isinstance(sites, str) else list(sites)
+    resolve = getattr(model, "resolve_sites", None) or getattr(model, "resolve_site", None)
+    out: list[str] = []
+    for name in names:
+        found = name if resolve is None else resolve(name)
+        for site in [found] if isinstance(found, str) else found:
+            if site not in out:
+                out.append(site)
+    return out
+
+
+def _texts(items: Iterable[Any]) -> Iterator[str]:
+    for item in items:
+        yield item if isinstance(item, str) else item.text
+
+
+def _check_args(
+    pooling: Any, exclude_positions: Any, batch_size: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    poolings = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad or not poolings:
+        raise ValueError(f"pooling must be among {POOLINGS}, got {pooling!r}")
+    exclude = (exclude_positions,) if isinstance(exclude_positions, str) else tuple(exclude_positions)
+    bad = [e for e in exclude if e not in EXCLUSIONS]
+    if bad:
+        raise ValueError(f"exclude_positions must be among {EXCLUSIONS}, got {exclude_positions!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return tuple(dict.fromkeys(poolings)), exclude
+
+
+def stream_activations(
+    model: Any,
+    texts: Iterable[str | Any],
+    sites: str | Sequence[str],
+    *,
+    pooling: str | Sequence[str] = ("max", "mean", "last"),
+    batch_size: int = 8,
+    max_length: int | None = 128,
+    exclude_positions: str | Sequence[str] = ("bos",),
+    chat_template: bool = False,
+    prepend_bos: bool = True,
+    projections: Mapping[str, np.ndarray] | None = None,
+    keep_argmax: bool = False,
+    progress: bool = True,
+    memory_budget_mb: float = 512.0,
+    spill_dir: str | Path | None = None,
+    sort_by_length: bool = True,
+) -> StreamResult:
+    """Run ``model`` over ``texts`` and collect activations at ``sites``.
+
+    Args:
+        model: an interpkit ``ModelWrapper`` (anything with ``tokenizer``, ``tokenize`` and
+            ``capture(batch, sites, stop_at_deepest=True)``).
+        texts: strings or rows with a ``text`` attribute (`PromptRow`); may be a generator.
+        sites: site names or patterns (``model.resolve_site`` expands them).
+        pooling: one or several of ``"max"``, ``"mean"``, ``"last"``, ``"tokens"`` (one row per
+            kept token, with its position and decoded string), all computed in the same pass.
+        batch_size: texts per forward pass.
+        max_length: truncate each tokenised text to this many tokens (None: no truncation).
+        exclude_positions: positions left out of pooling and token rows: ``"bos"`` (the first
+            token when it is the tokenizer's BOS) and ``"chat_template"`` (the tokens the chat
+            template adds around the text; only with ``chat_template=True``).
+        chat_template: wrap each text as a user turn of the tokenizer's chat template, with the
+            generation prompt. Template tokens are found by matching the template's own prefix
+            and suffix ids; an example whose prefix does not match (a tokenizer merged across the
+            join) keeps them and counts a warning, and a suffix cut by truncation stays.
+        prepend_bos: passed to ``model.tokenize`` (turned off when the template starts with BOS).
+        projections: site -> matrix ``[d_model, k]``; activations are projected per token before
+            pooling, so ``max`` pools ``max_t (a_t @ W)``, not ``(max_t a_t) @ W``.
+        keep_argmax: record the position of each dimension's maximum (``max`` pooling).
+        progress: show a ``tqdm.auto`` progress bar.
+        memory_budget_mb: bytes of results held in memory before every set spills to a shard.
+            Checked after each window of ``16 * batch_size`` texts, so the peak stays below the
+            budget plus one window's results.
+        spill_dir: folder for shards (default: a temporary folder removed with the sets).
+        sort_by_length: sort texts by length inside each window to cut padding.
+
+    Returns:
+        A `StreamResult`: ``result[site, pooling]`` is an `ActivationSet`.
+
+    Raises:
+        ValueError: an unknown pooling or exclusion, or a chat template the tokenizer lacks.
+    """
+    import torch
+
+    poolings, exclude = _check_args(pooling, exclude_positions, batch_size)
+    site_list = resolve_sites(model, sites)
+    projections = dict(projections or {})
+    template = _chat_template(model, prepend_bos) if chat_template else None
+    bos_id = getattr(model.tokenizer, "bos_token_id", None)
+    add_bos = prepend_bos if template is None else template.prepend_bos
+    budget = int(memory_budget_mb * 2**20)
+    spill_path = None if spill_dir is None else Path(spill_dir)
+    keepalive = None
+    if spill_path is None:
+        keepalive = tempfile.TemporaryDirectory(prefix="interpkit-spill-")
+        spill_path = Path(keepalive.name)
+    spill_path.mkdir(parents=True, exist_ok=True)
+    token_text = _TokenText(model.tokenizer)
+    sets: dict[tuple[str, str], ActivationSet] = {}
+    n_total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_total, desc=f"activations @ {', '.join(site_list)}", unit="text")
+    peak = n_empty = misses = n_seen = 0
+    text_iter = _texts(texts)
+    window_size = batch_size * _WINDOW_BATCHES
+    try:
+        while True:
+            window = list(itertools.islice(text_iter, window_size))
+            if not window:
+                break
+            if template is not None:
+                window = [template.prefix_text + t + template.suffix_text for t in window]
+            order = (
+                sorted(range(len(window)), key=lambda i: len(window[i]))
+                if sort_by_length
+                else range(len(window))
+            )
+            order = list(order)
+            pending: dict[tuple[str, str], list[ActivationChunk]] = {}
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = model.tokenize([window[i] for i in idx], max_length=max_length, prepend_bos=add_bos)
+                with torch.no_grad():
+                    acts = model.capture(batch, site_list, stop_at_deepest=True)
+                input_ids, attn = batch.input_ids, batch.attention_mask
+                keep, miss = _position_mask(input_ids, attn, exclude, bos_id, template)
+                misses += miss
+                n_empty += int((~keep.any(dim=1)).sum())
+                ex_idx = np.asarray(idx, dtype=np.int64) + n_seen
+                for site in site_list:
+                    a = acts[site].float()
+                    keep_dev = keep.to(a.device)
+                    if site in projections:
+                        proj = torch.as_tensor(projections[site], dtype=torch.float32, device=a.device)
+                        a = a @ proj
+                    for p in poolings:
+                        chunk = _make_chunk(a, keep_dev, p, ex_idx, input_ids, keep_argmax, token_text)
+                        pending.setdefault((site, p), []).append(chunk)
+                if bar is not None:
+                    bar.update(len(idx))
+            for key, chunks in pending.items():
+                merged = _concat(chunks)
+                merged = _take(merged, np.argsort(merged.example_idx, kind="stable"))
+                if key not in sets:
+                    sets[key] = ActivationSet(
+                        site=key[0],
+                        pooling=key[1],
+                        d=merged.values.shape[1],
+                        spill_dir=spill_path,
+                        keepalive=keepalive,
+                    )
+                sets[key].append(merged)
+            n_seen += len(window)
+            held = sum(s.bytes_in_memory for s in sets.values())
+            peak = max(peak, held)
+            if held > budget:
+                for s in sets.values():
+                    s.spill()
+    finally:
+        if bar is not None:
+            bar.close()
+    if misses:
+        warnings.warn(
+            f"{misses} example(s) did not start with the chat template's prefix tokens; "
+            "their template tokens were kept",
+            stacklevel=2,
+        )
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} example(s) had no position left after masking; their pooled rows are zeros",
+            stacklevel=2,
+        )
+    for s in sets.values():
+        s.n_examples = n_seen
+    return StreamResult(
+        sets=sets,
+        n_examples=n_seen,
+        peak_bytes=peak,
+        n_empty=n_empty,
+        computed=tuple(sets),
+    )
+
+
+def _make_chunk(
+    a: torch.Tensor,
+    keep: torch.Tensor,
+    pooling: str,
+    ex_idx: np.ndarray,
+    input_ids: torch.Tensor,
+    keep_argmax: bool,
+    token_text: _TokenText,
+) -> ActivationChunk:
+    import torch
+
+    if pooling == "tokens":
+        rows, pos = torch.nonzero(keep, as_tuple=True)
+        ids = input_ids.to(keep.device)[rows, pos].tolist()
+        return ActivationChunk(
+            example_idx=ex_idx[rows.cpu().numpy()],
+            values=a[rows, pos].cpu().numpy().astype(np.float32, copy=False),
+            token_index=pos.cpu().numpy().astype(np.int32),
+            tokens=tuple(token_text(i) for i in ids),
+        )
+    out = _pool(a, keep, pooling, keep_argmax)
+    return ActivationChunk(
+        example_idx=ex_idx,
+        values=out["values"].cpu().numpy().astype(np.float32, copy=False),
+        token_index=None if out.get("token_index") is None else out["token_index"].cpu().numpy(),
+        argmax=None if out.get("argmax") is None else out["argmax"].cpu().numpy(),
+    )
