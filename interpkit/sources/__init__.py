@@ -1,7 +1,8 @@
 """Feature sources: turn activations, records or files into a :class:`~interpkit.table.FeatureTable`.
 
 ``toy`` generates synthetic tables with planted ground truth (always marked synthetic); ``dumps``
-builds a table from feature-dump JSONL. Submodules load on first use.
+builds a table from feature-dump JSONL; ``_stream`` streams a model's activations over a prompt
+dataset (``_datasets``). Submodules load on first use, so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -16,14 +17,30 @@ _LAZY: dict[str, str] = {
     "ToyTruth": "interpkit.sources.toy",
     "TOY_CRITERION": "interpkit.sources.toy",
     "table_from_feature_dumps": "interpkit.sources.dumps",
+    "ActivationChunk": "interpkit.sources._stream",
+    "ActivationSet": "interpkit.sources._stream",
+    "StreamResult": "interpkit.sources._stream",
+    "stream_activations": "interpkit.sources._stream",
+    "PromptRow": "interpkit.sources._datasets",
+    "dataset_hash": "interpkit.sources._datasets",
+    "iter_prompt_dataset": "interpkit.sources._datasets",
+    "read_prompt_dataset": "interpkit.sources._datasets",
 }
 
 __all__ = [
     "TOY_CRITERION",
+    "ActivationChunk",
+    "ActivationSet",
+    "PromptRow",
+    "StreamResult",
     "ToyData",
     "ToyTruth",
+    "dataset_hash",
+    "iter_prompt_dataset",
     "make_toy_table",
+    "read_prompt_dataset",
     "shuffled_criterion",
+    "stream_activations",
     "table_from_feature_dumps",
 ]
 
@@ -42,5 +59,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from interpkit.sources._datasets import PromptRow, dataset_hash, iter_prompt_dataset, read_prompt_dataset
+    from interpkit.sources._stream import ActivationChunk, ActivationSet, StreamResult, stream_activations
     from interpkit.sources.dumps import table_from_feature_dumps
     from interpkit.sources.toy import TOY_CRITERION, ToyData, ToyTruth, make_toy_table, shuffled_criterion

@@ -156,9 +156,9 @@ def make_toy_table(
     X[:, carrier] = _sparse_feature(rng, np.where(y, 0.85, 0.05))
     X[:, decoy] = _sparse_feature(rng, np.where(confounder, 0.7, 0.08))
     X[:, causal_only] = _sparse_feature(rng, np.where(y, 0.27, 0.23))
-    for k, j in enumerate(correlated):
-        gap = 0.55 * 0.75**k
-        X[:, j] = _sparse_feature(rng, np.where(y, 0.2 + gap, 0.2))
+    gaps = np.linspace(0.65, 0.35, n_correlated) if n_correlated > 1 else [0.5] * n_correlated
+    for gap, j in zip(gaps, correlated, strict=True):
+        X[:, j] = _sparse_feature(rng, np.where(y, 0.15 + gap, 0.15))
     for j in noise:
         X[:, j] = _sparse_feature(rng, np.full(n_examples, rng.uniform(0.05, 0.3)))
 
