@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from interpkit.rank import _stats
 from interpkit.rank._result import Causal
 
 _BLOCK_FLOATS = 1 << 23
+
+
+def _sparse() -> Any:
+    import scipy.sparse
+
+    return scipy.sparse
+
+
+def _is_sparse(values: Any) -> bool:
+    """scipy.sparse.issparse without importing scipy for dense inputs."""
+    return not isinstance(values, np.ndarray) and _sparse().issparse(values)
 
 
 def iter_column_blocks(
@@ -29,8 +39,8 @@ def iter_column_blocks(
     n_features = values.shape[1]
     if block is None:
         block = int(max(1, min(1024, _BLOCK_FLOATS // max(len(rows), 1))))
-    if sp.issparse(values):
-        csc = sp.csc_array(values)
+    if _is_sparse(values):
+        csc = _sparse().csc_array(values)
         for a in range(0, n_features, block):
             sub = csc[:, a : a + block]
             yield a, np.asarray(sub[rows].toarray(), dtype=np.float64)

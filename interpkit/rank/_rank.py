@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any, Literal, get_args
 
 import numpy as np
-import scipy.sparse as sp
 
 from interpkit.rank import _components as comp
 from interpkit.rank import _stats
@@ -106,8 +105,8 @@ def rank(
     if not 0 < fdr_alpha < 1:
         raise ValueError(f"fdr_alpha must be in (0, 1), got {fdr_alpha!r}")
     values = table.values
-    if sp.issparse(values):
-        values = sp.csc_array(values)  # column blocks are sliced twice; convert once
+    if comp._is_sparse(values):
+        values = comp._sparse().csc_array(values)  # column blocks are sliced twice; convert once
     n_examples, n_features = values.shape
     if criterion_scores is None:
         criterion_scores = table.examples["criterion_score"]

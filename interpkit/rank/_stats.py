@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import stats
 
 _PERM_CHUNK_FLOATS = 1 << 23
 """Largest permutation chunk (permutations x examples) materialised at once, about 64 MB of float64."""
@@ -19,6 +18,8 @@ _PERM_CHUNK_FLOATS = 1 << 23
 
 def rank_columns(X: np.ndarray) -> np.ndarray:
     """Average ranks of each column of ``X`` (1-based, ties averaged), as float64."""
+    from scipy import stats
+
     X = np.asarray(X, dtype=np.float64)
     if X.shape[0] == 0:
         return X.copy()
@@ -110,6 +111,8 @@ def permutation_test(
 
 def asymptotic_test(R: np.ndarray, s_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Spearman rho of each column and its two-sided p from the t approximation with n - 2 df."""
+    from scipy import stats
+
     rho = spearman_from_ranks(R, s_rank)
     n = R.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -197,6 +200,8 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     Returns:
         ``(mean, low, high)``; a zero spread gives a degenerate interval at the mean.
     """
+    from scipy import stats
+
     x = np.asarray(values, dtype=np.float64)
     mean = float(x.mean())
     half = float(stats.t.ppf(0.5 + level / 2.0, df=x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
