@@ -338,6 +338,33 @@ def _chat_template(model: Any, prepend_bos: bool) -> _Template:
     return _Template(ids(prefix_text, pb), ids(suffix_text, False), prefix_text, suffix_text, pb)
 
 
+def tokenized_ids(
+    model: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int | None = 128,
+    chat_template: bool = False,
+    prepend_bos: bool = True,
+    batch_size: int = 64,
+) -> list[list[int]]:
+    """The unpadded token ids `stream_activations` runs for each text (same template and BOS).
+
+    ``token_index`` values in activation sets index into these lists.
+    """
+    template = _chat_template(model, prepend_bos) if chat_template else None
+    add_bos = prepend_bos if template is None else template.prepend_bos
+    if template is not None:
+        texts = [template.prefix_text + t + template.suffix_text for t in texts]
+    out: list[list[int]] = []
+    for start in range(0, len(texts), batch_size):
+        batch = model.tokenize(
+            list(texts[start : start + batch_size]), max_length=max_length, prepend_bos=add_bos
+        )
+        for ids, mask in zip(batch.input_ids.tolist(), batch.attention_mask.tolist(), strict=True):
+            out.append([i for i, m in zip(ids, mask, strict=True) if m])
+    return out
+
+
 def _position_mask(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
