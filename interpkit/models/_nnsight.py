@@ -60,7 +60,7 @@ class NNsightBackend:
         self.n_layers, self.d_model = hf_dims(module)
         self._site_map = hf_site_map(module)
         self._paths = [path for path, _ in module.named_modules() if path]
-        self._order: dict[tuple[str, str], float] | None = None
+        self._orders: dict[bool, dict[tuple[str, str], float]] = {}
 
     def hook_names(self) -> list[str]:
         """Module paths of the wrapped model (a raw site means that module's output)."""
@@ -79,19 +79,20 @@ class NNsightBackend:
             envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
         return envoy
 
-    def _event_order(self) -> dict[tuple[str, str], float]:
+    def _event_order(self, probe: bool) -> dict[tuple[str, str], float]:
         """Forward order of every module input/output event.
 
-        Locally one two-token probe forward records the real order; for remote models (no local
-        weights) the module-tree order is used: a module's input comes before its children, its
-        output after them, which holds for standard HF blocks.
+        The module-tree order (a module's input before its children, its output after them) is
+        right for the canonical sites of standard HF blocks. Raw sites may sit in modules declared
+        out of call order (Llama declares its norms after the MLP), so with ``probe`` a local model
+        records the real order once with a two-token forward.
         """
-        if self._order is not None:
-            return self._order
+        probe = probe and not self.remote and not _on_meta(self.module)
+        if probe in self._orders:
+            return self._orders[probe]
         order: dict[tuple[str, str], float] = {}
-        modules = dict(self.module.named_modules())
-        if not self.remote and not _on_meta(self.module):
-            order = _probe_order(self.module, modules)
+        if probe:
+            order = _probe_order(self.module, dict(self.module.named_modules()))
         if not order:
             for index, path in enumerate(self._paths):
                 order[(path, "input")] = float(index)
@@ -100,12 +101,14 @@ class NNsightBackend:
                     (order[(p, "input")] for p in self._paths if p.startswith(path + ".")),
                     default=order[(path, "input")],
                 )
-                order[(path, "output")] = last_child + 0.5
-        self._order = order
+                # Nested modules share their last descendant: the inner one finishes first.
+                order[(path, "output")] = last_child + 0.5 - path.count(".") * 1e-4
+        self._orders[probe] = order
         return order
 
     def _ops(self, capture: Sequence[str], edits: Sequence[Edit]) -> list[_Op]:
-        order = self._event_order()
+        raw = any(site not in self._site_map for site in [*capture, *(e.site for e in edits)])
+        order = self._event_order(probe=raw)
         ops: dict[tuple[str, str], _Op] = {}
 
         def op_for(site: str) -> _Op:
@@ -287,7 +290,8 @@ def check_remote_ready(lm: Any) -> None:
     """Fail early, with the fix, when a remote (NDIF) run cannot work.
 
     Raises:
-        InterpkitRemoteError: no NDIF API key, or the model was not loaded by hub name.
+        InterpkitRemoteError: no NDIF API key, the model was not loaded by hub name, or the hub
+            could not be reached to resolve its id.
     """
     from nnsight import CONFIG
 
@@ -297,14 +301,15 @@ def check_remote_ready(lm: Any) -> None:
             "then set NDIF_API_KEY=<key> in the environment or call "
             "nnsight.CONFIG.set_default_api_key('<key>'). Use remote=False to run locally."
         )
-    try:
-        lm.to_model_key()
-    except Exception as error:
-        raise InterpkitRemoteError(
-            "remote=True needs a model NDIF can name: load it by hub id, e.g. "
-            "load_model('meta-llama/Llama-3.1-8B', backend='nnsight', remote=True); "
-            f"this one is a local module ({error})."
-        ) from error
+    with _remote_errors():
+        try:
+            lm.to_model_key()
+        except (ValueError, TypeError, NotImplementedError, AttributeError) as error:
+            raise InterpkitRemoteError(
+                "remote=True needs a model NDIF can name: load it by hub id, e.g. "
+                "load_model('meta-llama/Llama-3.1-8B', backend='nnsight', remote=True); "
+                f"this one is a local module ({error})."
+            ) from error
 
 
 @contextmanager

@@ -215,7 +215,9 @@ def load_packaged(name: str, *, device: Any = "cpu", dtype: Any = None, progress
     dtype = dtype or torch.float32
     if name == "smollm2-135m":
         folder = convert_gguf(name, progress=progress)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        # Eager attention is what TransformerBridge switches to, so both backends compute the
+        # same numbers (SDPA differs by a few ulps on SmolLM2's ~700-sized residual entries).
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager")
         tokenizer = AutoTokenizer.from_pretrained(folder)
     elif name == "minilm-l6":
         folder = packaged_path(name)
