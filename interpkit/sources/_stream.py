@@ -17,10 +17,10 @@ the last kept token for ``last``), ``token`` string (token mode) and ``argmax``
 because token rows carry strings and because pandas, duckdb and training loaders read it directly.
 
 Example:
-    >>> from interpkit._testing import tiny_model  # doctest: +SKIP
-    >>> res = stream_activations(tiny_model(), ["a cat", "the dog"], ["layer1.resid_post"],
-    ...                          pooling=("max", "mean"), progress=False)  # doctest: +SKIP
-    >>> res["layer1.resid_post", "mean"].to_numpy().shape  # doctest: +SKIP
+    >>> from interpkit._testing import tiny_model
+    >>> res = stream_activations(tiny_model(), ["a cat", "the dog"], "layer1.resid_post",
+    ...                          pooling=("max", "mean"), progress=False)
+    >>> res["layer1.resid_post", "mean"].to_numpy().shape
     (2, 16)
 """
 
@@ -183,16 +183,14 @@ class ActivationSet:
         shards: paths of the spilled (or cached) shards, in order.
     """
 
-    def __init__(
-        self, *, site: str, pooling: str, d: int, spill_dir: Path | None = None, keepalive: Any = None
-    ):
+    def __init__(self, *, site: str, pooling: str, d: int, spill_dir: Path | None = None):
         self.site = site
         self.pooling = pooling
         self.d = d
         self.n_examples = 0
         self._parts: list[ActivationChunk | Path] = []
         self._spill_dir = spill_dir
-        self._keepalive = keepalive  # a TemporaryDirectory owning the shards, removed with the set
+        self._keepalive: Any = None  # a TemporaryDirectory owning the shards, removed with the set
 
     @property
     def shards(self) -> tuple[Path, ...]:
@@ -237,6 +235,7 @@ class ActivationSet:
         if self._spill_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="interpkit-spill-")
             self._keepalive, self._spill_dir = tmp, Path(tmp.name)
+        self._spill_dir.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.site)
         path = self._spill_dir / f"{safe}.{self.pooling}.{len(self.shards):05d}.parquet"
         write_chunk(path, _concat(held))
@@ -527,12 +526,7 @@ def stream_activations(
     bos_id = getattr(model.tokenizer, "bos_token_id", None)
     add_bos = prepend_bos if template is None else template.prepend_bos
     budget = int(memory_budget_mb * 2**20)
-    spill_path = None if spill_dir is None else Path(spill_dir)
-    keepalive = None
-    if spill_path is None:
-        keepalive = tempfile.TemporaryDirectory(prefix="interpkit-spill-")
-        spill_path = Path(keepalive.name)
-    spill_path.mkdir(parents=True, exist_ok=True)
+    spill_path = None if spill_dir is None else Path(spill_dir)  # None: each set makes a temp dir on spill
     token_text = _TokenText(model.tokenizer)
     sets: dict[tuple[str, str], ActivationSet] = {}
     n_total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
@@ -588,7 +582,6 @@ def stream_activations(
                         pooling=key[1],
                         d=merged.values.shape[1],
                         spill_dir=spill_path,
-                        keepalive=keepalive,
                     )
                 sets[key].append(merged)
             n_seen += len(window)

@@ -152,3 +152,20 @@ def test_direction_set_validation_and_round_trip(tmp_path):
         DirectionSet(names=("a",), vectors=np.ones(4), site=SITE, kind="magic")
     with pytest.raises(FileNotFoundError, match="cfg.json is missing"):
         DirectionSet.load(tmp_path)
+
+
+def test_backends_agree_and_table_round_trips(tmp_path):
+    from interpkit._testing import tiny_model
+    from interpkit.table import FeatureTable
+
+    texts = ["hello there", "good night, moon!", "a"]
+    sites = ["layer0.mlp_out", "layer1.resid_post"]
+    nns = stream_activations(tiny_model("nnsight"), texts, sites, progress=False)
+    tl = stream_activations(tiny_model("transformer_lens"), texts, sites, progress=False)
+    for key in nns:
+        np.testing.assert_allclose(nns[key].to_numpy(), tl[key].to_numpy(), atol=1e-4)
+    table = neuron_table(tiny_model("nnsight"), ROWS, SITE, progress=False, top_tokens=2)
+    loaded = FeatureTable.load(table.save(tmp_path / "t"))
+    np.testing.assert_array_equal(loaded.dense(), table.dense())
+    assert loaded.tokens["token"].tolist() == table.tokens["token"].tolist()
+    assert loaded.features["neuron"].tolist() == list(range(16))

@@ -255,3 +255,17 @@ def test_to_numpy_refuses_oversized(model):
 def test_progress_bar_has_description(model, capsys):
     stream_activations(model, TEXTS[:2], SITE, pooling="mean", progress=True)
     assert "activations @ layer1.resid_post" in capsys.readouterr().err
+
+
+def test_spill_without_spill_dir_uses_a_temporary_folder(model):
+    import gc
+
+    res = stream_activations(
+        model, TEXTS[:3] * 30, SITE, pooling="mean", progress=False, memory_budget_mb=1e-4
+    )
+    shards = res[SITE, "mean"].shards
+    assert shards and all(p.exists() for p in shards)
+    folder = shards[0].parent
+    del res, shards
+    gc.collect()
+    assert not folder.exists()
