@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from ._frames import TableError
+from ._frames import TableError, scipy_sparse
 
 if TYPE_CHECKING:
     from interpkit.records import ActivationRecord
@@ -58,7 +57,18 @@ class _Builder:
         self.level = level
         self.ex_index: dict[str, int] = {}
         self.ex: dict[str, list[Any]] = {
-            k: [] for k in ("example_id", "text", "criterion_score", "split", "model", "extra")
+            k: []
+            for k in (
+                "example_id",
+                "text",
+                "criterion_score",
+                "split",
+                "model",
+                "extra",
+                "prompt_id",
+                "token_index",
+                "token",
+            )
         }
         self.ex_tokens: list[int] = []  # token rows seen per example; 0 = a plain prompt row
         self.positions: set[tuple[int, int]] = set()
@@ -112,6 +122,9 @@ class _Builder:
             self.ex["split"].append(rec.split)
             self.ex["model"].append(rec.model)
             self.ex["extra"].append(json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None)
+            self.ex["prompt_id"].append(str(rec.prompt_id))
+            self.ex["token_index"].append(rec.token_index)
+            self.ex["token"].append(rec.token)
             self.ex_tokens.append(1 if token_row else 0)
             return i
         if not token_row or self.ex_tokens[i] == 0:
@@ -245,7 +258,7 @@ def build_from_records(
     size = shape[0] * shape[1]
     use_sparse = sparse is True or (sparse == "auto" and size > 0 and len(vals) / size <= density_threshold)
     if use_sparse:
-        values: Any = sp.csr_array((vals, (rows, cols)), shape=shape, dtype=np.float32)
+        values: Any = scipy_sparse().csr_array((vals, (rows, cols)), shape=shape, dtype=np.float32)
         values.sum_duplicates()
     else:
         values = np.zeros(shape, dtype=np.float32)
@@ -274,6 +287,10 @@ def build_from_records(
             "extra": pd.Series(b.ex["extra"], dtype=object),
         }
     )
+    if level == "token":
+        examples["prompt_id"] = pd.Series(b.ex["prompt_id"], dtype=object)
+        examples["token_index"] = pd.array(b.ex["token_index"], dtype="Int64")
+        examples["token"] = pd.Series(b.ex["token"], dtype=object)
     features = pd.DataFrame({**{k: pd.Series(v, dtype=object) for k, v in b.ft.items()}, "source": "records"})
     models = list(b.models)
     info: dict[str, Any] = {
@@ -314,6 +331,7 @@ def iter_table_records(
     default_model = table.meta.get("model") or (feat_models[0] if feat_models else None) or "unknown"
     models = list(ex["model"]) if "model" in ex.columns else [None] * table.n_examples
     extras = list(ex["extra"]) if "extra" in ex.columns else [None] * table.n_examples
+    token_level = {"prompt_id", "token_index"} <= set(ex.columns)
     tok_by_ex: dict[int, dict[int, tuple[int, Any]]] = {}
     if table.tokens is not None:
         t = table.tokens
@@ -359,10 +377,16 @@ def iter_table_records(
             extra["split"] = split
         if table.synthetic:
             extra["synthetic"] = True
+        prompt_id = ex["example_id"].iat[i]
+        if token_level and not pd.isna(ex["token_index"].iat[i]):
+            prompt_id = ex["prompt_id"].iat[i]
+            extra["token_index"] = int(ex["token_index"].iat[i])
+            if "token" in ex.columns and isinstance(ex["token"].iat[i], str):
+                extra["token"] = ex["token"].iat[i]
         score = float(ex["criterion_score"].iat[i])
         yield ActivationRecord(
             model=models[i] or default_model,
-            prompt_id=ex["example_id"].iat[i],
+            prompt_id=prompt_id,
             text=ex["text"].iat[i],
             criterion_score=None if math.isnan(score) else score,
             features=tuple(feats),

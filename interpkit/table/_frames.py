@@ -8,6 +8,7 @@ missing (stable across pandas 2 and 3), ``layer`` is nullable ``Int64``, scores 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,19 @@ import pandas as pd
 EXAMPLE_COLUMNS = ("example_id", "text", "criterion_score", "split")
 FEATURE_COLUMNS = ("feature_id", "model", "site", "layer", "label", "source", "has_decoder")
 TOKEN_COLUMNS = ("example_idx", "feature_idx", "token_index", "token", "activation")
+
+
+def scipy_sparse() -> Any:
+    """``scipy.sparse``, imported on first use (it costs about 0.2 s)."""
+    import scipy.sparse
+
+    return scipy.sparse
+
+
+def is_sparse(x: Any) -> bool:
+    """True for any scipy sparse matrix or array (without importing scipy when nothing could be one)."""
+    mod = sys.modules.get("scipy.sparse")
+    return mod is not None and bool(mod.issparse(x))
 
 
 class TableError(ValueError):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .._constants import (
     CFG_NAME,
@@ -35,7 +34,7 @@ from .._constants import (
     TABLE_VALUES_NAME,
 )
 from .._io import atomic_write_text, sha256_file
-from ._frames import TableError
+from ._frames import TableError, scipy_sparse
 
 if TYPE_CHECKING:
     from ._table import FeatureTable
@@ -202,7 +201,9 @@ def _read_values(path: Path, cfg: dict[str, Any]) -> tuple[Any, dict[int, np.nda
     shape = tuple(cfg["shape"])
     try:
         if cfg["sparse"]:
-            values: Any = sp.csr_array((tensors["data"], tensors["indices"], tensors["indptr"]), shape=shape)
+            values: Any = scipy_sparse().csr_array(
+                (tensors["data"], tensors["indices"], tensors["indptr"]), shape=shape
+            )
             values.check_format(full_check=True)
         else:
             values = tensors["values"]

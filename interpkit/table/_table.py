@@ -23,11 +23,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from ._frames import TableError, normalize_examples, normalize_features, normalize_tokens
+from ._frames import (
+    TableError,
+    is_sparse,
+    normalize_examples,
+    normalize_features,
+    normalize_tokens,
+    scipy_sparse,
+)
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
     from interpkit.records import ActivationRecord
 
 __all__ = ["FeatureTable"]
@@ -36,10 +44,10 @@ Selector = Sequence[int] | Sequence[str] | Sequence[bool] | np.ndarray | slice
 
 
 def _canonical_values(values: Any) -> np.ndarray | sp.csr_array:
-    if sp.issparse(values):
+    if is_sparse(values):
         if values.ndim != 2:
             raise TableError(f"values must be 2-D [example, feature], got shape {values.shape}")
-        out = sp.csr_array(values, dtype=np.float32)
+        out = scipy_sparse().csr_array(values, dtype=np.float32)
         if out is values or not out.has_canonical_format:
             out = out.copy()
             out.sum_duplicates()
@@ -163,7 +171,7 @@ class FeatureTable:
     @property
     def is_sparse(self) -> bool:
         """True when ``values`` is a scipy CSR array."""
-        return sp.issparse(self.values)
+        return is_sparse(self.values)
 
     @property
     def nnz(self) -> int:
@@ -282,7 +290,7 @@ class FeatureTable:
 
     def to_sparse(self) -> FeatureTable:
         """The same table with CSR values."""
-        return self if self.is_sparse else self._derive(None, None, sp.csr_array(self.values))
+        return self if self.is_sparse else self._derive(None, None, scipy_sparse().csr_array(self.values))
 
     def to_dense(self) -> FeatureTable:
         """The same table with dense values."""

@@ -225,11 +225,27 @@ def test_from_records_token_level_maxima():
         }
 
 
-def test_from_records_token_level_examples():
+def test_from_records_token_level_examples(tmp_path):
     rows = [_row("p", [(1, 0.5)], token_index=0), _row("p", [(1, 2.5)], token_index=1), _row("q", [(1, 1.0)])]
+    rows[1]["token"] = " cat"
     t = FeatureTable.from_records(rows, level="token")
     assert t.example_ids == ["p@0", "p@1", "q"] and t.tokens is None
     np.testing.assert_array_equal(t.column(0), [0.5, 2.5, 1.0])
+    assert t.examples["prompt_id"].tolist() == ["p", "p", "q"]
+    assert t.examples["token_index"].tolist()[:2] == [0, 1] and t.examples["token"].tolist() == [
+        None,
+        " cat",
+        None,
+    ]
+    back = list(t.to_records())
+    assert [(r.prompt_id, r.token_index, r.token) for r in back] == [
+        ("p", 0, None),
+        ("p", 1, " cat"),
+        ("q", None, None),
+    ]
+    again = FeatureTable.from_records(back, level="token")
+    assert again.examples.equals(t.examples) and np.array_equal(again.dense(), t.dense())
+    assert FeatureTable.load(t.save(tmp_path / "tok")).equals(t)
 
 
 def test_feature_entry_token_positions_become_tokens():
