@@ -32,7 +32,6 @@ _LAZY: dict[str, str] = {
     # table
     "FeatureTable": "interpkit.table",
     # rank
-    "rank": "interpkit.rank",
     "RankingResult": "interpkit.rank",
     # sources
     "make_toy_table": "interpkit.sources",
@@ -42,10 +41,14 @@ _LAZY: dict[str, str] = {
     "Report": "interpkit.report",
     "load_report": "interpkit.report",
     "inspect": "interpkit.inspect_",
-    "doctor": "interpkit.doctor",
+    "doctor": "interpkit._doctor",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = ["__version__", "rank", *sorted(_LAZY)]
+
+# `rank` is both a subpackage and its main function: bind the function eagerly, or the import
+# system's binding of the submodule (on any `import interpkit.rank...`) would shadow it.
+from interpkit.rank import rank  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
@@ -62,10 +65,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from interpkit.doctor import doctor
+    from interpkit._doctor import doctor
     from interpkit.inspect_ import inspect
     from interpkit.models import load_model
-    from interpkit.rank import RankingResult, rank
+    from interpkit.rank import RankingResult
     from interpkit.records import (
         ActivationRecord,
         FeatureActivation,

@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     toy = make_toy_table(seed=args.seed, criterion=DEMO_CRITERION)
-    records_path = write_jsonl(out / "inputs" / "records.jsonl", toy.table.to_records())
-    interventions_path = write_jsonl(out / "inputs" / "interventions.jsonl", toy.interventions)
+    records_path = out / "inputs" / "records.jsonl"
+    interventions_path = out / "inputs" / "interventions.jsonl"
+    write_jsonl(records_path, toy.table.to_records())
+    write_jsonl(interventions_path, toy.interventions)
     print(f"demo: synthetic toy table ({toy.table.n_examples} examples x {toy.table.n_features} features) "
           f"written as {records_path} and {interventions_path}")
     report = inspect(

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interpkit.doctor import doctor
+    from interpkit._doctor import doctor
 
     checks = doctor()
     if args.json:

@@ -16,8 +16,8 @@ CRIT = "the text mentions an animal"
 def toy_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("files")
     toy = interpkit.make_toy_table(seed=1, criterion=CRIT)
-    records = write_jsonl(d / "records.jsonl", toy.table.to_records())
-    interventions = write_jsonl(d / "interventions.jsonl", toy.interventions)
+    write_jsonl(d / "records.jsonl", toy.table.to_records())
+    write_jsonl(d / "interventions.jsonl", toy.interventions)
     return toy, d / "records.jsonl", d / "interventions.jsonl"
 
 
@@ -130,8 +130,7 @@ def test_shuffled_criterion_nothing_significant(toy_files, tmp_path):
     from dataclasses import replace
 
     shuffled = [replace(r, criterion_score=float(scores[perm[i]])) for i, r in enumerate(rows)]
-    path = write_jsonl(tmp_path / "shuffled.jsonl", shuffled)
+    assert write_jsonl(tmp_path / "shuffled.jsonl", shuffled) == len(shuffled)
     report = interpkit.inspect(None, CRIT, records=tmp_path / "shuffled.jsonl", top_k=5,
                                n_permutations=500, n_bootstrap=10)
-    assert path is not None
     assert not any(r.association.significant for r in report.ranking)

@@ -1,7 +1,7 @@
 """``doctor``: a health check of the installation, one line per check, each OK or a fix to copy.
 
 Example:
-    >>> from interpkit.doctor import doctor
+    >>> from interpkit._doctor import doctor
     >>> any(c.name == "python" for c in doctor())
     True
 """
