@@ -517,17 +517,25 @@ def stream_activations(
     Raises:
         ValueError: an unknown pooling or exclusion, or a chat template the tokenizer lacks.
     """
-    import torch
-
     poolings, exclude = _check_args(pooling, exclude_positions, batch_size)
     site_list = resolve_sites(model, sites)
-    projections = dict(projections or {})
     template = _chat_template(model, prepend_bos) if chat_template else None
-    bos_id = getattr(model.tokenizer, "bos_token_id", None)
-    add_bos = prepend_bos if template is None else template.prepend_bos
+    plan = _Plan(
+        sites=tuple(site_list),
+        poolings=poolings,
+        exclude=exclude,
+        projections=dict(projections or {}),
+        template=template,
+        bos_id=getattr(model.tokenizer, "bos_token_id", None),
+        add_bos=prepend_bos if template is None else template.prepend_bos,
+        max_length=max_length,
+        batch_size=batch_size,
+        keep_argmax=keep_argmax,
+        sort_by_length=sort_by_length,
+        token_text=_TokenText(model.tokenizer),
+    )
     budget = int(memory_budget_mb * 2**20)
     spill_path = None if spill_dir is None else Path(spill_dir)  # None: each set makes a temp dir on spill
-    token_text = _TokenText(model.tokenizer)
     sets: dict[tuple[str, str], ActivationSet] = {}
     n_total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
     bar = None
@@ -537,54 +545,16 @@ def stream_activations(
         bar = tqdm(total=n_total, desc=f"activations @ {', '.join(site_list)}", unit="text")
     peak = n_empty = misses = n_seen = 0
     text_iter = _texts(texts)
-    window_size = batch_size * _WINDOW_BATCHES
     try:
-        while True:
-            window = list(itertools.islice(text_iter, window_size))
-            if not window:
-                break
-            if template is not None:
-                window = [template.prefix_text + t + template.suffix_text for t in window]
-            order = (
-                sorted(range(len(window)), key=lambda i: len(window[i]))
-                if sort_by_length
-                else range(len(window))
-            )
-            order = list(order)
-            pending: dict[tuple[str, str], list[ActivationChunk]] = {}
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = model.tokenize([window[i] for i in idx], max_length=max_length, prepend_bos=add_bos)
-                with torch.no_grad():
-                    acts = model.capture(batch, site_list, stop_at_deepest=True)
-                input_ids, attn = batch.input_ids, batch.attention_mask
-                keep, miss = _position_mask(input_ids, attn, exclude, bos_id, template)
-                misses += miss
-                n_empty += int((~keep.any(dim=1)).sum())
-                ex_idx = np.asarray(idx, dtype=np.int64) + n_seen
-                for site in site_list:
-                    a = acts[site].float()
-                    keep_dev = keep.to(a.device)
-                    if site in projections:
-                        proj = torch.as_tensor(projections[site], dtype=torch.float32, device=a.device)
-                        a = a @ proj
-                    for p in poolings:
-                        chunk = _make_chunk(a, keep_dev, p, ex_idx, input_ids, keep_argmax, token_text)
-                        pending.setdefault((site, p), []).append(chunk)
-                if bar is not None:
-                    bar.update(len(idx))
-            for key, chunks in pending.items():
-                merged = _concat(chunks)
-                merged = _take(merged, np.argsort(merged.example_idx, kind="stable"))
+        while window := list(itertools.islice(text_iter, batch_size * _WINDOW_BATCHES)):
+            chunks, empty, miss = _run_window(model, plan, window, n_seen, bar)
+            n_empty, misses, n_seen = n_empty + empty, misses + miss, n_seen + len(window)
+            for key, chunk in chunks.items():
                 if key not in sets:
                     sets[key] = ActivationSet(
-                        site=key[0],
-                        pooling=key[1],
-                        d=merged.values.shape[1],
-                        spill_dir=spill_path,
+                        site=key[0], pooling=key[1], d=chunk.values.shape[1], spill_dir=spill_path
                     )
-                sets[key].append(merged)
-            n_seen += len(window)
+                sets[key].append(chunk)
             held = sum(s.bytes_in_memory for s in sets.values())
             peak = max(peak, held)
             if held > budget:
@@ -613,6 +583,64 @@ def stream_activations(
         n_empty=n_empty,
         computed=tuple(sets),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Plan:
+    """The fixed settings of one streaming pass."""
+
+    sites: tuple[str, ...]
+    poolings: tuple[str, ...]
+    exclude: tuple[str, ...]
+    projections: Mapping[str, np.ndarray]
+    template: _Template | None
+    bos_id: int | None
+    add_bos: bool
+    max_length: int | None
+    batch_size: int
+    keep_argmax: bool
+    sort_by_length: bool
+    token_text: _TokenText
+
+
+def _run_window(
+    model: Any, plan: _Plan, window: list[str], offset: int, bar: Any
+) -> tuple[dict[tuple[str, str], ActivationChunk], int, int]:
+    """One window of texts -> one chunk per (site, pooling) in dataset order, empties, template misses."""
+    import torch
+
+    if plan.template is not None:
+        window = [plan.template.prefix_text + t + plan.template.suffix_text for t in window]
+    order = list(range(len(window)))
+    if plan.sort_by_length:
+        order.sort(key=lambda i: len(window[i]))
+    pending: dict[tuple[str, str], list[ActivationChunk]] = {}
+    n_empty = misses = 0
+    for start in range(0, len(order), plan.batch_size):
+        idx = order[start : start + plan.batch_size]
+        batch = model.tokenize([window[i] for i in idx], max_length=plan.max_length, prepend_bos=plan.add_bos)
+        with torch.no_grad():
+            acts = model.capture(batch, list(plan.sites), stop_at_deepest=True)
+        input_ids = batch.input_ids
+        keep, miss = _position_mask(input_ids, batch.attention_mask, plan.exclude, plan.bos_id, plan.template)
+        misses += miss
+        n_empty += int((~keep.any(dim=1)).sum())
+        ex_idx = np.asarray(idx, dtype=np.int64) + offset
+        for site in plan.sites:
+            a = acts[site].float()
+            keep_dev = keep.to(a.device)
+            if site in plan.projections:
+                a = a @ torch.as_tensor(plan.projections[site], dtype=torch.float32, device=a.device)
+            for p in plan.poolings:
+                chunk = _make_chunk(a, keep_dev, p, ex_idx, input_ids, plan.keep_argmax, plan.token_text)
+                pending.setdefault((site, p), []).append(chunk)
+        if bar is not None:
+            bar.update(len(idx))
+    out = {}
+    for key, chunks in pending.items():
+        merged = _concat(chunks)
+        out[key] = _take(merged, np.argsort(merged.example_idx, kind="stable"))
+    return out, n_empty, misses
 
 
 def _make_chunk(
