@@ -82,16 +82,16 @@ def _model_checks() -> list[Check]:
 
     checks = [Check(name="cache directory", ok=True, detail=str(zoo.cache_dir()))]
     for status in zoo.zoo_status():
-        if not status.installed:
-            checks.append(Check(name=f"model {status.name}", ok=False, detail="not installed",
-                                fix=status.install_hint, required=False))
-        elif status.cached is False:
-            checks.append(Check(name=f"model {status.name}", ok=True,
-                                detail=f"installed; not converted yet (first load converts it into {status.path})",
+        name = f"model {status['name']}"
+        if not status["installed"]:
+            checks.append(Check(name=name, ok=False, detail="not installed", fix=status["install_hint"],
                                 required=False))
+        elif not status["cached"]:
+            checks.append(Check(name=name, ok=True, required=False,
+                                detail=f"installed; converted on first load into {status['cache_path']}"))
         else:
-            checks.append(Check(name=f"model {status.name}", ok=True, detail=f"ready ({status.path})",
-                                required=False))
+            where = status["cache_path"] or status["path"]
+            checks.append(Check(name=name, ok=True, detail=f"ready ({where})", required=False))
     return checks
 
 
