@@ -25,10 +25,28 @@ _LAZY: dict[str, str] = {
     "dataset_hash": "interpkit.sources._datasets",
     "iter_prompt_dataset": "interpkit.sources._datasets",
     "read_prompt_dataset": "interpkit.sources._datasets",
+    "as_prompt_rows": "interpkit.sources._datasets",
+    "ActivationCache": "interpkit.sources._cache",
+    "model_fingerprint": "interpkit.sources._cache",
+    "default_cache_root": "interpkit.sources._cache",
+    "neuron_table": "interpkit.sources.neurons",
+    "DirectionSet": "interpkit.sources.directions",
+    "direction_table": "interpkit.sources.directions",
+    "contrast_direction": "interpkit.sources.directions",
+    "DIRECTION_KINDS": "interpkit.sources.directions",
 }
 
 __all__ = [
+    "DIRECTION_KINDS",
     "TOY_CRITERION",
+    "ActivationCache",
+    "DirectionSet",
+    "as_prompt_rows",
+    "contrast_direction",
+    "default_cache_root",
+    "direction_table",
+    "model_fingerprint",
+    "neuron_table",
     "ActivationChunk",
     "ActivationSet",
     "PromptRow",
@@ -59,7 +77,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from interpkit.sources._datasets import PromptRow, dataset_hash, iter_prompt_dataset, read_prompt_dataset
+    from interpkit.sources._cache import ActivationCache, default_cache_root, model_fingerprint
+    from interpkit.sources._datasets import (
+        PromptRow,
+        as_prompt_rows,
+        dataset_hash,
+        iter_prompt_dataset,
+        read_prompt_dataset,
+    )
     from interpkit.sources._stream import ActivationChunk, ActivationSet, StreamResult, stream_activations
+    from interpkit.sources.directions import (
+        DIRECTION_KINDS,
+        DirectionSet,
+        contrast_direction,
+        direction_table,
+    )
     from interpkit.sources.dumps import table_from_feature_dumps
+    from interpkit.sources.neurons import neuron_table
     from interpkit.sources.toy import TOY_CRITERION, ToyData, ToyTruth, make_toy_table, shuffled_criterion
