@@ -11,13 +11,24 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from interpkit.cli import _demo, _doctor, _inspect
+from interpkit.cli import (
+    _demo,
+    _doctor,
+    _export_contrast,
+    _export_interventions,
+    _export_records,
+    _inspect,
+)
 
 # (name, help, add_arguments, run)
 _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("inspect", _inspect.HELP, _inspect.add_arguments, _inspect.run),
     ("demo", _demo.HELP, _demo.add_arguments, _demo.run),
     ("doctor", _doctor.HELP, _doctor.add_arguments, _doctor.run),
+    ("export-hf-records", _export_records.HELP, _export_records.add_arguments, _export_records.run),
+    ("export-hf-contrast", _export_contrast.HELP, _export_contrast.add_arguments, _export_contrast.run),
+    ("export-hf-interventions", _export_interventions.HELP, _export_interventions.add_arguments,
+     _export_interventions.run),
 )
 
 

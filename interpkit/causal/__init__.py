@@ -1,0 +1,55 @@
+"""Causal evidence: criterion metrics, edits on features, random controls and strength sweeps.
+
+- `LogitTargetMetric` scores a prompt by the next-token probability mass of the user's target
+  tokens (`metric_for_criterion` builds it from explicit tokens or the dataset's
+  ``target_tokens``; no default list ever stands in).
+- `run_interventions` edits features (`CausalFeature`: a direction or a neuron at a site) on
+  positive prompts (criterion effect) and negative prompts (side effect) and writes
+  `~interpkit.records.InterventionRecord` rows, each feature with random same-norm controls.
+- `sweep_strengths` picks a steering strength on the train split and reports it on the test split.
+- `export_records`, `export_contrast`, `export_interventions` back the ``interpkit export-hf-*``
+  commands.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "CriterionMetric": "._metric",
+    "LogitTargetMetric": "._metric",
+    "MissingTargetTokensError": "._metric",
+    "metric_for_criterion": "._metric",
+    "next_token_probs": "._metric",
+    "read_target_tokens": "._metric",
+    "CausalFeature": "._runner",
+    "control_features": "._runner",
+    "neuron_feature": "._runner",
+    "run_interventions": "._runner",
+    "site_mean": "._runner",
+    "SweepResult": "._sweep",
+    "assign_prompt_splits": "._sweep",
+    "parse_strengths": "._sweep",
+    "split_by_score": "._sweep",
+    "sweep_strengths": "._sweep",
+    "ContrastExport": "._export",
+    "export_contrast": "._export",
+    "export_interventions": "._export",
+    "export_records": "._export",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interpkit.causal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
