@@ -190,7 +190,7 @@ def export_contrast(
         feats = []
         for j, name in enumerate(directions.names):
             extra = {"control": True, "control_of": fid} if j else {}
-            feats.append(FeatureActivation(feature_id=name, activation=float(values[i, j]), layer=site, extra=extra))
+            feats.append(FeatureActivation(feature_id=name, activation=float(values[i, j]), layer=layer, extra=extra))
         records.append(ActivationRecord(model=model.name, prompt_id=row.prompt_id, text=row.text,
                                         criterion_score=row.criterion_score, features=tuple(feats),
                                         extra={"split": splits[i], "pool": pool}))
