@@ -6,7 +6,7 @@ Prints, for the same batch:
   * capturing layer15.resid_post with early stop vs a naive full forward with
     output_hidden_states=True (goal: at least 1.8x faster).
 
-Run: .venv/bin/python benchmarks/capture.py [--batch 8] [--tokens 64] [--repeat 7]
+Run: .venv/bin/python benchmarks/capture.py [--batch 8] [--tokens 64] [--repeat 9]
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def _time(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
 
     hf, _ = load_packaged("smollm2-135m", progress=True)
