@@ -134,6 +134,8 @@ def inspect(
     """
     from interpkit.rank import rank
     from interpkit.records import iter_activation_records, read_feature_dumps, read_intervention_records
+    import pandas as pd
+
     from interpkit.report import FeatureEntry, Report
 
     if top_k < 1:
@@ -242,7 +244,9 @@ def inspect(
 
         def _opt(name: str, meta: Any = meta) -> Any:
             v = meta.get(name) if name in feats.columns else None
-            return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            if v is None or (np.ndim(v) == 0 and pd.isna(v)):  # None, NaN and pandas' NA alike
+                return None
+            return v.item() if isinstance(v, np.generic) else v
 
         layer = _opt("layer")
         entries.append(

@@ -154,12 +154,14 @@ def aggregate_causal(
 ) -> tuple[dict[str, Causal], list[str], int, bool]:
     """Per-feature causal component from intervention records.
 
-    Each record contributes one measurement ``signed_effect - side_effect_weight * |side_effect_score|``
-    (no penalty when the side effect was not measured); ``signed_effect`` is positive when the
-    feature promotes the criterion. With n >= 3 measurements the value is their mean and the
-    interval a Student-t interval; the status is, in this order: ``"inert"`` if the whole interval
-    lies inside ``(-margin, margin)`` (practically zero, an equivalence test), ``"promotes"`` if it
-    lies above 0, ``"suppresses"`` if below 0, else ``"inconclusive"``. With 1-2 measurements the
+    Each record contributes one measurement of the criterion effect, ``signed_effect`` (positive when
+    the feature promotes the criterion), and, when measured, a side effect ``|side_effect_score|``.
+    With n >= 3 measurements the status comes from the Student-t interval of the signed effects,
+    in this order: ``"inert"`` if the whole interval lies inside ``(-margin, margin)`` (practically
+    zero, an equivalence test), ``"promotes"`` if it lies above 0, ``"suppresses"`` if below 0, else
+    ``"inconclusive"``. The side effect does not decide what a feature does to the criterion (an
+    edit that disturbs unrelated text is not thereby a suppressor); it penalises the reported value,
+    ``mean effect - side_effect_weight * mean side effect`` (the net benefit of the edit). With 1-2 measurements the
     status is ``"insufficient n"`` and no number is given; without records, ``"no causal evidence"``.
 
     Returns:
@@ -196,11 +198,13 @@ def aggregate_causal(
         else:
             kept, dropped = filter_interventions(recs, criterion, allow_mismatch=allow_mismatch)
         dropped_total += dropped
-        effects = []
+        effects, sides = [], []
         for rec in kept:
             _, eff, side, syn = _record_fields(rec)
             synthetic |= syn
-            effects.append(eff - side_effect_weight * abs(side) if side is not None else eff)
+            effects.append(eff)
+            if side is not None:
+                sides.append(abs(side))
         n = len(effects)
         if n == 0:
             out[fid] = Causal(
@@ -231,7 +235,10 @@ def aggregate_causal(
             status = "suppresses"
         else:
             status = "inconclusive"
-        out[fid] = Causal(status=status, value=mean, ci_low=lo, ci_high=hi, n=n, n_dropped_mismatch=dropped)
+        side_mean = float(np.mean(sides)) if sides else None
+        value = mean - side_effect_weight * side_mean if side_mean is not None else mean
+        out[fid] = Causal(status=status, value=value, ci_low=lo, ci_high=hi, n=n, n_dropped_mismatch=dropped,
+                          effect=mean, side_effect=side_mean)
     if dropped_total:
         warnings.append(
             f"dropped {dropped_total} intervention record(s) whose criterion differs from {criterion!r} "

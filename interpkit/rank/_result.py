@@ -136,13 +136,18 @@ class Causal:
     """Aggregated intervention evidence: side-effect-penalised signed effect over repeated measurements."""
 
     status: str
-    """One of :data:`CAUSAL_STATUSES`."""
+    """One of :data:`CAUSAL_STATUSES`, decided by the interval of the raw signed effect."""
     value: float | None
-    """Mean penalised effect (positive = the feature promotes the criterion); None below n = 3."""
+    """``effect - side_effect_weight * side_effect`` (positive = the feature promotes the criterion
+    at an acceptable cost): the net benefit of the edit. None below n = 3."""
     ci_low: float | None
-    """Lower end of the Student-t interval at ``settings.ci_level``; None below n = 3."""
+    """Lower end of the Student-t interval of the raw signed effect at ``settings.ci_level``."""
     ci_high: float | None
-    """Upper end of the interval; None below n = 3."""
+    """Upper end of that interval; None below n = 3."""
+    effect: float | None = None
+    """Mean raw signed effect on the criterion (the records' ``signed_effect``); None below n = 3."""
+    side_effect: float | None = None
+    """Mean ``|side_effect_score|`` of the records that measured one; None when none did."""
     n: int
     """Measurements (intervention records) used."""
     n_dropped_mismatch: int

@@ -214,10 +214,12 @@ def test_causal_statuses_and_penalty():
     table = _table(X, y * 1.0, meta={"criterion": "C."})
     result = rank(table, interventions=recs, n_permutations=200, n_bootstrap=5)
     c0 = result.row("x0").causal
-    effects = np.array([0.30, 0.35, 0.40, 0.33]) - 0.02
+    effects = np.array([0.30, 0.35, 0.40, 0.33])
     lo, hi = stats.t.interval(0.95, df=3, loc=effects.mean(), scale=stats.sem(effects))
     assert c0.status == "promotes" and c0.n == 4
-    assert (c0.value, c0.ci_low, c0.ci_high) == pytest.approx((effects.mean(), lo, hi))
+    # the interval (and so the status) is of the raw effect; the value carries the side-effect penalty
+    assert (c0.ci_low, c0.ci_high, c0.effect, c0.side_effect) == pytest.approx((lo, hi, effects.mean(), 0.02))
+    assert c0.value == pytest.approx(effects.mean() - 0.02)
     c1 = result.row("x1").causal
     assert (c1.status, c1.value, c1.ci_low, c1.ci_high, c1.n) == ("insufficient n", None, None, None, 2)
     c2 = result.row("x2").causal
@@ -285,3 +287,17 @@ def test_bootstrap_weights_equal_explicit_resampling():
     for b in range(6):
         idx = replay.integers(0, 120, size=120)
         np.testing.assert_allclose(boot[b], auroc(X[idx], y[idx]), atol=1e-12)
+
+
+def test_side_effects_alone_do_not_make_a_suppressor():
+    rng = np.random.default_rng(4)
+    n = 120
+    y = rng.random(n) < 0.5
+    X = rng.normal(size=(n, 2))
+    # a perturbation that leaves the criterion alone but disturbs other text
+    recs = [_rec("x0", e, side=0.3) for e in (0.004, -0.003, 0.001, 0.0, -0.002)]
+    result = rank(_table(X, y * 1.0, meta={"criterion": "C."}), interventions=recs,
+                  n_permutations=100, n_bootstrap=5)
+    c = result.row("x0").causal
+    assert c.status == "inert"
+    assert c.value == pytest.approx(c.effect - 0.3) and c.value < 0
