@@ -44,7 +44,23 @@ _LAZY: dict[str, str] = {
     "doctor": "interpkit._doctor",
 }
 
-__all__ = ["__version__", "rank", *sorted(_LAZY)]
+__all__ = [
+    "ActivationRecord",
+    "FeatureActivation",
+    "FeatureDump",
+    "FeatureTable",
+    "InterventionRecord",
+    "RankingResult",
+    "RecordError",
+    "Report",
+    "__version__",
+    "doctor",
+    "inspect",
+    "load_model",
+    "load_report",
+    "make_toy_table",
+    "rank",
+]
 
 # `rank` is both a subpackage and its main function: bind the function eagerly, or the import
 # system's binding of the submodule (on any `import interpkit.rank...`) would shadow it.

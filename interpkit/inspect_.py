@@ -132,10 +132,10 @@ def inspect(
         InspectError: inputs that do not fit the backend.
         interpkit.records.RecordError: a malformed input row (file, line and field named).
     """
-    from interpkit.rank import rank
-    from interpkit.records import iter_activation_records, read_feature_dumps, read_intervention_records
     import pandas as pd
 
+    from interpkit.rank import rank
+    from interpkit.records import iter_activation_records, read_feature_dumps, read_intervention_records
     from interpkit.report import FeatureEntry, Report
 
     if top_k < 1:

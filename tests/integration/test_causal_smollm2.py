@@ -1,14 +1,12 @@
 """Causal exports on SmolLM2-135M with the packaged measurement-unit prompts (8 positive + 8 negative).
 
-Measured on this machine (nnsight backend, layer 15, strengths 3/10/30/100): the positive-minus-
-negative contrast direction of these prompts (prompts ending in a number vs prompts ending in a
-word) does NOT raise the unit probability on held-out positives: steered at every position it
-changes it by -0.001 (strength 3) to -0.33 (strength 100), and at the last position only it
-lowers it too (-0.005 to -0.10), while same-norm random directions move it by about +-0.01 at
-small strengths. The direction encodes "a number was just written" and pushes further digits, not
-units. That expectation is kept as a non-strict xfail; the tests that must pass check the
-pipeline (choice on train, report on test, controls, ranking) and a positive control: steering
-along the target tokens' unembedding direction does raise the metric more than a random control.
+The prompt set's negatives end in a number that is not a quantity ("Open your book to page 12"),
+its positives in a number a unit follows ("The rope was exactly 12"). An earlier version whose
+negatives ended in words gave a contrast direction that encoded "a number was just written" and
+lowered the unit probability when steered; with number-ending negatives on both sides the
+direction raises it on held-out positives more than same-norm random directions do, which is
+what these tests check, beside the pipeline (choice on train, report on test, controls, ranking)
+and a positive control (steering along the target tokens' unembedding direction).
 """
 
 from __future__ import annotations
@@ -106,8 +104,6 @@ def test_unembedding_direction_beats_random_control(smollm2, units):
     assert main > max(_mean_effect(recs, f"unembed:units::control{k}") for k in range(2))
 
 
-@pytest.mark.xfail(strict=False, reason="measured: the number-vs-word contrast direction pushes digits, not units "
-                   "(see the module docstring)")
 def test_contrast_steer_raises_units_more_than_control(contrast):
     fid = f"contrast:layer{LAYER}"
     main = _mean_effect(contrast.interventions, fid)

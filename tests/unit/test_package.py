@@ -29,3 +29,7 @@ def test_unknown_attribute():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         interpkit.nope  # noqa: B018
+
+
+def test_all_lists_every_lazy_name():
+    assert set(interpkit.__all__) == set(interpkit._LAZY) | {"__version__", "rank"}
