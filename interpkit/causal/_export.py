@@ -43,12 +43,21 @@ def _rows(rows: Any) -> list[PromptRow]:
     return load_rows(rows)
 
 
-def _pooled(model: Any, rows: Sequence[PromptRow], site: str, pool: str, batch_size: int, max_length: int | None):
-    from interpkit.sources.neurons import neuron_table
+def _pooled(
+    model: Any, rows: Sequence[PromptRow], sites: Sequence[str], pool: str, batch_size: int, max_length: int | None
+) -> dict[str, np.ndarray]:
+    """Pooled activations ``[n_rows, d]`` per site, from one streaming pass over every site (BOS excluded)."""
+    from interpkit.sources import stream_activations
 
-    table = neuron_table(model, list(rows), site, pooling=pool, top_tokens=0, batch_size=batch_size,
-                         max_length=max_length, progress=False)
-    return np.asarray(table.dense(), dtype=np.float32)
+    result = stream_activations(model, [r.text for r in rows], list(sites), pooling=pool, batch_size=batch_size,
+                                max_length=max_length, progress=False)
+    out = {}
+    for site in sites:
+        chunk = result[site, pool].to_chunk()
+        values = np.zeros((len(rows), chunk.values.shape[1]), dtype=np.float32)
+        values[chunk.example_idx] = chunk.values
+        out[site] = values
+    return out
 
 
 def export_records(
@@ -82,16 +91,14 @@ def export_records(
     if not data:
         raise ValueError("the dataset holds no prompts")
     layers = [default_layer(model)] if not layers else [int(x) for x in layers]
+    sites = [model.resolve_site(f"layer{layer}.{site_kind}") for layer in layers]
+    pooled = _pooled(model, data, sites, pool, batch_size, max_length)
     ids: list[str] = []
     layer_of: list[int] = []
-    blocks = []
-    for layer in layers:
-        site = model.resolve_site(f"layer{layer}.{site_kind}")
-        values = _pooled(model, data, site, pool, batch_size, max_length)
-        blocks.append(values)
-        ids += [f"{site}:n{i}" for i in range(values.shape[1])]
-        layer_of += [layer] * values.shape[1]
-    values = np.concatenate(blocks, axis=1)
+    for layer, site in zip(layers, sites, strict=True):
+        ids += [f"{site}:n{i}" for i in range(pooled[site].shape[1])]
+        layer_of += [layer] * pooled[site].shape[1]
+    values = np.concatenate([pooled[site] for site in sites], axis=1)
     splits = assign_prompt_splits(data)
     k = values.shape[1] if top_k_features is None else min(int(top_k_features), values.shape[1])
     out = []
@@ -170,7 +177,7 @@ def export_contrast(
     labels = [r.criterion_score >= threshold for r in train]
     if all(labels) or not any(labels):
         raise ValueError("the train split needs both positive and negative prompts to learn a contrast direction")
-    acts = _pooled(model, train, site, pool, batch_size, max_length)
+    acts = _pooled(model, train, [site], pool, batch_size, max_length)[site]
     direction = contrast_direction(acts, labels, normalize=True)
     fid = f"contrast:layer{layer}"
     feature = CausalFeature(feature_id=fid, site=site, direction=direction)
