@@ -25,13 +25,9 @@ SITE = f"layer{LAYER}.resid_post"
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from interpkit.models import PackagedModelMissing, load_model
-
-    try:
-        return load_model("smollm2-135m", "nnsight")
-    except PackagedModelMissing as error:
-        pytest.skip(str(error))
+def smollm2(smollm2_nnsight):
+    """The session's SmolLM2 behind nnsight (tests/integration/conftest.py; skips if not installed)."""
+    return smollm2_nnsight
 
 
 @pytest.fixture(scope="module")
