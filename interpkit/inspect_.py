@@ -48,6 +48,16 @@ def _check_file(path: str | Path | None, flag: str) -> Path:
     return p
 
 
+def _meta_value(row: Any, name: str) -> Any:
+    """A feature-metadata cell as a plain Python value; None for a missing column, NaN or pandas NA."""
+    import pandas as pd
+
+    v = row.get(name)
+    if v is None or (np.ndim(v) == 0 and pd.isna(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _top_examples(table: Any, j: int, n: int) -> tuple[dict[str, Any], ...]:
     col = np.asarray(table.column(j), dtype=np.float64)
     order = np.argsort(-col, kind="stable")[:n]
@@ -132,7 +142,6 @@ def inspect(
         InspectError: inputs that do not fit the backend.
         interpkit.records.RecordError: a malformed input row (file, line and field named).
     """
-    import pandas as pd
 
     from interpkit.rank import rank
     from interpkit.records import iter_activation_records, read_feature_dumps, read_intervention_records
@@ -241,23 +250,15 @@ def inspect(
         fid = str(row.feature_id)
         j = table.feature_index(fid)
         meta = feats.iloc[j]
-
-        def _opt(name: str, meta: Any = meta) -> Any:
-            v = meta.get(name) if name in feats.columns else None
-            if v is None or (np.ndim(v) == 0 and pd.isna(v)):  # None, NaN and pandas' NA alike
-                return None
-            return v.item() if isinstance(v, np.generic) else v
-
-        layer = _opt("layer")
         entries.append(
             FeatureEntry(
                 rank=pos,
                 feature_id=fid,
-                label=_opt("label"),
-                model=_opt("model"),
-                site=_opt("site"),
-                layer=int(layer) if isinstance(layer, int | np.integer) else layer,
-                source=_opt("source"),
+                label=_meta_value(meta, "label"),
+                model=_meta_value(meta, "model"),
+                site=_meta_value(meta, "site"),
+                layer=_meta_value(meta, "layer"),
+                source=_meta_value(meta, "source"),
                 components=result.component(fid),
                 top_examples=_top_examples(table, j, n_top_examples),
                 causal_records=tuple(causal_by_feature.get(fid, ())),

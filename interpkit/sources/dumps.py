@@ -112,10 +112,9 @@ def table_from_feature_dumps(
     if unusable:
         warnings.append(f"{unusable} dump example(s) had no text/prompt_id or no activation and were skipped")
     values = np.zeros((len(ex_rows), len(feat_rows)), dtype=np.float32)
-    for i, j, a in entries:
-        values[i, j] = max(values[i, j], a) if values[i, j] else a
     listed = np.zeros_like(values, dtype=bool)
-    for i, j, _ in entries:
+    for i, j, a in entries:  # an example a dump lists twice keeps its larger activation
+        values[i, j] = max(values[i, j], a) if listed[i, j] else a
         listed[i, j] = True
     if not listed.all():
         warnings.append(
