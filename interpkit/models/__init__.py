@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._edits import Ablate, AddVector, Clamp, Edit, Patch, apply_edit
+from ._edits import Ablate, AddVector, Apply, Clamp, Edit, Patch, apply_edit
 from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ __all__ = [
     "Ablate",
     "ActivationBackend",
     "AddVector",
+    "Apply",
     "Clamp",
     "Edit",
     "InterpkitRemoteError",

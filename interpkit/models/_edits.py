@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -129,7 +129,32 @@ class Patch:
         object.__setattr__(self, "positions", _tuple(self.positions))
 
 
-Edit = Ablate | Clamp | AddVector | Patch
+@dataclass(frozen=True, slots=True, eq=False)
+class Apply:
+    """Replace the activation with ``fn(x)`` (e.g. an SAE's reconstruction, or a latent clamp).
+
+    The escape hatch for edits that are a function of the activation itself; like the others it
+    applies on every backend, during forward, capture and generation.
+
+    Attributes:
+        site: where to edit.
+        fn: maps ``x [batch, pos, d_model]`` to a tensor of the same shape (must not modify ``x``
+            in place).
+        positions: absolute positions to edit; ``None`` = all.
+        name: a label shown in ``repr`` (e.g. ``"sae-splice"``).
+    """
+
+    site: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    _: KW_ONLY
+    positions: tuple[int, ...] | None = None
+    name: str = "apply"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", _tuple(self.positions))
+
+
+Edit = Ablate | Clamp | AddVector | Patch | Apply
 
 
 def _position_index(edit: Edit, seq_len: int, offset: int, limit: int | None = None):
@@ -184,6 +209,12 @@ def apply_edit(edit: Edit, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
             view = view + (float(edit.value) - projection).unsqueeze(-1) * unit
     elif isinstance(edit, AddVector):
         view = view + float(edit.strength) * edit.vector.to(device=x.device, dtype=x.dtype)
+    elif isinstance(edit, Apply):
+        new = edit.fn(view)
+        if tuple(new.shape) != tuple(view.shape):
+            raise ValueError(f"edit {edit.name!r} at {edit.site}: fn returned shape {tuple(new.shape)}, "
+                             f"expected {tuple(view.shape)}")
+        view = new.to(dtype=x.dtype)
     elif isinstance(edit, Patch):
         absolute = index.to(source.device) + offset  # Patch always has an index (limit is set)
         view = source.to(device=x.device, dtype=x.dtype)[:, absolute].expand_as(view).clone()

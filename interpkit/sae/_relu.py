@@ -1,0 +1,24 @@
+"""ReLU SAE with an L1 penalty (Bricken et al. 2023; SAELens "standard")."""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import SAE, SAEConfig, register_architecture
+
+
+@register_architecture("relu")
+class ReLUSAE(SAE):
+    """``f = relu(pre)``; the penalty is ``sparsity_coefficient × mean_rows Σ_i |f_i| ‖W_dec[i]‖``."""
+
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        if cfg.sparsity_coefficient < 0:
+            raise ValueError(f"sparsity_coefficient must be >= 0, got {cfg.sparsity_coefficient}")
+
+    def _activate(self, pre: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre)
+
+    def sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        weighted = codes.abs() * self.W_dec.norm(dim=-1)
+        return self.cfg.sparsity_coefficient * weighted.sum(-1).mean()
