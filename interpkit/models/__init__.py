@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._edits import Ablate, AddVector, Apply, Clamp, Edit, Patch, apply_edit
-from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site
+from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site, site_from_hook_name
 
 if TYPE_CHECKING:
     from ._base import ActivationBackend, InterpkitRemoteError, RunResult, StopForward
@@ -62,6 +62,7 @@ __all__ = [
     "canonical_sites",
     "load_model",
     "parse_site",
+    "site_from_hook_name",
     "zoo_status",
 ]
 

@@ -100,3 +100,47 @@ def resolve_sites(
             raise _unknown(name, canonical, raw)
         out.extend(hit for hit in hits if hit not in out)
     return out
+
+
+_HOOK_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # TransformerLens hook names (SAELens `hook_name`)
+    (re.compile(r"^blocks\.(\d+)\.hook_resid_pre$"), "resid_pre"),
+    (re.compile(r"^blocks\.(\d+)\.hook_resid_post$"), "resid_post"),
+    (re.compile(r"^blocks\.(\d+)\.hook_mlp_out$"), "mlp_out"),
+    (re.compile(r"^blocks\.(\d+)\.hook_attn_out$"), "attn_out"),
+    # sparsify hookpoints (module paths; a decoder layer's output is the residual stream after it)
+    (re.compile(r"^(?:model\.|gpt_neox\.|transformer\.)?(?:layers|h)\.(\d+)$"), "resid_post"),
+    (re.compile(r"^(?:model\.|gpt_neox\.|transformer\.)?(?:layers|h)\.(\d+)\.mlp$"), "mlp_out"),
+    (re.compile(r"^(?:model\.|gpt_neox\.|transformer\.)?(?:layers|h)\.(\d+)\.(?:self_attn|attn|attention)$"),
+     "attn_out"),
+    # dictionary_learning submodule names
+    (re.compile(r"^resid_(\d+)$"), "resid_post"),
+    (re.compile(r"^resid_post_layer_(\d+)$"), "resid_post"),
+    (re.compile(r"^mlp_out_(\d+)$"), "mlp_out"),
+    (re.compile(r"^attn_out_(\d+)$"), "attn_out"),
+    # Gemma Scope folders: layer_12/width_16k/average_l0_82 (residual stream)
+    (re.compile(r"^layer_(\d+)(?:/.*)?$"), "resid_post"),
+)
+
+
+def site_from_hook_name(name: str | None) -> str | None:
+    """The canonical site of another tool's hook name, or ``None`` when it has no canonical match.
+
+    Knows TransformerLens hook names (as SAELens stores them), sparsify hookpoints (module paths),
+    dictionary_learning submodule names and Gemma Scope folder names.
+
+    Example:
+        >>> site_from_hook_name("blocks.6.hook_resid_post"), site_from_hook_name("layers.3.mlp")
+        ('layer6.resid_post', 'layer3.mlp_out')
+        >>> site_from_hook_name("blocks.6.attn.hook_z") is None
+        True
+    """
+    if not name:
+        return None
+    if parse_site(name) is not None:
+        return name
+    for pattern, kind in _HOOK_PATTERNS:
+        match = pattern.match(name)
+        if match:
+            return f"layer{int(match.group(1))}.{kind}"
+    return None
