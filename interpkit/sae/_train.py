@@ -1,0 +1,599 @@
+"""Train an SAE on activations: from a model and texts, an activation-record file, or an array.
+
+`train_sae` resolves its settings (explicit arguments over the preset's values), builds an
+`~interpkit.sae._data.ActivationSource`, and runs Adam over seeded, shuffled batches:
+
+- inputs are scaled by a fixed ``norm_scaling_factor`` (mean row norm ``sqrt(d_in)``, estimated
+  on the first batches) and ``b_dec`` starts at their mean;
+- a latent counts as dead once it has not fired for ``dead_steps`` steps; the mask feeds the
+  AuxK loss (`SAE.loss`);
+- decoder gradients lose their component along each row before the step, and
+  `SAE.after_step` renormalises the rows after it;
+- checkpoints (`~interpkit.sae._checkpoint`) let a killed run resume bit-exactly;
+- under ``torchrun`` (or an initialised process group) the module is wrapped in
+  ``DistributedDataParallel``, each rank takes every ``world_size``-th batch, rank 0 writes.
+
+Held-out metrics come from `~interpkit.sae._metrics.evaluate_sae` (plus `lm_loss_recovered` when
+a model was the source); with ``out`` the SAE is saved in the native format with ``metrics.json``.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    >>> res = train_sae(x, latent_dim=16, k=4, epochs=2, batch_size=64)
+    >>> res.sae.d_sae, res.metrics["steps"]
+    (16, 8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._base import ARCHITECTURES, SAE, SAEConfig, make_sae
+from ._data import ActivationSource, ArraySource, ModelSource, RecordsSource, as_texts
+
+__all__ = ["PRESETS", "Preset", "TrainResult", "train_sae"]
+
+METHODS = ("torch", "sklearn")
+_RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
+_JUMPRELU_DEFAULTS = {"jumprelu_bandwidth": 0.2, "jumprelu_init_threshold": 0.5}
+"""Wider than Gemma Scope's 0.001 / 0.001: short runs on inputs of mean norm ``sqrt(d_in)`` need
+the threshold gradient to reach more than a sliver of pre-activations (override with
+``config_overrides``)."""
+_INIT_ROWS = 16384  # rows read to estimate the input scale and the initial b_dec
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preset:
+    """Default training settings of a preset (explicit `train_sae` arguments win)."""
+
+    pooling: str
+    """Rows from a model: ``"mean"`` (one per prompt) or ``"tokens"`` (one per token)."""
+    expansion_factor: float
+    """``d_sae / d_in`` when ``latent_dim`` is not given."""
+    k: int
+    """Active latents per row for ``topk`` / ``batchtopk`` (capped at ``d_sae``)."""
+    epochs: int
+    """Passes over the training rows."""
+    batch_size: int
+    """Rows per optimiser step."""
+    lr: float | None
+    """Adam learning rate; None: ``2e-4 / sqrt(d_sae / 2**14)`` (Gao et al. 2024), capped at 1e-3."""
+
+
+PRESETS: dict[str, Preset] = {
+    "minimal": Preset(pooling="mean", expansion_factor=4, k=8, epochs=20, batch_size=64, lr=1e-3),
+    "production": Preset(pooling="tokens", expansion_factor=16, k=32, epochs=5, batch_size=1024, lr=None),
+}
+"""``minimal``: one mean-pooled row per prompt, small and quick. ``production``: token rows, 16×
+latents, top-32 codes (``preset=None`` uses these values)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    """What `train_sae` returns."""
+
+    sae: SAE
+    """The trained SAE (in eval mode, on the training device)."""
+    metrics: dict[str, Any]
+    """Held-out metrics and run facts (fvu, mse, l0, dead_fraction, dense_fraction, n_train_rows,
+    n_eval_rows, steps, epochs, tokens_per_s, and the lm-loss numbers for a model source)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One dict per logged step (step, epoch, loss, mse, sparsity, aux, l0, dead_fraction)."""
+    out: Path | None = None
+    """The output folder, when one was written."""
+    source_info: dict[str, Any] = field(default_factory=dict)
+    """`ActivationSource.describe` of the source."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The resolved training settings (preset values with the explicit arguments applied)."""
+
+
+class _LossModule(nn.Module):
+    """Wraps `SAE.loss` as ``forward`` so DistributedDataParallel hooks its backward."""
+
+    def __init__(self, sae: SAE) -> None:
+        super().__init__()
+        self.sae = sae
+
+    def forward(self, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return self.sae.loss(x, dead=dead)
+
+
+def _is_model(obj: Any) -> bool:
+    from interpkit.models import ModelWrapper
+
+    return isinstance(obj, ModelWrapper)
+
+
+def _make_source(
+    source: Any, *, texts: Any, site: str | None, layer: int | None, pooling: str, max_records: int | None,
+    eval_fraction: float, seed: int, model_batch_size: int, max_length: int | None, max_tokens: int | None,
+) -> tuple[ActivationSource, Any]:
+    """The activation source and, for a model source, the model."""
+    if isinstance(source, ActivationSource) and not isinstance(source, str | os.PathLike):
+        return source, getattr(source, "model", None) if isinstance(source, ModelSource) else None
+    if isinstance(source, str | os.PathLike) and str(source).endswith(_RECORD_SUFFIXES):
+        if texts is not None:
+            raise ValueError("texts= is for a model source; a records file already holds its rows")
+        return RecordsSource(source, max_records=max_records, eval_fraction=eval_fraction, seed=seed), None
+    if max_records is not None:
+        raise ValueError("max_records applies to an activation-record file (.jsonl / .jsonl.gz) only")
+    if isinstance(source, str) or _is_model(source):
+        if texts is None:
+            raise ValueError("training from a model needs texts= (a list of texts or PromptRows, or a "
+                             "prompt-dataset .jsonl path)")
+        if site is None and layer is None:
+            raise ValueError("training from a model needs site= (e.g. 'layer6.resid_post') or layer=")
+        if isinstance(source, str):
+            from interpkit.models import load_model
+
+            source = load_model(source)
+        site = site if site is not None else f"layer{int(layer)}.resid_post"
+        src = ModelSource(source, as_texts(texts), site, pooling=pooling, batch_size=model_batch_size,
+                          max_length=max_length, eval_fraction=eval_fraction, seed=seed, max_tokens=max_tokens)
+        return src, source
+    if isinstance(source, torch.Tensor) or hasattr(source, "__array__"):
+        return ArraySource(source, eval_fraction=eval_fraction, seed=seed), None
+    raise TypeError(f"cannot train from {type(source).__name__}: pass an ActivationSource, an [n, d] array, "
+                    "an activation-record .jsonl path, or a model (ModelWrapper or name) with texts=")
+
+
+def _settings(
+    source: ActivationSource, *, preset: str | None, architecture: str, latent_dim: int | None,
+    expansion_factor: float | None, k: int | None, sparsity_coefficient: float | None, epochs: int | None,
+    batch_size: int | None, lr: float | None, seed: int, method: str, dead_steps: int | None,
+) -> dict[str, Any]:
+    p = PRESETS[preset or "production"]
+    d_in = source.d_in
+    d_sae = int(latent_dim) if latent_dim is not None else int(round(d_in * (expansion_factor or p.expansion_factor)))
+    if d_sae < 1:
+        raise ValueError(f"latent_dim must be >= 1, got {d_sae}")
+    s: dict[str, Any] = {
+        "preset": preset, "method": method, "architecture": architecture, "d_in": d_in, "d_sae": d_sae,
+        "k": (min(k or p.k, d_sae) if architecture in ("topk", "batchtopk") else None),
+        "sparsity_coefficient": sparsity_coefficient if sparsity_coefficient is not None
+        else _default_sparsity(architecture, method),
+        "epochs": int(epochs if epochs is not None else p.epochs),
+        "batch_size": int(batch_size if batch_size is not None else p.batch_size),
+        "lr": float(lr if lr is not None else p.lr or min(1e-3, 2e-4 / math.sqrt(d_sae / 2**14))),
+        "seed": int(seed),
+    }
+    if s["epochs"] < 1 or s["batch_size"] < 1 or s["lr"] <= 0:
+        raise ValueError(f"epochs, batch_size and lr must be positive, got {s['epochs']}, {s['batch_size']}, "
+                         f"{s['lr']}")
+    if k is not None and s["k"] is not None and k > d_sae:
+        raise ValueError(f"k={k} is larger than the number of latents ({d_sae})")
+    n = source.n_rows
+    steps_per_epoch = None if n is None else max(1, math.ceil(n / s["batch_size"]))
+    if dead_steps is None:
+        # ~10M tokens (Gao et al.), scaled down: at most 1000 steps, at most two epochs
+        dead_steps = min(1000, math.ceil(1e7 / s["batch_size"]), 2 * steps_per_epoch if steps_per_epoch else 1000)
+    s["dead_steps"] = max(1, int(dead_steps))
+    return s
+
+
+def _default_sparsity(architecture: str, method: str) -> float:
+    """Penalty weights for inputs scaled to mean norm ``sqrt(d_in)`` (MSE is a per-element mean)."""
+    if method == "sklearn":
+        return 0.1
+    return {"relu": 0.03, "jumprelu": 0.05}.get(architecture, 0.0)
+
+
+def _world() -> tuple[int, int, bool]:
+    """(rank, world_size, whether this call initialised the process group)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _device(device: Any, world: int) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0)
+    return torch.device("cpu")
+
+
+def _batches(source: ActivationSource, epoch: int, batch_size: int, seed: int, skip: int) -> Iterator[torch.Tensor]:
+    import inspect
+
+    if skip and "start" in inspect.signature(source.batches).parameters:
+        return source.batches(epoch, batch_size, seed, start=skip)  # type: ignore[call-arg]
+    return itertools.islice(source.batches(epoch, batch_size, seed), skip, None)
+
+
+def _init_from_data(sae: SAE, source: ActivationSource, batch_size: int, seed: int) -> None:
+    """Fix the input scale and start ``b_dec`` at the mean of the first training batches."""
+    rows, n = [], 0
+    for batch in source.batches(0, batch_size, seed):
+        rows.append(batch)
+        n += batch.shape[0]
+        if n >= _INIT_ROWS:
+            break
+    if not n:
+        raise ValueError("the source yielded no training rows")
+    x = torch.cat(rows).double()
+    mean_norm = float(x.norm(dim=-1).mean())
+    factor = math.sqrt(sae.cfg.d_in) / mean_norm if mean_norm > 0 else 1.0
+    sae.cfg = sae.cfg.replace(normalize_activations="expected_average_only_in", norm_scaling_factor=factor)
+    with torch.no_grad():
+        sae.b_dec.copy_((x * factor).mean(0).to(sae.b_dec.dtype))
+
+
+def _resume_key(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in ("epochs", "preset")}
+
+
+def train_sae(
+    source: Any,
+    *,
+    texts: Any = None,
+    site: str | None = None,
+    layer: int | None = None,
+    architecture: str = "topk",
+    preset: str | None = None,
+    latent_dim: int | None = None,
+    expansion_factor: float | None = None,
+    k: int | None = None,
+    sparsity_coefficient: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    max_records: int | None = None,
+    seed: int = 0,
+    method: str = "torch",
+    out: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    eval_fraction: float = 0.1,
+    device: Any = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    stop_after_steps: int | None = None,
+    pooling: str | None = None,
+    max_length: int | None = 128,
+    max_tokens: int | None = None,
+    model_batch_size: int = 8,
+    dead_steps: int | None = None,
+    log_every: int = 50,
+    config_overrides: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train a sparse autoencoder.
+
+    Args:
+        source: an `ActivationSource`; an ``[n, d]`` array or tensor; an activation-record
+            ``.jsonl`` / ``.jsonl.gz`` path; or a model (``ModelWrapper`` or a name `load_model`
+            understands) together with ``texts`` and ``site`` / ``layer``.
+        texts: for a model: texts, `PromptRow` s, or a prompt-dataset ``.jsonl`` path.
+        site: for a model: the site read (``"layer6.resid_post"``); also recorded in the SAE's config.
+        layer: for a model without ``site``: reads ``layer{layer}.resid_post``.
+        architecture: ``topk``, ``batchtopk``, ``relu`` or ``jumprelu`` (``method="torch"``).
+        preset: ``"minimal"``, ``"production"`` or None (the production values); see `PRESETS`.
+        latent_dim: number of latents (exclusive with ``expansion_factor``).
+        expansion_factor: latents per input dimension.
+        k: active latents per row (``topk``, ``batchtopk``).
+        sparsity_coefficient: penalty weight (L1 for ``relu``, L0 for ``jumprelu``, sklearn's
+            ``alpha``); default 0.03 / 0.05 / 0.1 for inputs scaled to mean norm ``sqrt(d_in)``.
+        epochs: passes over the training rows.
+        batch_size: rows per step.
+        lr: Adam learning rate.
+        max_records: records file: keep a seeded uniform sample of this many records.
+        seed: seeds initialisation, the held-out split, batch order and record sampling.
+        method: ``"torch"`` or ``"sklearn"`` (`~interpkit.sae._sklearn.train_sklearn`).
+        out: folder for checkpoints, the SAE (native format) and ``metrics.json``.
+        checkpoint_every: steps between checkpoints (default 500 when ``out`` is given).
+        resume: continue from the latest checkpoint under ``out`` when there is one.
+        eval_fraction: share of rows (records: prompts; model: texts) held out for metrics.
+        device: training device (default: CUDA when available, per rank under torchrun).
+        progress: show a progress bar.
+        log: called with one-line progress messages.
+        stop_after_steps: stop after this many steps without finishing (simulates a killed run;
+            returns a result whose metrics hold ``stopped: True``).
+        pooling: model source rows: ``"tokens"`` or ``"mean"`` (default: the preset's).
+        max_length: model source: tokens per text.
+        max_tokens: model source: training rows per epoch at most.
+        model_batch_size: model source: texts per forward pass.
+        dead_steps: steps without firing after which a latent counts as dead (default:
+            ``min(1000, 1e7 / batch_size, 2 epochs)``).
+        log_every: steps between history entries.
+        config_overrides: `SAEConfig` fields to set on the new SAE (``aux_k``,
+            ``aux_coefficient``, ``jumprelu_bandwidth``, ...).
+
+    Returns:
+        A `TrainResult`.
+
+    Raises:
+        ValueError: an unknown preset, architecture or method; both ``latent_dim`` and
+            ``expansion_factor``; a model without ``texts`` or ``site``; a checkpoint made with
+            other settings.
+        TypeError: a source of an unsupported type.
+    """
+    say = log or (lambda _msg: None)
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(sorted(ARCHITECTURES))}")
+    if method == "sklearn" and architecture not in ("topk", "relu"):
+        raise ValueError(f"method='sklearn' trains a relu dictionary; architecture={architecture!r} does not apply")
+    if latent_dim is not None and expansion_factor is not None:
+        raise ValueError("give latent_dim or expansion_factor, not both")
+    if checkpoint_every is not None and (out is None or checkpoint_every < 1):
+        raise ValueError("checkpoint_every needs out= and a positive number of steps")
+    pool = pooling or PRESETS[preset or "production"].pooling
+    src, model = _make_source(source, texts=texts, site=site, layer=layer, pooling=pool, max_records=max_records,
+                              eval_fraction=eval_fraction, seed=seed, model_batch_size=model_batch_size,
+                              max_length=max_length, max_tokens=max_tokens)
+    settings = _settings(src, preset=preset, architecture="relu" if method == "sklearn" else architecture,
+                         latent_dim=latent_dim, expansion_factor=expansion_factor, k=k,
+                         sparsity_coefficient=sparsity_coefficient, epochs=epochs, batch_size=batch_size, lr=lr,
+                         seed=seed, method=method, dead_steps=dead_steps)
+    if isinstance(src, ModelSource):
+        settings["pooling"] = src.pooling
+    info = src.describe()
+    base_cfg = _config(settings, src, site=site, layer=layer, model=model)
+    if config_overrides:
+        base_cfg = base_cfg.replace(**dict(config_overrides))
+        settings["config_overrides"] = dict(config_overrides)
+    out_path = None if out is None else Path(out)
+    rank, world, owned = _world()
+    try:
+        if method == "sklearn":
+            from ._sklearn import train_sklearn
+
+            t0 = time.perf_counter()
+            sae = train_sklearn(src, settings["d_sae"], alpha=settings["sparsity_coefficient"], seed=seed,
+                                batch_size=settings["batch_size"], epochs=settings["epochs"], cfg=base_cfg)
+            run = {"steps": 0, "epochs": settings["epochs"], "rows": 0, "seconds": time.perf_counter() - t0,
+                   "history": [], "dead_fraction_train": None}
+        else:
+            dev = _device(device, world)
+            run = _train_torch(src, base_cfg, settings, dev, rank=rank, world=world, out=out_path,
+                               checkpoint_every=checkpoint_every if checkpoint_every else (500 if out else None),
+                               resume=resume, progress=progress, say=say, stop_after_steps=stop_after_steps,
+                               log_every=log_every)
+            sae = run["sae"]
+        if run.get("stopped"):
+            return TrainResult(sae=sae, metrics={"stopped": True, "steps": run["steps"]}, history=run["history"],
+                               out=out_path, source_info=info, settings=settings)
+        sae.eval()
+        metrics = _metrics(sae, src, model, run, model_batch_size=model_batch_size, max_length=max_length)
+        say(_summary(metrics))
+        if out_path is not None and rank == 0:
+            _write_outputs(sae, out_path, metrics, settings, info)
+        return TrainResult(sae=sae, metrics=metrics, history=run["history"], out=out_path, source_info=info,
+                           settings=settings)
+    finally:
+        if owned:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _config(settings: dict[str, Any], src: ActivationSource, *, site: str | None, layer: int | None,
+            model: Any) -> SAEConfig:
+    from interpkit.models._sites import parse_site
+
+    site = getattr(src, "site", None) or site
+    if site is None and layer is not None:
+        site = f"layer{int(layer)}.resid_post"
+    if layer is None:
+        layer = getattr(src, "layer", None)
+    if layer is None and site is not None and (parsed := parse_site(site)) is not None:
+        layer = parsed[0]
+    model_name = getattr(model, "name", None) or getattr(src, "model", None)
+    metadata: dict[str, Any] = {"trainer": "interpkit", "train_settings": dict(settings)}
+    if isinstance(src, RecordsSource):
+        metadata["input_feature_ids"] = list(src.feature_ids)
+    extra = _JUMPRELU_DEFAULTS if settings["architecture"] == "jumprelu" else {}
+    return SAEConfig(
+        **extra, architecture=settings["architecture"], d_in=settings["d_in"], d_sae=settings["d_sae"], k=settings["k"],
+        sparsity_coefficient=settings["sparsity_coefficient"], model=model_name if isinstance(model_name, str) else None,
+        site=site, layer=layer, metadata=metadata,
+    )
+
+
+def _train_torch(
+    src: ActivationSource, cfg: SAEConfig, settings: dict[str, Any], dev: torch.device, *, rank: int, world: int,
+    out: Path | None, checkpoint_every: int | None, resume: bool, progress: bool, say: Callable[[str], None],
+    stop_after_steps: int | None, log_every: int,
+) -> dict[str, Any]:
+    from ._checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_to_json, save_checkpoint
+
+    seed, bs, dead_steps = settings["seed"], settings["batch_size"], settings["dead_steps"]
+    ckpt = latest_checkpoint(out) if (out is not None and resume) else None
+    if ckpt is not None:
+        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        sae = make_sae(SAEConfig.from_dict(state["cfg"]), seed=None)
+    else:
+        sae = make_sae(cfg, seed=seed)
+        _init_from_data(sae, src, bs, seed)
+    sae.to(dev).train()
+    opt = torch.optim.Adam(sae.parameters(), lr=settings["lr"])
+    since = torch.zeros(sae.d_sae, dtype=torch.long, device=dev)
+    history: list[dict[str, Any]] = []
+    step = epoch0 = skip = rows = 0
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, sae, opt)
+        if _resume_key(state["settings"]) != _resume_key(settings):
+            diff = sorted(k for k in set(state["settings"]) | set(settings)
+                          if k not in ("epochs", "preset") and state["settings"].get(k) != settings.get(k))
+            raise ValueError(f"{ckpt}: checkpoint made with other settings ({', '.join(diff)}); "
+                             "pass resume=False or another out folder")
+        step, epoch0, skip, rows = state["step"], state["epoch"], state["batch_index"], state["rows"]
+        since = torch.tensor(state["steps_since_fired"], dtype=torch.long, device=dev)
+        history = state["history"]
+        torch.set_rng_state(rng_from_json(state["torch_rng"]))
+        say(f"resumed from {ckpt} (step {step}, epoch {epoch0}, batch {skip})")
+    net: nn.Module = _LossModule(sae)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        total = None if src.n_rows is None else settings["epochs"] * math.ceil(src.n_rows / bs) // world
+        bar = tqdm(total=total, initial=step, desc="train-sae", unit="step")
+    t0, rows_run = time.perf_counter(), 0
+    try:
+        for epoch in range(epoch0, settings["epochs"]):
+            consumed = skip if epoch == epoch0 else 0
+            it = _batches(src, epoch, bs, seed, consumed)
+            while True:
+                group = list(itertools.islice(it, world))
+                if len(group) < world:  # ranks must take the same number of steps
+                    break
+                consumed += world
+                x = group[rank].to(dev, non_blocking=True)
+                out_d = net(x, since >= dead_steps)
+                out_d["loss"].backward()
+                sae.remove_parallel_decoder_grad()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sae.after_step()
+                fired = (out_d["codes"] != 0).any(0)
+                if world > 1:
+                    import torch.distributed as dist
+
+                    fired = fired.to(torch.int32)
+                    dist.all_reduce(fired, op=dist.ReduceOp.MAX)
+                    fired = fired.bool()
+                since += 1
+                since.masked_fill_(fired, 0)
+                step += 1
+                n_rows = sum(int(b.shape[0]) for b in group)
+                rows += n_rows
+                rows_run += n_rows
+                if bar is not None:
+                    bar.update(1)
+                if step % log_every == 0:
+                    codes = out_d["codes"]
+                    history.append({"step": step, "epoch": epoch, "loss": float(out_d["loss"].detach()),
+                                    "mse": float(out_d["mse"]), "sparsity": float(out_d["sparsity"]),
+                                    "aux": float(out_d["aux"]), "l0": float((codes != 0).sum(-1).float().mean()),
+                                    "dead_fraction": float((since >= dead_steps).float().mean())})
+                if checkpoint_every and step % checkpoint_every == 0 and rank == 0:
+                    state = {"step": step, "epoch": epoch, "batch_index": consumed, "rows": rows,
+                             "steps_since_fired": since.tolist(), "torch_rng": rng_to_json(torch.get_rng_state()),
+                             "history": history, "settings": settings}
+                    save_checkpoint(out, sae, opt, state)
+                    say(f"checkpoint at step {step}")
+                if stop_after_steps is not None and step >= stop_after_steps:
+                    return {"sae": sae, "steps": step, "history": history, "stopped": True}
+            say(f"epoch {epoch + 1}/{settings['epochs']} done (step {step})")
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    return {"sae": sae, "steps": step, "epochs": settings["epochs"], "rows": rows, "rows_run": rows_run,
+            "seconds": seconds, "history": history,
+            "dead_fraction_train": float((since >= dead_steps).float().mean())}
+
+
+def _metrics(sae: SAE, src: ActivationSource, model: Any, run: dict[str, Any], *, model_batch_size: int,
+             max_length: int | None) -> dict[str, Any]:
+    rows = src.eval_rows()
+    if rows.shape[0]:
+        try:
+            from ._metrics import evaluate_sae
+        except ImportError:  # the metrics module is optional for training itself
+            evaluate_sae = _evaluate_fallback
+        with torch.no_grad():
+            metrics: dict[str, Any] = dict(evaluate_sae(sae, rows.to(sae.W_dec.device)))
+    else:
+        metrics = {}
+    rows_run, seconds = run.get("rows_run", run.get("rows", 0)), run.get("seconds", 0.0)
+    metrics.update({
+        "n_train_rows": src.n_rows if src.n_rows is not None else getattr(src, "rows_seen", None),
+        "n_eval_rows": int(rows.shape[0]), "steps": run["steps"], "epochs": run.get("epochs"),
+        "tokens_per_s": (rows_run / seconds) if seconds > 0 and rows_run else None,
+        "dead_fraction_train": run.get("dead_fraction_train"),
+    })
+    if isinstance(src, ModelSource) and model is not None and src.eval_texts:
+        try:
+            from ._metrics import lm_loss_recovered
+        except ImportError:
+            lm_loss_recovered = None
+        if lm_loss_recovered is not None:
+            lm = lm_loss_recovered(sae, model, src.eval_texts, src.site, batch_size=model_batch_size,
+                                   max_length=max_length)
+            metrics.update(lm)
+    return metrics
+
+
+def _evaluate_fallback(sae: SAE, rows: torch.Tensor) -> dict[str, float]:
+    x = rows.double()
+    recon, codes = sae(rows)
+    err = (x - recon.double()).pow(2).sum()
+    var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-30)
+    fired = (codes != 0).float()
+    return {"fvu": float(err / var), "mse": float(err / x.numel()), "l0": float(fired.sum(-1).mean()),
+            "dead_fraction": float((fired.sum(0) == 0).float().mean()),
+            "dense_fraction": float((fired.mean(0) > 0.1).float().mean())}
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    keys = ("fvu", "l0", "dead_fraction", "dense_fraction", "steps", "tokens_per_s", "recovered")
+    return "done: " + ", ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                                 for k in keys if metrics.get(k) is not None)
+
+
+def _write_outputs(sae: SAE, out: Path, metrics: dict[str, Any], settings: dict[str, Any],
+                   info: dict[str, Any]) -> None:
+    from interpkit._io import atomic_write_text
+
+    try:
+        from ._formats import save_sae
+    except ImportError:
+        save_sae = _save_native_fallback
+    save_sae(sae.to("cpu"), out, format="native")
+    payload = {"metrics": metrics, "settings": settings, "source": info}
+    atomic_write_text(out / "metrics.json", json.dumps(_jsonable(payload), indent=1) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if dataclasses.is_dataclass(obj):
+        return _jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj
+
+
+def _save_native_fallback(sae: SAE, path: Path, *, format: str = "native") -> Path:  # noqa: A002
+    from safetensors.torch import save_file
+
+    from interpkit._io import atomic_temp_path, atomic_write_text
+
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_temp_path(path / "sae.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in sae.tensors().items()}, str(tmp))
+    cfg = {**sae.cfg.to_dict(), "format": "interpkit.sae", "version": 1}
+    atomic_write_text(path / "cfg.json", json.dumps(cfg, indent=1) + "\n")
+    return path
