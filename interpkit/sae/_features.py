@@ -1,0 +1,649 @@
+"""SAE latents as features: sparse tables, activation records, and edits that steer or clamp them.
+
+An SAE turns one model site into ``d_sae`` features, ``"<site>:sae<i>"``. `encode_texts` encodes
+every kept token of each text and pools per text (encoding is non-linear, so pooling comes after
+it); `sae_table` packs that into a sparse `~interpkit.table.FeatureTable` (``source="sae"``,
+decoder rows as decoder vectors) that `interpkit.rank` ranks; `sae_records` writes codes as
+activation records for ``inspect --backend records``.
+
+Edits: `latent_feature` is a `~interpkit.causal.CausalFeature` whose steering adds
+``strength × W_dec[i]``; `clamp_latent` sets latent ``i`` to a value while keeping the SAE's
+error term (``x + (value - f_i(x)) W_dec[i]``), `splice` replaces the activation by its
+reconstruction; `sae_interventions` runs them with random controls into intervention records.
+
+Example:
+    >>> import torch
+    >>> from interpkit._testing import tiny_model
+    >>> from interpkit.sae import SAEConfig, make_sae
+    >>> sae = make_sae(SAEConfig(architecture="topk", d_in=16, d_sae=32, k=4,
+    ...                          site="layer1.resid_post"), seed=0)
+    >>> table = sae_table(sae, tiny_model(), ["a cat", "the dog"], progress=False)
+    >>> table.shape, table.is_sparse, table.feature_ids[3]
+    ((2, 32), True, 'layer1.resid_post:sae3')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from interpkit.causal import CausalFeature
+    from interpkit.models import Apply
+    from interpkit.records import ActivationRecord, InterventionRecord
+    from interpkit.table import FeatureTable
+
+    from ._base import SAE
+
+__all__ = [
+    "clamp_latent",
+    "encode_texts",
+    "latent_feature",
+    "sae_feature_ids",
+    "sae_interventions",
+    "sae_records",
+    "sae_table",
+    "splice",
+]
+
+_POOLINGS = ("max", "mean", "last")
+_ENCODE_ROWS = 2048  # token rows encoded at once: bounds the [rows, d_sae] code block
+
+
+def _site(sae: SAE, site: str | None, model: Any = None) -> str:
+    """``site`` checked against ``model``, or the site the SAE's config names."""
+    if site is not None:
+        return model.resolve_site(site) if model is not None else site
+    from ._site import sae_site
+
+    return sae_site(sae, model)
+
+
+def sae_feature_ids(sae: SAE, prefix: str | None = None) -> list[str]:
+    """Feature ids of the latents: ``f"{prefix}{i}"``, default prefix ``"<cfg.site or 'sae'>:sae"``.
+
+    Example:
+        >>> from interpkit.sae import SAEConfig, make_sae
+        >>> sae = make_sae(SAEConfig(architecture="relu", d_in=4, d_sae=3, site="layer6.resid_post"))
+        >>> sae_feature_ids(sae)
+        ['layer6.resid_post:sae0', 'layer6.resid_post:sae1', 'layer6.resid_post:sae2']
+    """
+    if prefix is None:
+        prefix = f"{sae.cfg.site or 'sae'}:sae"
+    return [f"{prefix}{i}" for i in range(sae.d_sae)]
+
+
+def _check_latent(sae: SAE, i: int) -> int:
+    i = int(i)
+    if not 0 <= i < sae.d_sae:
+        raise ValueError(f"latent {i} out of range for an SAE with {sae.d_sae} latents")
+    return i
+
+
+def _write_direction(sae: SAE, i: int) -> torch.Tensor:
+    """Latent ``i``'s write-out direction in the model's units: ``W_dec[i]`` divided by the fixed
+    input scale of ``expected_average_only_in`` (per-input scales cannot be folded in)."""
+    w = sae.W_dec[i].detach()
+    if sae.cfg.normalize_activations == "expected_average_only_in" and sae.cfg.norm_scaling_factor:
+        w = w / float(sae.cfg.norm_scaling_factor)
+    return w
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def _pooled_blocks(
+    sae: SAE, model: Any, texts: list[str], site: str, *, pooling: str, batch_size: int,
+    max_length: int | None, exclude_positions: str | Sequence[str], chat_template: bool,
+    progress: bool, memory_budget_mb: float,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]]:
+    """Per block of examples: ``(example_idx [m], pooled codes [m, d_sae], argmax row [m, d_sae]
+    (max pooling) or None, the chunk)``; argmax rows index into the chunk's token rows."""
+    import torch
+
+    from interpkit.sources import stream_activations
+
+    if pooling not in _POOLINGS:
+        raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
+    result = stream_activations(
+        model, texts, site, pooling="tokens", batch_size=batch_size, max_length=max_length,
+        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
+        memory_budget_mb=memory_budget_mb,
+    )
+    if (site, "tokens") not in result.sets:
+        return
+    dev = sae.W_enc.device
+    for chunk in result[site, "tokens"].iter_chunks():
+        if chunk.values.shape[1] != sae.d_in:
+            raise ValueError(f"{site} has width {chunk.values.shape[1]}, but the SAE reads d_in={sae.d_in}")
+        ex, starts, counts = np.unique(chunk.example_idx, return_index=True, return_counts=True)
+        if counts.sum() != len(chunk) or np.any(np.diff(starts) != counts[:-1]):
+            raise RuntimeError("token rows of an example are not contiguous in the activation chunk")
+        lo = 0
+        while lo < len(ex):  # group whole examples into blocks of about _ENCODE_ROWS token rows
+            hi = lo + 1
+            while hi < len(ex) and starts[hi] + counts[hi] - starts[lo] <= _ENCODE_ROWS:
+                hi += 1
+            r0, r1 = int(starts[lo]), int(starts[hi - 1] + counts[hi - 1])
+            with torch.no_grad():
+                codes = sae.encode(torch.from_numpy(chunk.values[r0:r1]).to(dev)).float().cpu()
+            pooled = torch.zeros(hi - lo, sae.d_sae)
+            argmax = torch.zeros(hi - lo, sae.d_sae, dtype=torch.long) if pooling == "max" else None
+            for j in range(hi - lo):
+                s = int(starts[lo + j]) - r0
+                seg = codes[s : s + int(counts[lo + j])]
+                if pooling == "max":
+                    pooled[j], idx = seg.max(0)
+                    argmax[j] = idx + s + r0
+                elif pooling == "mean":
+                    pooled[j] = seg.mean(0)
+                else:
+                    pooled[j] = seg[-1]
+            yield ex[lo:hi], pooled.numpy(), None if argmax is None else argmax.numpy(), chunk
+            lo = hi
+
+
+def encode_texts(
+    sae: SAE,
+    model: Any,
+    texts: Iterable[Any],
+    *,
+    site: str | None = None,
+    pooling: str = "max",
+    batch_size: int = 8,
+    max_length: int | None = 128,
+    exclude_positions: str | Sequence[str] = ("bos",),
+    chat_template: bool = False,
+    progress: bool = False,
+    memory_budget_mb: float = 512.0,
+) -> np.ndarray:
+    """SAE codes of each text, pooled over its tokens: ``[n_texts, d_sae]`` float32.
+
+    Each kept token's activation is encoded, then the codes are pooled per text (``max``,
+    ``mean``, or ``last`` kept token). Positions follow `stream_activations`: BOS is excluded by
+    default; a text with no kept token gets a zero row.
+
+    Args:
+        sae: the SAE.
+        model: an interpkit ``ModelWrapper``.
+        texts: strings or rows with a ``text`` attribute.
+        site: the site the SAE reads (default: from its config).
+        pooling: ``"max"``, ``"mean"`` or ``"last"``.
+        batch_size: texts per forward pass.
+        max_length: truncation length in tokens.
+        exclude_positions: see `stream_activations`.
+        chat_template: wrap each text in the tokenizer's chat template.
+        progress: show a progress bar.
+        memory_budget_mb: streaming budget before token activations spill to disk.
+
+    Returns:
+        Dense codes (use `sae_table` for a sparse table).
+
+    Raises:
+        ValueError: a bad pooling, or a site whose width is not the SAE's ``d_in``.
+    """
+    texts = [t if isinstance(t, str) else t.text for t in texts]
+    site = _site(sae, site, model)
+    out = np.zeros((len(texts), sae.d_sae), dtype=np.float32)
+    for ex, pooled, _, _ in _pooled_blocks(
+        sae, model, texts, site, pooling=pooling, batch_size=batch_size, max_length=max_length,
+        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
+        memory_budget_mb=memory_budget_mb,
+    ):
+        out[ex] = pooled
+    return out
+
+
+def sae_table(
+    sae: SAE,
+    model: Any,
+    rows: Any,
+    *,
+    site: str | None = None,
+    pooling: str = "max",
+    top_tokens: int = 8,
+    batch_size: int = 8,
+    max_length: int | None = 128,
+    exclude_positions: str | Sequence[str] = ("bos",),
+    chat_template: bool = False,
+    feature_ids: Sequence[str] | None = None,
+    decoder_vectors: bool = True,
+    progress: bool = False,
+    memory_budget_mb: float = 512.0,
+) -> FeatureTable:
+    """A sparse FeatureTable of the SAE's latents on a prompt dataset (one row per prompt).
+
+    Built like `~interpkit.sources.neuron_table`: examples carry ``example_id``, ``text``,
+    ``criterion_score`` and ``split`` from the rows; features are ``"<site>:sae<i>"`` with
+    ``source="sae"``, ``site``, ``layer`` and a ``latent`` column. Values are CSR (memory ~
+    non-zeros). With ``max`` pooling, ``tokens`` holds where each of an example's ``top_tokens``
+    most active latents peaked.
+
+    Args:
+        sae: the SAE.
+        model: an interpkit ``ModelWrapper``.
+        rows: prompt rows (`PromptRow`, dicts, bare texts) or a ``Path`` to a prompt-dataset JSONL.
+        site: the site the SAE reads (default: from its config).
+        pooling: ``"max"``, ``"mean"`` or ``"last"`` over the kept tokens.
+        top_tokens: token maxima kept per example (``max`` pooling; 0: none).
+        batch_size: texts per forward pass.
+        max_length: truncation length in tokens.
+        exclude_positions: see `stream_activations` (BOS by default).
+        chat_template: wrap texts in the tokenizer's chat template.
+        feature_ids: ids for the latents (default `sae_feature_ids` with the resolved site).
+        decoder_vectors: attach each latent's write-out direction (`latent_feature`'s).
+        progress: show a progress bar.
+        memory_budget_mb: streaming budget before token activations spill to disk.
+
+    Returns:
+        ``[n_examples, d_sae]`` sparse table.
+
+    Raises:
+        ValueError: a bad pooling, a width mismatch, or ``feature_ids`` of the wrong length.
+    """
+    import pandas as pd
+
+    from interpkit.sources._datasets import dataset_hash
+    from interpkit.sources.neurons import load_rows, site_layer
+    from interpkit.table import FeatureTable
+    from interpkit.table._frames import scipy_sparse
+
+    site = _site(sae, site, model)
+    data = load_rows(rows)
+    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae, f"{site}:sae")
+    if len(ids) != sae.d_sae:
+        raise ValueError(f"feature_ids has {len(ids)} ids for an SAE with {sae.d_sae} latents")
+    texts = [r.text for r in data]
+    indptr_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    tok: dict[str, list[Any]] = {k: [] for k in ("example_idx", "feature_idx", "token_index", "token", "activation")}
+    for ex, pooled, argmax, chunk in _pooled_blocks(
+        sae, model, texts, site, pooling=pooling, batch_size=batch_size, max_length=max_length,
+        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
+        memory_budget_mb=memory_budget_mb,
+    ):
+        for j, e in enumerate(ex.tolist()):
+            nz = np.flatnonzero(pooled[j])
+            indptr_rows[e] = (nz.astype(np.int32), pooled[j, nz])
+            if argmax is None or top_tokens <= 0 or not len(nz):
+                continue
+            top = nz[np.argsort(-pooled[j, nz], kind="stable")[:top_tokens]]
+            for f in top.tolist():
+                r = int(argmax[j, f])
+                tok["example_idx"].append(e)
+                tok["feature_idx"].append(f)
+                tok["token_index"].append(int(chunk.token_index[r]))
+                tok["token"].append(chunk.tokens[r])
+                tok["activation"].append(float(pooled[j, f]))
+    indptr = np.zeros(len(data) + 1, dtype=np.int64)
+    for e, (cols, _) in indptr_rows.items():
+        indptr[e + 1] = len(cols)
+    indptr = np.cumsum(indptr)
+    order = sorted(indptr_rows)
+    empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+    indices = np.concatenate([indptr_rows[e][0] for e in order] or [empty[0]])
+    vals = np.concatenate([indptr_rows[e][1] for e in order] or [empty[1]]).astype(np.float32)
+    values = scipy_sparse().csr_array((vals, indices, indptr), shape=(len(data), sae.d_sae))
+
+    examples = pd.DataFrame({
+        "example_id": [str(r.prompt_id) for r in data],
+        "text": texts,
+        "criterion_score": [np.nan if r.criterion_score is None else r.criterion_score for r in data],
+        "split": [r.split for r in data],
+    })
+    if any(r.target_tokens is not None for r in data):
+        examples["target_tokens"] = [None if r.target_tokens is None else list(r.target_tokens) for r in data]
+    name = getattr(model, "name", None)
+    layer = site_layer(model, site)
+    if layer is None:
+        layer = sae.cfg.layer
+    features = pd.DataFrame({
+        "feature_id": ids,
+        "model": [name] * len(ids),
+        "site": [site] * len(ids),
+        "layer": [layer] * len(ids),
+        "label": [None] * len(ids),
+        "source": ["sae"] * len(ids),
+        "latent": list(range(len(ids))),
+    })
+    decoders = None
+    if decoder_vectors:
+        w = _write_direction_matrix(sae)
+        decoders = {fid: w[i] for i, fid in enumerate(ids)}
+    tokens = pd.DataFrame(tok) if pooling == "max" and top_tokens > 0 and len(data) else None
+    meta = {
+        "model": name,
+        "site": site,
+        "pooling": pooling,
+        "source": "sae",
+        "max_length": max_length,
+        "exclude_positions": [exclude_positions] if isinstance(exclude_positions, str) else list(exclude_positions),
+        "chat_template": chat_template,
+        "dataset_hash": dataset_hash(data),
+        "top_tokens_per_example": top_tokens if tokens is not None else 0,
+        "sae": {"architecture": sae.cfg.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.cfg.k,
+                "hook_name": sae.cfg.hook_name, "model": sae.cfg.model},
+    }
+    return FeatureTable(values, examples, features, decoder_vectors=decoders, tokens=tokens, meta=meta)
+
+
+def _write_direction_matrix(sae: SAE) -> np.ndarray:
+    w = sae.W_dec.detach().float().cpu()
+    if sae.cfg.normalize_activations == "expected_average_only_in" and sae.cfg.norm_scaling_factor:
+        w = w / float(sae.cfg.norm_scaling_factor)
+    return w.numpy()
+
+
+# ---- records ------------------------------------------------------------------------------------
+
+
+_CARRIED_EXTRAS = ("split", "token_index", "token", "synthetic")
+
+
+def _row_fields(row: Any, i: int) -> tuple[Any, str, float | None, dict[str, Any]]:
+    """``(prompt_id, text, criterion_score, extras to carry)`` of a PromptRow, record, dict or text."""
+    from interpkit.records import ActivationRecord
+    from interpkit.sources import PromptRow
+
+    if isinstance(row, str):
+        return i, row, None, {}
+    if isinstance(row, Mapping):
+        row = PromptRow.from_dict(row) if "features" not in row else ActivationRecord.from_dict(row)
+    if isinstance(row, ActivationRecord):
+        extra = {k: row.extra[k] for k in _CARRIED_EXTRAS if k in row.extra}
+        return row.prompt_id, row.text, row.criterion_score, extra
+    if isinstance(row, PromptRow):
+        return row.prompt_id, row.text, row.criterion_score, {} if row.split is None else {"split": row.split}
+    raise TypeError(f"row {i}: expected a PromptRow, an ActivationRecord, a dict or a text, got {type(row).__name__}")
+
+
+def sae_records(
+    sae: SAE,
+    codes: Any,
+    rows: Sequence[Any],
+    *,
+    model_name: str,
+    top_k_features: int | None = None,
+    feature_ids: Sequence[str] | None = None,
+    include_decoder: bool = False,
+) -> list[ActivationRecord]:
+    """Activation records of SAE codes, one per row, for ``inspect --backend records``.
+
+    Each record keeps the row's non-zero latents (or its ``top_k_features`` largest by
+    ``|activation|``, ties in latent order), most active first, with ``layer = cfg.layer``
+    (``cfg.site`` when the layer is unknown). The row's ``split`` (and ``token_index``/``token``
+    /``synthetic`` of token-level records) are kept.
+
+    Args:
+        sae: the SAE the codes come from.
+        codes: ``[n, d_sae]`` codes (numpy, torch or scipy sparse), e.g. from `encode_texts`.
+        rows: the ``n`` rows: `PromptRow` / `ActivationRecord` objects, their dicts, or texts
+            (ids ``0..n-1``).
+        model_name: the ``model`` field of every record.
+        top_k_features: keep at most this many latents per row (None: all non-zero).
+        feature_ids: ids of the latents (default `sae_feature_ids`).
+        include_decoder: write each latent's write-out direction as ``decoder_signature``.
+
+    Returns:
+        The records, in row order.
+
+    Raises:
+        ValueError: shapes that do not match, or a bad ``top_k_features``.
+    """
+    from interpkit.records import ActivationRecord, FeatureActivation
+    from interpkit.table._frames import is_sparse
+
+    sparse = is_sparse(codes)
+    if sparse:
+        codes = codes.tocsr()
+    elif hasattr(codes, "detach"):
+        codes = codes.detach().cpu().numpy()
+    else:
+        codes = np.asarray(codes)
+    shape = codes.shape
+    if len(shape) != 2 or shape[1] != sae.d_sae:
+        raise ValueError(f"codes must have shape [n, {sae.d_sae}] (the SAE's d_sae), got {tuple(shape)}")
+    if shape[0] != len(rows):
+        raise ValueError(f"codes has {shape[0]} rows but {len(rows)} rows were given")
+    if top_k_features is not None and int(top_k_features) < 1:
+        raise ValueError(f"top_k_features must be >= 1, got {top_k_features}")
+    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae)
+    if len(ids) != sae.d_sae:
+        raise ValueError(f"feature_ids has {len(ids)} ids for an SAE with {sae.d_sae} latents")
+    layer = sae.cfg.layer if sae.cfg.layer is not None else sae.cfg.site
+    w = _write_direction_matrix(sae) if include_decoder else None
+    out = []
+    for i, row in enumerate(rows):
+        pid, text, score, extra = _row_fields(row, i)
+        v = np.asarray(codes[[i]].toarray() if sparse else codes[i], dtype=np.float64).reshape(-1)
+        nz = np.flatnonzero(v)
+        nz = nz[np.argsort(-np.abs(v[nz]), kind="stable")]
+        if top_k_features is not None:
+            nz = nz[: int(top_k_features)]
+        feats = tuple(
+            FeatureActivation(feature_id=ids[j], activation=float(v[j]), layer=layer,
+                              decoder_signature=None if w is None else tuple(float(x) for x in w[j]))
+            for j in nz.tolist()
+        )
+        out.append(ActivationRecord(model=model_name, prompt_id=pid, text=text, criterion_score=score,
+                                    features=feats, extra=extra))
+    return out
+
+
+# ---- edits --------------------------------------------------------------------------------------
+
+
+def latent_feature(sae: SAE, i: int, *, feature_id: str | None = None, site: str | None = None) -> CausalFeature:
+    """Latent ``i`` as a `~interpkit.causal.CausalFeature`: steering adds ``strength × W_dec[i]``.
+
+    The direction is ``W_dec[i]`` in the model's units (divided by ``norm_scaling_factor`` for
+    ``expected_average_only_in`` SAEs; ``constant_norm_rescale`` has no fixed unit, so ``W_dec[i]``
+    as is).
+
+    Args:
+        sae: the SAE.
+        i: latent index.
+        feature_id: the id written into records (default ``"<site>:sae<i>"``).
+        site: where it writes (default: from the SAE's config).
+
+    Raises:
+        ValueError: ``i`` out of range, a zero decoder row, or no known site.
+    """
+    from interpkit.causal import CausalFeature
+
+    i = _check_latent(sae, i)
+    site = _site(sae, site)
+    fid = feature_id if feature_id is not None else f"{site}:sae{i}"
+    return CausalFeature(feature_id=fid, site=site, direction=_write_direction(sae, i).float().cpu().numpy())
+
+
+def splice(sae: SAE, site: str | None = None, *, positions: Sequence[int] | None = None) -> Apply:
+    """An edit replacing the site activation by the SAE's reconstruction (``name="sae-splice"``).
+
+    Args:
+        sae: the SAE.
+        site: where (default: from the SAE's config).
+        positions: absolute positions to splice (None: all, BOS included; `lm_loss_recovered`
+            passes every position but BOS).
+
+    Raises:
+        ValueError: no known site; at run time, a site whose width is not ``d_in``.
+    """
+    from interpkit.models import Apply
+
+    site = _site(sae, site)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        _check_width(sae, site, x)
+        return sae.reconstruct(x.to(sae.W_dec.device)).to(x.device)
+
+    return Apply(site, fn, positions=positions, name="sae-splice")
+
+
+def _check_width(sae: SAE, site: str, x: torch.Tensor) -> None:
+    if x.shape[-1] != sae.d_in:
+        raise ValueError(f"{site} has width {x.shape[-1]}, but the SAE reads d_in={sae.d_in}")
+
+
+def _displace(sae: SAE, i: int, value: Any, direction: torch.Tensor | None, site: str,
+              positions: Sequence[int] | None, name: str) -> Apply:
+    """``x + (target - f_i(x)) · direction / scale(x)`` (direction: ``W_dec[i]`` unless given)."""
+    from interpkit.models import Apply
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        _check_width(sae, site, x)
+        xs = x.to(sae.W_dec.device)
+        f = sae.encode(xs)[..., i]
+        target = value(f) if callable(value) else float(value)
+        w = sae.W_dec[i] if direction is None else direction.to(sae.W_dec.device, sae.W_dec.dtype)
+        scale = sae._scale(xs)
+        delta = (target - f).unsqueeze(-1) * w
+        return (xs + (delta / scale).to(xs.dtype)).to(x.device)
+
+    return Apply(site, fn, positions=positions, name=name)
+
+
+def clamp_latent(
+    sae: SAE,
+    i: int,
+    value: float | Callable[[torch.Tensor], torch.Tensor],
+    *,
+    site: str | None = None,
+    positions: Sequence[int] | None = None,
+) -> Apply:
+    """An edit setting latent ``i`` to ``value`` and keeping the SAE's error term.
+
+    ``x -> x + (value - f_i(x)) · W_dec[i]`` (divided by the SAE's input scale when it normalises),
+    i.e. the reconstruction with latent ``i`` replaced plus the part of ``x`` the SAE does not
+    explain; no other latent changes. ``value=0`` ablates the latent; a callable maps the current
+    activation to the new one (``lambda f: 2 * f`` doubles it, ``lambda f: f`` is a no-op).
+
+    Args:
+        sae: the SAE.
+        i: latent index.
+        value: the clamped activation, or a function of the current one.
+        site: where (default: from the SAE's config).
+        positions: absolute positions to edit (None: all).
+
+    Raises:
+        ValueError: ``i`` out of range or no known site.
+    """
+    i = _check_latent(sae, i)
+    return _displace(sae, i, value, None, _site(sae, site), positions, f"sae-clamp-{i}")
+
+
+def sae_interventions(
+    sae: SAE,
+    model: Any,
+    latents: Iterable[int],
+    positives: Sequence[Any],
+    negatives: Sequence[Any],
+    metric: Any,
+    *,
+    kinds: Sequence[str] = ("steer",),
+    strength: float = 1.0,
+    clamp_value: float | None = None,
+    n_controls: int = 1,
+    seed: int = 0,
+    batch_size: int = 16,
+    site: str | None = None,
+    feature_ids: Sequence[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[InterventionRecord]:
+    """Intervention records for SAE latents, with random same-norm controls.
+
+    Kinds:
+
+    - ``steer`` / ``amplify``: `~interpkit.causal.run_interventions` on `latent_feature` (adds
+      ``strength × W_dec[i]``; controls are random directions of the same norm);
+    - ``clamp``: `clamp_latent` to ``clamp_value`` (default ``strength``), recorded as kind
+      ``"clamp"`` with ``clamp_value`` in the extras;
+    - ``ablate``: `clamp_latent` to 0 (the latent's own contribution removed, error term kept),
+      recorded with ``ablate_mode="sae_latent"``; the runner's projection ablation of the decoder
+      direction would also remove other latents' share of it.
+
+    Controls of ``clamp``/``ablate`` move ``x`` by the same amount ``target - f_i(x)`` along a random
+    direction of ``W_dec[i]``'s norm (ids ``"<feature>::control<k>"``, as the runner writes them).
+    Records come steer/amplify first (the runner's order), then per latent the other kinds.
+
+    Args:
+        sae: the SAE.
+        model: an interpkit ``ModelWrapper``.
+        latents: latent indices.
+        positives: prompts where the criterion should hold (one record each).
+        negatives: prompts for the side effect (mean TV distance of the next-token distribution).
+        metric: a criterion metric (`~interpkit.causal.metric_for_criterion`).
+        kinds: among ``steer``, ``amplify``, ``clamp``, ``ablate``.
+        strength: steering strength.
+        clamp_value: the value ``clamp`` sets (None: ``strength``).
+        n_controls: random controls per latent and kind.
+        seed: seeds the controls.
+        batch_size: prompts per forward pass.
+        site: where the SAE reads (default: from its config).
+        feature_ids: ids of all ``d_sae`` latents (default ``"<site>:sae<i>"``).
+        extra: keys written into every record.
+
+    Raises:
+        ValueError: an unknown kind, a latent out of range, or no positive prompt.
+    """
+    from interpkit.causal import control_features, run_interventions
+    from interpkit.causal._runner import _Baseline, _records, measure_edit
+    from interpkit.records import canonical_intervention
+    from interpkit.sources._datasets import as_prompt_rows
+
+    site = _site(sae, site, model)
+    latents = [_check_latent(sae, i) for i in latents]
+    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae, f"{site}:sae")
+    if len(ids) != sae.d_sae:
+        raise ValueError(f"feature_ids has {len(ids)} ids for an SAE with {sae.d_sae} latents")
+    kinds = [canonical_intervention(k) for k in kinds]
+    bad = [k for k in kinds if k not in ("steer", "amplify", "clamp", "ablate")]
+    if bad:
+        raise ValueError(f"sae_interventions supports steer, amplify, clamp and ablate, got {bad}")
+    feats = [latent_feature(sae, i, feature_id=ids[i], site=site) for i in latents]
+    out: list[InterventionRecord] = []
+    steer_kinds = [k for k in kinds if k in ("steer", "amplify")]
+    if steer_kinds and feats:
+        out.extend(run_interventions(model, feats, positives, negatives, metric, kinds=steer_kinds,
+                                     strength=strength, n_controls=n_controls, seed=seed,
+                                     batch_size=batch_size, extra=extra))
+    edit_kinds = [k for k in kinds if k in ("clamp", "ablate")]
+    if not edit_kinds or not feats:
+        return out
+    pos_rows, neg_rows = as_prompt_rows(positives), as_prompt_rows(negatives)
+    if not pos_rows:
+        raise ValueError("sae_interventions needs at least one positive prompt")
+    base = _Baseline(model, metric, [r.text for r in pos_rows], [r.text for r in neg_rows], batch_size)
+    d_model = int(model.d_model)
+    for i, feat in zip(latents, feats, strict=True):
+        for kind in edit_kinds:
+            target = 0.0 if kind == "ablate" else float(strength if clamp_value is None else clamp_value)
+            row_extra = dict(extra or {})
+            if kind == "clamp":
+                row_extra["clamp_value"] = target
+            controls = control_features(feat, n_controls, d_model=d_model, seed=seed)
+            for f in [feat, *controls]:
+                direction = None if f is feat else _torch(f.direction) * _unit_scale(sae)
+                edit = _displace(sae, i, target, direction, site, None, f"sae-{kind}-{i}")
+                outcome = measure_edit(base, edit)
+                out.extend(_records(model, metric, f, kind, pos_rows, base.scores, outcome, strength=None,
+                                    ablate_mode="sae_latent" if kind == "ablate" else None,
+                                    n_negatives=len(neg_rows), extra=row_extra))
+    return out
+
+
+def _torch(v: np.ndarray) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.asarray(v, dtype=np.float32).copy())
+
+
+def _unit_scale(sae: SAE) -> float:
+    """Undo `_write_direction`'s fixed scale: controls have the write direction's norm in model
+    units, and `_displace` divides by the input scale again."""
+    if sae.cfg.normalize_activations == "expected_average_only_in" and sae.cfg.norm_scaling_factor:
+        return float(sae.cfg.norm_scaling_factor)
+    return 1.0
