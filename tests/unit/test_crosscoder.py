@@ -79,11 +79,11 @@ def test_recovers_shared_and_private_latents(planted_data, architecture):
     cos_a, cos_b = (unit(w) @ t.T for w, t in ((wa, sa), (wb, sb)))
     idx = (cos_a + cos_b).argmax(0)  # the latent closest to each planted shared pair, in both sources
     found = np.minimum(cos_a[idx, range(N_SHARED)], cos_b[idx, range(N_SHARED)])
-    assert (found > 0.9).mean() >= 0.8
+    assert (found > 0.8).mean() >= 0.8
     assert np.mean([lps[i].kind == "shared" for i in idx]) >= 0.8
     for w, truth, kind in ((wa, pa, "a"), (wb, pb, "b")):
         idx, cos = best_latents(w, truth)
-        assert (cos > 0.9).mean() >= 0.8
+        assert (cos > 0.8).mean() >= 0.8
         assert np.mean([lps[i].kind == kind for i in idx]) >= 0.8
     assert set(res.metrics["fvu"]) == {"a", "b"}
     assert max(res.metrics["fvu"].values()) < 0.1
