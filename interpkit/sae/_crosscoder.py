@@ -718,8 +718,9 @@ class CrosscoderFormatError(ValueError):
 def save_crosscoder(crosscoder: Crosscoder, path: str | os.PathLike[str]) -> Path:
     """Write ``crosscoder`` as a folder: ``cfg.json`` + ``crosscoder.safetensors``.
 
-    The folder is written beside the target and renamed into place, so a crash leaves the old
-    folder or the new one; an existing folder is replaced.
+    The folder is written beside the target (files through `interpkit._io`) and renamed into
+    place; an existing folder is first renamed aside (``.<name>.old-<pid>``) and removed after, so
+    a crash never leaves a half-written folder under ``path``.
 
     Args:
         crosscoder: what to save.
