@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,6 +53,18 @@ __all__ = [
 
 _POOLINGS = ("max", "mean", "last")
 _ENCODE_ROWS = 2048  # token rows encoded at once: bounds the [rows, d_sae] code block
+
+
+@contextmanager
+def inference(sae: SAE) -> Iterator[SAE]:
+    """Run ``sae`` in eval mode inside the block (BatchTopK's training mode codes whole batches
+    and moves its threshold); the previous mode comes back after."""
+    was = sae.training
+    sae.eval()
+    try:
+        yield sae
+    finally:
+        sae.train(was)
 
 
 def _site(sae: SAE, site: str | None, model: Any = None) -> str:
@@ -129,7 +142,7 @@ def _pooled_blocks(
             while hi < len(ex) and starts[hi] + counts[hi] - starts[lo] <= _ENCODE_ROWS:
                 hi += 1
             r0, r1 = int(starts[lo]), int(starts[hi - 1] + counts[hi - 1])
-            with torch.no_grad():
+            with torch.no_grad(), inference(sae):
                 codes = sae.encode(torch.from_numpy(chunk.values[r0:r1]).to(dev)).float().cpu()
             pooled = torch.zeros(hi - lo, sae.d_sae)
             argmax = torch.zeros(hi - lo, sae.d_sae, dtype=torch.long) if pooling == "max" else None
@@ -478,7 +491,8 @@ def splice(sae: SAE, site: str | None = None, *, positions: Sequence[int] | None
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         _check_width(sae, site, x)
-        return sae.reconstruct(x.to(sae.W_dec.device)).to(x.device)
+        with inference(sae):
+            return sae.reconstruct(x.to(sae.W_dec.device)).to(x.device)
 
     return Apply(site, fn, positions=positions, name="sae-splice")
 
@@ -496,7 +510,8 @@ def _displace(sae: SAE, i: int, value: Any, direction: torch.Tensor | None, site
     def fn(x: torch.Tensor) -> torch.Tensor:
         _check_width(sae, site, x)
         xs = x.to(sae.W_dec.device)
-        f = sae.encode(xs)[..., i]
+        with inference(sae):
+            f = sae.encode(xs)[..., i]
         target = value(f) if callable(value) else float(value)
         w = sae.W_dec[i] if direction is None else direction.to(sae.W_dec.device, sae.W_dec.dtype)
         scale = sae._scale(xs)

@@ -53,7 +53,8 @@ def evaluate_sae(
 ) -> dict[str, float]:
     """Reconstruction and sparsity metrics of ``sae`` on activation rows (e.g. a held-out split).
 
-    All sums run in float64 over batches, so ``rows`` may be large.
+    All sums run in float64 over batches, so ``rows`` may be large. The SAE runs in eval mode
+    (its training flag is restored after).
 
     Args:
         sae: the SAE.
@@ -77,6 +78,8 @@ def evaluate_sae(
     """
     import torch
 
+    from ._features import inference
+
     x_all = _as_rows(rows, sae.d_in)
     n = int(x_all.shape[0])
     param = sae.W_enc
@@ -89,7 +92,7 @@ def evaluate_sae(
         raise ValueError(f"train_mean must have shape [{sae.d_in}], got {tuple(ref.shape)}")
     sse = sst = s_ref = cos_sum = l0_sum = 0.0
     fired = torch.zeros(sae.d_sae, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), inference(sae):
         for start in range(0, n, batch_size):
             x = x_all[start : start + batch_size].to(device=param.device)
             recon, codes = sae(x)
@@ -171,7 +174,7 @@ def lm_loss_recovered(
     attention), and is masked out of the loss. The loss averages, over all texts' tokens, the
     cross-entropy of predicting each real token from the positions before it (the BOS position's
     prediction included: it is the same in every run, so it moves the losses but not
-    ``recovered``).
+    ``recovered``). The SAE runs in eval mode.
 
     Args:
         sae: the SAE (its ``d_in`` must equal the site's width).

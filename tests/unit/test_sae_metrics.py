@@ -180,3 +180,19 @@ def test_format_metrics():
     assert [ln.split()[0] for ln in lines[1:]] == ["fvu", "dead_fraction", "ce_mean", "recovered", "n_rows"]
     assert "12.5%" in text and "0.9123" in text and "nan" in text
     assert format_metrics({}, title=None) == ""
+
+
+def test_metrics_run_the_sae_in_eval_mode(models):
+    # BatchTopK in training mode codes a whole batch together and moves its threshold
+    sae = make_sae(SAEConfig(architecture="batchtopk", d_in=D, d_sae=32, k=4, site=SITE), seed=0)
+    with torch.no_grad():
+        sae.threshold.fill_(0.3)
+    x = torch.randn(30, D, generator=torch.Generator().manual_seed(1))
+    assert sae.training
+    got = evaluate_sae(sae, x)
+    assert sae.training and float(sae.threshold) == pytest.approx(0.3)
+    sae.eval()
+    assert evaluate_sae(sae, x) == got
+    sae.train()
+    lm_loss_recovered(sae, models["transformer_lens"], TEXTS[:2], mean_ablation=False)
+    assert sae.training and float(sae.threshold) == pytest.approx(0.3)
