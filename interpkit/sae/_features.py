@@ -76,8 +76,21 @@ def _site(sae: SAE, site: str | None, model: Any = None) -> str:
     return sae_site(sae, model)
 
 
+def _default_prefix(sae: SAE) -> str:
+    try:
+        site = _site(sae, None)
+    except ValueError:
+        site = "sae"
+    return f"{site}:sae"
+
+
 def sae_feature_ids(sae: SAE, prefix: str | None = None) -> list[str]:
-    """Feature ids of the latents: ``f"{prefix}{i}"``, default prefix ``"<cfg.site or 'sae'>:sae"``.
+    """Feature ids of the latents: ``f"{prefix}{i}"``.
+
+    The default prefix is ``"<site>:sae"`` with the SAE's own site (``cfg.site``, else the one its
+    ``hook_name`` or ``layer`` names, see ``sae_site``), or ``"sae:sae"`` when it names none. Every
+    function here defaults to these ids, so tables, records and intervention records of one SAE
+    join on them.
 
     Example:
         >>> from interpkit.sae import SAEConfig, make_sae
@@ -86,7 +99,7 @@ def sae_feature_ids(sae: SAE, prefix: str | None = None) -> list[str]:
         ['layer6.resid_post:sae0', 'layer6.resid_post:sae1', 'layer6.resid_post:sae2']
     """
     if prefix is None:
-        prefix = f"{sae.cfg.site or 'sae'}:sae"
+        prefix = _default_prefix(sae)
     return [f"{prefix}{i}" for i in range(sae.d_sae)]
 
 
@@ -247,7 +260,7 @@ def sae_table(
         max_length: truncation length in tokens.
         exclude_positions: see `stream_activations` (BOS by default).
         chat_template: wrap texts in the tokenizer's chat template.
-        feature_ids: ids for the latents (default `sae_feature_ids` with the resolved site).
+        feature_ids: ids for the latents (default `sae_feature_ids`).
         decoder_vectors: attach each latent's write-out direction (`latent_feature`'s).
         progress: show a progress bar.
         memory_budget_mb: streaming budget before token activations spill to disk.
@@ -267,7 +280,7 @@ def sae_table(
 
     site = _site(sae, site, model)
     data = load_rows(rows)
-    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae, f"{site}:sae")
+    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae)
     if len(ids) != sae.d_sae:
         raise ValueError(f"feature_ids has {len(ids)} ids for an SAE with {sae.d_sae} latents")
     texts = [r.text for r in data]
@@ -459,7 +472,7 @@ def latent_feature(sae: SAE, i: int, *, feature_id: str | None = None, site: str
     Args:
         sae: the SAE.
         i: latent index.
-        feature_id: the id written into records (default ``"<site>:sae<i>"``).
+        feature_id: the id written into records (default ``sae_feature_ids(sae)[i]``).
         site: where it writes (default: from the SAE's config).
 
     Raises:
@@ -469,7 +482,7 @@ def latent_feature(sae: SAE, i: int, *, feature_id: str | None = None, site: str
 
     i = _check_latent(sae, i)
     site = _site(sae, site)
-    fid = feature_id if feature_id is not None else f"{site}:sae{i}"
+    fid = feature_id if feature_id is not None else f"{_default_prefix(sae)}{i}"
     return CausalFeature(feature_id=fid, site=site, direction=_write_direction(sae, i).float().cpu().numpy())
 
 
@@ -598,7 +611,7 @@ def sae_interventions(
         seed: seeds the controls.
         batch_size: prompts per forward pass.
         site: where the SAE reads (default: from its config).
-        feature_ids: ids of all ``d_sae`` latents (default ``"<site>:sae<i>"``).
+        feature_ids: ids of all ``d_sae`` latents (default `sae_feature_ids`).
         extra: keys written into every record.
 
     Raises:
@@ -611,7 +624,7 @@ def sae_interventions(
 
     site = _site(sae, site, model)
     latents = [_check_latent(sae, i) for i in latents]
-    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae, f"{site}:sae")
+    ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae)
     if len(ids) != sae.d_sae:
         raise ValueError(f"feature_ids has {len(ids)} ids for an SAE with {sae.d_sae} latents")
     kinds = [canonical_intervention(k) for k in kinds]

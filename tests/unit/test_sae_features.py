@@ -55,6 +55,9 @@ def test_feature_ids(sae):
     assert sae_feature_ids(sae, "x/")[-1] == "x/23"
     bare = make_sae(SAEConfig(architecture="relu", d_in=4, d_sae=2))
     assert sae_feature_ids(bare) == ["sae:sae0", "sae:sae1"]
+    hooked = make_sae(SAEConfig(architecture="relu", d_in=D, d_sae=2, hook_name="blocks.1.hook_resid_post"))
+    assert sae_feature_ids(hooked) == [f"{SITE}:sae0", f"{SITE}:sae1"]
+    assert latent_feature(hooked, 1).feature_id == f"{SITE}:sae1" and latent_feature(hooked, 1).site == SITE
 
 
 @pytest.mark.parametrize("pooling", ["max", "mean", "last"])
