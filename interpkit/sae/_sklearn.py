@@ -13,7 +13,10 @@ How the result maps onto the SAE:
   encoder ``relu((x - b_dec) W_enc + b_enc)`` is fitted to imitate it: a ridge regression of the
   codes on the inputs, then a few passes of Adam on ``W_enc``, ``b_enc`` alone (the dictionary
   fixed) on the same objective. Its reconstruction is close to sklearn's own ``transform`` but
-  not equal (tests bound the gap); ``TrainResult.metrics`` report the SAE's own numbers.
+  not equal: on planted sparse data (d_in 16, 32 atoms, alpha 0.1) the SAE's held-out FVU is
+  about 0.05 against sklearn's 0.005, with about 3× its L0, since a linear encoder cannot
+  explain away as the lasso does (tests bound the gap). ``TrainResult.metrics`` report the SAE's
+  own numbers.
 
 Example:
     >>> import numpy as np
@@ -27,6 +30,8 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,10 +40,58 @@ import torch
 from ._base import SAE, SAEConfig, make_sae
 from ._data import ActivationSource
 
-__all__ = ["train_sklearn"]
+__all__ = ["SklearnDictionary", "fit_dictionary", "train_sklearn"]
 
 _RIDGE = 1e-3
 _ENCODER_EPOCHS = 20
+
+
+@dataclass(frozen=True)
+class SklearnDictionary:
+    """A fitted ``MiniBatchDictionaryLearning`` and the input transform it was fitted under."""
+
+    estimator: Any
+    """The fitted estimator (``components_``, ``transform``)."""
+    scale: float
+    """Inputs were multiplied by this (mean row norm becomes ``sqrt(d_in)``)."""
+    mean: np.ndarray
+    """Then this ``[d_in]`` mean (of the scaled rows) was subtracted."""
+
+    def reconstruct(self, rows: Any) -> np.ndarray:
+        """sklearn's own reconstruction ``transform(x) @ components_`` in the input's units."""
+        from sklearn.exceptions import ConvergenceWarning
+
+        x = np.asarray(rows, dtype=np.float64) * self.scale - self.mean
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            codes = self.estimator.transform(x)
+        return (codes @ self.estimator.components_ + self.mean) / self.scale
+
+
+def fit_dictionary(
+    source: ActivationSource, latent_dim: int, *, alpha: float = 0.1, seed: int = 0, batch_size: int = 256,
+    epochs: int = 5,
+) -> SklearnDictionary:
+    """Fit the dictionary `train_sklearn` builds its SAE from (same arguments, same result).
+
+    Raises:
+        ValueError: ``latent_dim`` or ``alpha`` out of range, or no training rows.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    if latent_dim < 1 or alpha < 0:
+        raise ValueError(f"latent_dim must be >= 1 and alpha >= 0, got {latent_dim}, {alpha}")
+    head = [b for _, b in zip(range(64), source.batches(0, batch_size, seed), strict=False)]
+    if not head:
+        raise ValueError("the source yielded no training rows")
+    first = torch.cat(head).double()
+    scale = math.sqrt(source.d_in) / float(first.norm(dim=-1).mean().clamp_min(1e-12))
+    mean = (first * scale).mean(0).numpy()
+    with warnings.catch_warnings():
+        # the per-row lasso solves stop at max_iter on near-degenerate rows; the codes are still usable
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dl = _fitted_dictionary(source, latent_dim, alpha, seed, batch_size, epochs, scale, mean)
+    return SklearnDictionary(estimator=dl, scale=scale, mean=mean)
 
 
 def _fitted_dictionary(
@@ -88,14 +141,10 @@ def train_sklearn(
     Raises:
         ValueError: ``latent_dim`` or ``alpha`` out of range, or no training rows.
     """
-    if latent_dim < 1 or alpha < 0:
-        raise ValueError(f"latent_dim must be >= 1 and alpha >= 0, got {latent_dim}, {alpha}")
-    first = torch.cat([b for _, b in zip(range(64), source.batches(0, batch_size, seed), strict=False)]).double()
-    if not first.shape[0]:
-        raise ValueError("the source yielded no training rows")
-    scale = math.sqrt(source.d_in) / float(first.norm(dim=-1).mean().clamp_min(1e-12))
-    mean = (first * scale).mean(0).numpy()
-    dl = _fitted_dictionary(source, latent_dim, alpha, seed, batch_size, epochs, scale, mean)
+    from sklearn.exceptions import ConvergenceWarning
+
+    fit = fit_dictionary(source, latent_dim, alpha=alpha, seed=seed, batch_size=batch_size, epochs=epochs)
+    dl, scale, mean = fit.estimator, fit.scale, fit.mean
     atoms = dl.components_
     norms = np.linalg.norm(atoms, axis=1).clip(1e-12)
     base = cfg or SAEConfig(architecture="relu", d_in=source.d_in, d_sae=latent_dim)
@@ -106,7 +155,9 @@ def train_sklearn(
     with torch.no_grad():
         sae.W_dec.copy_(torch.from_numpy(atoms / norms[:, None]))
         sae.b_dec.copy_(torch.from_numpy(mean))
-    _fit_encoder(sae, source, dl, norms, scale, mean, batch_size, seed, alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _fit_encoder(sae, source, dl, norms, scale, mean, batch_size, seed, alpha)
     return sae.eval()
 
 
@@ -126,7 +177,7 @@ def _fit_encoder(sae: SAE, source: ActivationSource, dl: Any, norms: np.ndarray,
         sae.b_enc.copy_(torch.from_numpy(sol[d_in]))
     # refine the amortised encoder on sklearn's own objective (per row: 0.5 ||err||² + alpha ||c||_1)
     sae.train()
-    opt = torch.optim.Adam([sae.W_enc, sae.b_enc], lr=1e-3)
+    opt = torch.optim.Adam([sae.W_enc, sae.b_enc], lr=3e-3)
     for epoch in range(_ENCODER_EPOCHS):
         for batch in source.batches(1000 + epoch, batch_size, seed):
             x = batch * sae.cfg.norm_scaling_factor
