@@ -303,7 +303,8 @@ class ModelSource:
         if self.n_rows is not None and max_tokens is not None:
             self.n_rows = min(self.n_rows, max_tokens)
         self._eval: torch.Tensor | None = None
-        self.rows_seen = 0
+        self.epoch_rows: int | None = None
+        """Training rows of the last epoch read to the end (known after one full pass)."""
 
     def _activations(self, texts: Sequence[str]) -> torch.Tensor:
         from interpkit.sources import stream_activations
@@ -321,12 +322,13 @@ class ModelSource:
         order = _rng(seed, 0x7E47, epoch).permutation(len(self.train_texts))
         carry = torch.zeros(0, self.d_in)
         budget = self.max_tokens
+        n_rows = 0
         for w, lo in enumerate(range(0, len(order), self.window_texts)):
             acts = self._activations([self.train_texts[i] for i in order[lo : lo + self.window_texts]])
             acts = acts[torch.from_numpy(_rng(seed, 0x5A11, epoch, w).permutation(acts.shape[0]))]
             if budget is not None:
                 acts, budget = acts[:budget], budget - min(budget, acts.shape[0])
-            self.rows_seen += int(acts.shape[0])
+            n_rows += int(acts.shape[0])
             pool = torch.cat([carry, acts])
             n_full = pool.shape[0] // batch_size * batch_size
             yield from pool[:n_full].split(batch_size)
@@ -335,6 +337,7 @@ class ModelSource:
                 break
         if carry.shape[0]:
             yield carry
+        self.epoch_rows = n_rows
 
     def eval_rows(self) -> torch.Tensor:
         """Activations of the held-out texts (computed once, then kept)."""

@@ -525,7 +525,7 @@ def _metrics(sae: SAE, src: ActivationSource, model: Any, run: dict[str, Any], *
         metrics = {}
     rows_run, seconds = run.get("rows_run", run.get("rows", 0)), run.get("seconds", 0.0)
     metrics.update({
-        "n_train_rows": src.n_rows if src.n_rows is not None else getattr(src, "rows_seen", None),
+        "n_train_rows": src.n_rows if src.n_rows is not None else getattr(src, "epoch_rows", None),
         "n_eval_rows": int(rows.shape[0]), "steps": run["steps"], "epochs": run.get("epochs"),
         "tokens_per_s": (rows_run / seconds) if seconds > 0 and rows_run else None,
         "dead_fraction_train": run.get("dead_fraction_train"),

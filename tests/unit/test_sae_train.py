@@ -268,6 +268,9 @@ def test_model_source_streams_windows_and_holds_out_texts(model, monkeypatch):
     again = list(src.batches(0, 16, seed=0))
     assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert src.eval_rows().shape == (sum(len(t) for t in src.eval_texts), 16)
+    assert src.epoch_rows == n_tokens
+    capped = ModelSource(model, TEXTS, "layer1.resid_post", window_texts=5, seed=1, max_tokens=20)
+    assert [b.shape[0] for b in capped.batches(0, 8, seed=0)] == [8, 8, 4]
 
 
 def test_model_training_reports_lm_loss(model, tmp_path):
