@@ -23,17 +23,22 @@ def _rows() -> np.ndarray:
     return np.random.default_rng(0).normal(size=(N_ROWS, 8)).astype(np.float32)
 
 
-def _worker(rank: int, world: int, port: int, folder: str) -> None:
+def _worker(rank: int, world: int, port: int, folder: str, torchrun_env: bool) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    if torchrun_env:  # what torchrun sets: train_sae opens (and closes) the process group itself
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    else:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         res = train_sae(_rows(), batch_size=32, out=os.path.join(folder, "run"), checkpoint_every=4, **KW)
         torch.save({k: v.clone() for k, v in res.sae.tensors().items()}, os.path.join(folder, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            assert not torchrun_env, "train_sae left its process group open"
+            dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -42,8 +47,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("torchrun_env", [False, True], ids=["initialised-group", "torchrun-env"])
+def test_two_gloo_ranks_match_one_process(tmp_path, torchrun_env):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), torchrun_env), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(r0[k], r1[k]) for k in r0)  # DDP keeps the ranks identical
