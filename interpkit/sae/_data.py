@@ -315,23 +315,51 @@ class ModelSource:
                                  max_length=self.max_length, progress=False)
         return torch.from_numpy(res[self.site, self.pooling].to_numpy(max_bytes=None))
 
-    def batches(self, epoch: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-        """Shuffled training batches of one epoch (runs the model over every training text)."""
+    def _count_rows(self, texts: Sequence[str]) -> int:
+        """Rows `_activations` gives for ``texts``, from tokenising alone (BOS is excluded)."""
+        if self.pooling != "tokens":
+            return len(texts)
+        from interpkit.sources._stream import tokenized_ids
+
+        bos = getattr(self.model.tokenizer, "bos_token_id", None)
+        ids = tokenized_ids(self.model, texts, max_length=self.max_length)
+        return sum(len(row) - (1 if row and bos is not None and row[0] == bos else 0) for row in ids)
+
+    def batches(self, epoch: int, batch_size: int, seed: int, *, start: int = 0) -> Iterator[torch.Tensor]:
+        """Shuffled training batches of one epoch (runs the model over every training text).
+
+        ``start`` skips that many batches; windows that lie wholly inside the skipped rows are
+        only tokenised (to count their rows), not run.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         order = _rng(seed, 0x7E47, epoch).permutation(len(self.train_texts))
         carry = torch.zeros(0, self.d_in)
         budget = self.max_tokens
-        n_rows = 0
+        n_rows, skip = 0, start * batch_size
         for w, lo in enumerate(range(0, len(order), self.window_texts)):
-            acts = self._activations([self.train_texts[i] for i in order[lo : lo + self.window_texts]])
+            texts = [self.train_texts[i] for i in order[lo : lo + self.window_texts]]
+            expected = self._count_rows(texts) if skip else None
+            if expected is not None and min(expected, budget if budget is not None else expected) <= skip:
+                n = min(expected, budget) if budget is not None else expected
+                skip, n_rows = skip - n, n_rows + n
+                budget = None if budget is None else budget - n
+                if budget == 0:
+                    break
+                continue
+            acts = self._activations(texts)
+            if expected is not None and expected != acts.shape[0]:
+                raise RuntimeError(f"resuming {self.site}: expected {expected} rows from tokenising a window, "
+                                   f"the model gave {acts.shape[0]}")
             acts = acts[torch.from_numpy(_rng(seed, 0x5A11, epoch, w).permutation(acts.shape[0]))]
             if budget is not None:
                 acts, budget = acts[:budget], budget - min(budget, acts.shape[0])
             n_rows += int(acts.shape[0])
+            acts, skip = acts[skip:], 0
             pool = torch.cat([carry, acts])
             n_full = pool.shape[0] // batch_size * batch_size
-            yield from pool[:n_full].split(batch_size)
+            if n_full:
+                yield from pool[:n_full].split(batch_size)
             carry = pool[n_full:]
             if budget == 0:
                 break

@@ -271,6 +271,13 @@ def test_model_source_streams_windows_and_holds_out_texts(model, monkeypatch):
     assert src.epoch_rows == n_tokens
     capped = ModelSource(model, TEXTS, "layer1.resid_post", window_texts=5, seed=1, max_tokens=20)
     assert [b.shape[0] for b in capped.batches(0, 8, seed=0)] == [8, 8, 4]
+    seen.clear()
+    start = len(batches) - 3
+    later = list(src.batches(0, 16, seed=0, start=start))  # resuming: skipped windows are not run
+    assert all(torch.equal(a, b) for a, b in zip(batches[start:], later, strict=True))
+    assert sum(len(t) for t in seen) < 18
+    tail = list(capped.batches(0, 8, seed=0, start=2))
+    assert len(tail) == 1 and tail[0].shape[0] == 4
 
 
 def test_model_training_reports_lm_loss(model, tmp_path):
