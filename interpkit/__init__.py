@@ -42,6 +42,10 @@ _LAZY: dict[str, str] = {
     "load_report": "interpkit.report",
     "inspect": "interpkit.inspect_",
     "doctor": "interpkit._doctor",
+    # sae
+    "train_sae": "interpkit.sae",
+    "load_sae": "interpkit.sae",
+    "save_sae": "interpkit.sae",
 }
 
 __all__ = [
@@ -58,8 +62,11 @@ __all__ = [
     "inspect",
     "load_model",
     "load_report",
+    "load_sae",
     "make_toy_table",
     "rank",
+    "save_sae",
+    "train_sae",
 ]
 
 # `rank` is both a subpackage and its main function: bind the function eagerly, or the import

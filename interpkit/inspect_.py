@@ -24,8 +24,8 @@ import numpy as np
 
 from interpkit._io import sha256_file
 
-Backend = Literal["toy", "records", "features"]
-BACKENDS: tuple[str, ...] = ("toy", "records", "features")
+Backend = Literal["toy", "records", "features", "saelens"]
+BACKENDS: tuple[str, ...] = ("toy", "records", "features", "saelens")
 TOY_MODEL_NAMES = frozenset({"toy", "synthetic", "toy-model"})
 
 
@@ -98,8 +98,56 @@ def _causal_summary(interventions: Sequence[Any]) -> dict[str, list[dict[str, An
     return out
 
 
+def _saelens_table(
+    model: Any,
+    release: str | None,
+    sae_id: str | None,
+    feature_indexes: Sequence[int] | None,
+    dataset: str | Path | None,
+    inputs: list[Any],
+    *,
+    model_backend: str | None,
+    pooling: str,
+    batch_size: int,
+    max_length: int | None,
+) -> tuple[Any, str]:
+    """The ``saelens`` backend: load the SAE (local folder or hub), run the model, encode, pool."""
+    from interpkit.sae import load_sae, resolve_saelens, sae_site, sae_table
+    from interpkit.sources import read_prompt_dataset
+
+    if release is None:
+        raise InspectError("the saelens backend needs --saelens-release (a release, hub repo id or local folder)")
+    if model is None:
+        raise InspectError("the saelens backend needs --model: the model the SAE reads")
+    dpath = _check_file(dataset, "--dataset")
+    folder = resolve_saelens(release, sae_id)
+    sae = load_sae(folder)
+    rows = read_prompt_dataset(dpath)
+    if not rows:
+        raise InspectError(f"--dataset: {dpath} holds no prompts")
+    inputs.append(_input("dataset", dpath, len(rows)))
+    weights = next((p for p in sorted(Path(folder).glob("*.safetensors"))), None)
+    if weights is not None:
+        inputs.append(_input("sae", weights, None))
+    if feature_indexes is not None:
+        bad = [i for i in feature_indexes if not 0 <= int(i) < sae.d_sae]
+        if bad:
+            raise InspectError(f"--saelens-feature-indexes: {bad} out of range for an SAE with {sae.d_sae} latents")
+    if isinstance(model, str):
+        from interpkit.models import load_model
+
+        wrapper = load_model(model, model_backend)
+    else:
+        wrapper = model
+    site = sae_site(sae, wrapper)
+    table = sae_table(sae, wrapper, rows, site=site, pooling=pooling, batch_size=batch_size, max_length=max_length)
+    if feature_indexes is not None:
+        table = table.select_features(np.asarray(sorted({int(i) for i in feature_indexes}), dtype=np.int64))
+    return table, str(getattr(wrapper, "name", model))
+
+
 def inspect(
-    model: str | None,
+    model: Any,
     criterion: str,
     *,
     backend: Backend | None = None,
@@ -113,6 +161,14 @@ def inspect(
     n_permutations: int = 1000,
     n_bootstrap: int = 50,
     n_top_examples: int = 5,
+    saelens_release: str | None = None,
+    saelens_sae_id: str | None = None,
+    saelens_feature_indexes: Sequence[int] | None = None,
+    dataset: str | Path | None = None,
+    model_backend: str | None = None,
+    pooling: str = "max",
+    batch_size: int = 8,
+    max_length: int | None = 128,
 ) -> Any:
     """Rank features for ``criterion`` and build (and optionally save) a report.
 
@@ -122,8 +178,10 @@ def inspect(
         criterion: the criterion text; intervention records are matched to it as normalised text.
         backend: ``"records"`` (activation records JSONL), ``"features"`` (feature dumps JSONL,
             optionally with ``records`` for criterion scores) or ``"toy"`` (synthetic, planted
-            ground truth). Default: ``records`` when a records file is given, ``features`` when a
-            features file is given, ``toy`` only for the model name ``"toy"``.
+            ground truth), or ``"saelens"`` (an SAE in SAELens layout, run on ``model`` over
+            ``dataset``). Default: ``records`` when a records file is given, ``features`` when a
+            features file is given, ``saelens`` when a release is given, ``toy`` only for the
+            model name ``"toy"``.
         records: activation records JSONL.
         features: feature dumps JSONL.
         interventions: intervention records JSONL (causal evidence).
@@ -134,6 +192,15 @@ def inspect(
         n_permutations: permutations for the association null.
         n_bootstrap: bootstrap resamples for stability.
         n_top_examples: examples listed per reported feature.
+        saelens_release: ``saelens`` backend: a SAELens release name or hub repo id (downloaded for
+            online users), or a local folder in SAELens layout.
+        saelens_sae_id: ``saelens`` backend: the SAE inside the release (its subfolder).
+        saelens_feature_indexes: ``saelens`` backend: latents to keep (default: all).
+        dataset: ``saelens`` backend: prompt dataset JSONL (texts and criterion scores).
+        model_backend: ``saelens`` backend: ``transformer_lens`` or ``nnsight`` for the model.
+        pooling: ``saelens`` backend: pooling of each latent over a prompt's tokens.
+        batch_size: ``saelens`` backend: prompts per forward pass.
+        max_length: ``saelens`` backend: truncation length in tokens.
 
     Returns:
         The :class:`~interpkit.report.Report` (with ``path`` set when saved).
@@ -154,6 +221,8 @@ def inspect(
             backend = "records"
         elif features is not None:
             backend = "features"
+        elif saelens_release is not None:
+            backend = "saelens"
         elif model in TOY_MODEL_NAMES:
             backend = "toy"
         else:
@@ -181,7 +250,11 @@ def inspect(
         criterion_for_records = toy.interventions[0].criterion if toy.interventions else criterion
     else:
         criterion_for_records = criterion
-        if backend == "records":
+        if backend == "saelens":
+            table, model = _saelens_table(
+                model, saelens_release, saelens_sae_id, saelens_feature_indexes, dataset, inputs,
+                model_backend=model_backend, pooling=pooling, batch_size=batch_size, max_length=max_length)
+        elif backend == "records":
             path = _check_file(records, "--records")
             from interpkit.table import FeatureTable
 

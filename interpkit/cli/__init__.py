@@ -18,12 +18,14 @@ from interpkit.cli import (
     _export_interventions,
     _export_records,
     _inspect,
+    _train_sae,
 )
 
 # (name, help, add_arguments, run)
 _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("inspect", _inspect.HELP, _inspect.add_arguments, _inspect.run),
     ("demo", _demo.HELP, _demo.add_arguments, _demo.run),
+    ("train-sae", _train_sae.HELP, _train_sae.add_arguments, _train_sae.run),
     ("doctor", _doctor.HELP, _doctor.add_arguments, _doctor.run),
     ("export-hf-records", _export_records.HELP, _export_records.add_arguments, _export_records.run),
     ("export-hf-contrast", _export_contrast.HELP, _export_contrast.add_arguments, _export_contrast.run),

@@ -180,7 +180,10 @@ class SAE(nn.Module):
         """``W_enc^T (s·x - b_dec) + b_enc`` for input scale ``s`` (``[..., d_sae]``)."""
         x = x.to(self.W_enc.dtype) * self._scale(x)
         if self.cfg.apply_b_dec_to_input:
-            x = x - self.b_dec
+            # (x - b_dec) W_enc written as x W_enc - b_dec W_enc: the same value, but the backward
+            # pass gets b_dec's gradient from a vector-matrix product instead of a third
+            # [n, d_sae] x [d_sae, d_in] matmul
+            return x @ self.W_enc + (self.b_enc - self.b_dec @ self.W_enc)
         return x @ self.W_enc + self.b_enc
 
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
@@ -209,6 +212,12 @@ class SAE(nn.Module):
         """The architecture's sparsity penalty, already weighted (a scalar)."""
         return pre.new_zeros(())
 
+    def _sparse_activate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(values, indices)`` ``[n, k]`` of the active latents when the architecture has a fixed
+        number per row (TopK), else None. Lets training decode with a gather of ``k`` decoder rows
+        instead of a dense ``[n, d_sae] @ [d_sae, d_in]`` product."""
+        return None
+
     def loss(self, x: torch.Tensor, dead: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training losses on a batch ``x [n, d_in]``.
 
@@ -218,20 +227,35 @@ class SAE(nn.Module):
 
         Returns:
             ``loss`` (total), ``mse`` (mean squared error per element, in normalised units),
-            ``sparsity``, ``aux`` and ``codes`` (detached).
+            ``sparsity``, ``aux``, ``l0`` (mean active latents per row) and ``fired``
+            (``[d_sae]`` bool: latents active on some row), all but ``loss`` detached.
         """
         scale = self._scale(x)
         xs = x.to(self.W_enc.dtype) * scale
         pre = self.pre_activations(x)
-        codes = self._activate(pre)
-        recon = codes @ self.W_dec + self.b_dec
+        sparse = self._sparse_activate(pre)
+        if sparse is not None:
+            vals, idx = sparse
+            recon = torch.nn.functional.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
+            recon = recon + self.b_dec
+            active = vals.detach() > 0
+            fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
+            fired[idx[active]] = True
+            l0 = active.sum(-1).float().mean()
+            sparsity = pre.new_zeros(())
+        else:
+            codes = self._activate(pre)
+            recon = codes @ self.W_dec + self.b_dec
+            active = codes.detach() != 0
+            fired = active.any(0)
+            l0 = active.sum(-1).float().mean()
+            sparsity = self.sparsity_loss(pre, codes)
         err = xs - recon
         mse = err.pow(2).mean()
-        sparsity = self.sparsity_loss(pre, codes)
         aux = self.aux_loss(err.detach(), pre, dead)
         total = mse + sparsity + self.cfg.aux_coefficient * aux
         return {"loss": total, "mse": mse.detach(), "sparsity": sparsity.detach(), "aux": aux.detach(),
-                "codes": codes.detach()}
+                "l0": l0.detach(), "fired": fired}
 
     def aux_loss(self, err: torch.Tensor, pre: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
         """AuxK (Gao et al. 2024): reconstruct the residual error from the top dead latents.

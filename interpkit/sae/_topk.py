@@ -29,3 +29,9 @@ class TopKSAE(SAE):
 
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         return topk_codes(pre, self.cfg.k)
+
+    def _sparse_activate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # topk of the raw pre-activations, then relu of the k values: the same codes as
+        # topk(relu(pre)) without a full [n, d_sae] relu pass
+        vals, idx = pre.reshape(-1, pre.shape[-1]).topk(min(int(self.cfg.k), pre.shape[-1]), dim=-1, sorted=False)
+        return torch.relu(vals), idx

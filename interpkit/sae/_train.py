@@ -472,7 +472,7 @@ def _train_torch(
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 sae.after_step()
-                fired = (out_d["codes"] != 0).any(0)
+                fired = out_d["fired"]
                 if world > 1:
                     import torch.distributed as dist
 
@@ -488,10 +488,9 @@ def _train_torch(
                 if bar is not None:
                     bar.update(1)
                 if step % log_every == 0:
-                    codes = out_d["codes"]
                     history.append({"step": step, "epoch": epoch, "loss": float(out_d["loss"].detach()),
                                     "mse": float(out_d["mse"]), "sparsity": float(out_d["sparsity"]),
-                                    "aux": float(out_d["aux"]), "l0": float((codes != 0).sum(-1).float().mean()),
+                                    "aux": float(out_d["aux"]), "l0": float(out_d["l0"]),
                                     "dead_fraction": float((since >= dead_steps).float().mean())})
                 if checkpoint_every and step % checkpoint_every == 0 and rank == 0:
                     state = {"step": step, "epoch": epoch, "batch_index": consumed, "rows": rows,

@@ -157,3 +157,24 @@ def test_config_round_trip_and_unknown_fields():
 def test_register_refuses_a_second_class_under_a_taken_name():
     with pytest.raises(ValueError, match="already registered"):
         register_architecture("topk")(type("Other", (SAE,), {}))
+
+
+def test_topk_sparse_decode_matches_the_dense_computation():
+    sae = make_sae(_cfg("topk"), seed=0)
+    x = torch.randn(32, 6)
+    dead = torch.zeros(24, dtype=torch.bool)
+    dead[::3] = True
+    out = sae.loss(x, dead=dead)
+    out["loss"].backward()
+    sparse_grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = sae.pre_activations(x)
+    codes = sae._activate(pre)
+    err = x - (codes @ sae.W_dec + sae.b_dec)
+    dense = err.pow(2).mean() + sae.cfg.aux_coefficient * sae.aux_loss(err.detach(), pre, dead)
+    dense.backward()
+    assert torch.allclose(out["loss"], dense, atol=1e-6)
+    for n, p in sae.named_parameters():
+        assert torch.allclose(sparse_grads[n], p.grad, atol=1e-5), n
+    assert torch.equal(out["fired"], (codes != 0).any(0))
+    assert float(out["l0"]) == float((codes != 0).sum(-1).float().mean())
