@@ -248,7 +248,10 @@ class ModelSource:
     Each epoch visits the training texts in a seeded order, ``window_texts`` at a time: the window
     runs through `~interpkit.sources.stream_activations` (BOS excluded), its rows are shuffled
     and cut into batches, and rows left over carry into the next window. Only one window of
-    activations is held, so the dataset can be any size; each epoch runs the model again.
+    activations is held in memory, so the dataset can be any size. With ``cache=True`` (the
+    default) the texts run through the model once, in fixed blocks, and their rows go to ``.npy``
+    shards on disk (``cache_dir``, or a temporary folder removed with the source); every epoch then
+    reads them back instead of running the model again (see `_window`).
 
     Args:
         model: an interpkit ``ModelWrapper``.
@@ -261,6 +264,8 @@ class ModelSource:
         eval_fraction: share of texts held out.
         seed: seed of the held-out choice.
         max_tokens: stop each epoch after this many training rows (None: all).
+        cache: keep each text's activations on disk after its first pass.
+        cache_dir: folder for the cache shards (default: a temporary folder).
 
     Raises:
         ValueError: no texts, a bad pooling, or fewer than two texts with ``eval_fraction > 0``.
@@ -279,6 +284,8 @@ class ModelSource:
         eval_fraction: float = 0.1,
         seed: int = 0,
         max_tokens: int | None = None,
+        cache: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pooling not in ("tokens", "mean", "max", "last"):
             raise ValueError(f"pooling must be 'tokens', 'mean', 'max' or 'last', got {pooling!r}")
@@ -305,15 +312,73 @@ class ModelSource:
         self._eval: torch.Tensor | None = None
         self.epoch_rows: int | None = None
         """Training rows of the last epoch read to the end (known after one full pass)."""
+        self.cache = bool(cache)
+        self._cache_root = None if cache_dir is None else Path(cache_dir)
+        self._tmp: Any = None
+        self._where: dict[int, tuple[Path, int, int]] = {}
+        self.model_passes = 0
+        """Texts run through the model so far (cached texts are not run again)."""
 
-    def _activations(self, texts: Sequence[str]) -> torch.Tensor:
+    def _stream(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``texts`` ordered by text then position, and each text's row count."""
         from interpkit.sources import stream_activations
 
-        if not texts:
-            return torch.zeros(0, self.d_in)
         res = stream_activations(self.model, texts, self.site, pooling=self.pooling, batch_size=self.batch_size,
                                  max_length=self.max_length, progress=False)
-        return torch.from_numpy(res[self.site, self.pooling].to_numpy(max_bytes=None))
+        self.model_passes += len(texts)
+        chunk = res[self.site, self.pooling].to_chunk(max_bytes=None)
+        keys = [chunk.example_idx] if chunk.token_index is None else [chunk.token_index, chunk.example_idx]
+        order = np.lexsort(keys)
+        counts = np.bincount(chunk.example_idx, minlength=len(texts))
+        return np.ascontiguousarray(chunk.values[order], dtype=np.float32), counts
+
+    def _activations(self, texts: Sequence[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.d_in)
+        return torch.from_numpy(self._stream(texts)[0])
+
+    def _cache_folder(self) -> Path:
+        if self._cache_root is not None:
+            self._cache_root.mkdir(parents=True, exist_ok=True)
+            return self._cache_root
+        if self._tmp is None:
+            import tempfile
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="interpkit-sae-acts-")
+        return Path(self._tmp.name)
+
+    def _window(self, idx: Sequence[int]) -> torch.Tensor:
+        """Rows of the training texts ``idx`` (text order, then position).
+
+        Without the cache, the window's texts run through the model together. With it, texts are
+        run in fixed blocks of ``window_texts`` consecutive training texts (the block a text belongs
+        to never changes), each block once, written to a shard and read back from disk after: a
+        text's activations then never depend on which other texts shared its forward batches, so
+        runs that reach a text through different windows (a resumed run) see identical rows.
+        """
+        if not self.cache:
+            return self._activations([self.train_texts[i] for i in idx])
+        for block in sorted({i // self.window_texts for i in idx}):
+            if block * self.window_texts in self._where:
+                continue
+            members = list(range(block * self.window_texts,
+                                 min((block + 1) * self.window_texts, len(self.train_texts))))
+            values, counts = self._stream([self.train_texts[i] for i in members])
+            path = self._cache_folder() / f"block-{block:06d}.npy"
+            np.save(path, values)
+            stops = np.cumsum(counts)
+            for i, lo, hi in zip(members, stops - counts, stops, strict=True):
+                self._where[i] = (path, int(lo), int(hi))
+        opened: dict[Path, np.ndarray] = {}
+        parts = []
+        for i in idx:
+            path, lo, hi = self._where[i]
+            if path not in opened:
+                opened[path] = np.load(path, mmap_mode="r")
+            parts.append(np.asarray(opened[path][lo:hi]))
+        if not parts:
+            return torch.zeros(0, self.d_in)
+        return torch.from_numpy(np.concatenate(parts))
 
     def _count_rows(self, texts: Sequence[str]) -> int:
         """Rows `_activations` gives for ``texts``, from tokenising alone (BOS is excluded)."""
@@ -338,7 +403,8 @@ class ModelSource:
         budget = self.max_tokens
         n_rows, skip = 0, start * batch_size
         for w, lo in enumerate(range(0, len(order), self.window_texts)):
-            texts = [self.train_texts[i] for i in order[lo : lo + self.window_texts]]
+            window = [int(i) for i in order[lo : lo + self.window_texts]]
+            texts = [self.train_texts[i] for i in window]
             expected = self._count_rows(texts) if skip else None
             if expected is not None and min(expected, budget if budget is not None else expected) <= skip:
                 n = min(expected, budget) if budget is not None else expected
@@ -347,7 +413,7 @@ class ModelSource:
                 if budget == 0:
                     break
                 continue
-            acts = self._activations(texts)
+            acts = self._window(window)
             if expected is not None and expected != acts.shape[0]:
                 raise RuntimeError(f"resuming {self.site}: expected {expected} rows from tokenising a window, "
                                    f"the model gave {acts.shape[0]}")
