@@ -161,6 +161,7 @@ def inspect(
     n_permutations: int = 1000,
     n_bootstrap: int = 50,
     n_top_examples: int = 5,
+    null: str = "auto",
     saelens_release: str | None = None,
     saelens_sae_id: str | None = None,
     saelens_feature_indexes: Sequence[int] | None = None,
@@ -192,6 +193,11 @@ def inspect(
         n_permutations: permutations for the association null.
         n_bootstrap: bootstrap resamples for stability.
         n_top_examples: examples listed per reported feature.
+        null: the association null: ``"permutation"``, ``"asymptotic"`` (Spearman t), or
+            ``"auto"``: permutation unless the table has so many features that even the smallest
+            permutation p-value could not pass the FDR correction (``n_features / (1 +
+            n_permutations) > 0.05``, e.g. an SAE's thousands of latents), then asymptotic (the
+            report's warnings say which was used).
         saelens_release: ``saelens`` backend: a SAELens release name or hub repo id (downloaded for
             online users), or a local folder in SAELens layout.
         saelens_sae_id: ``saelens`` backend: the SAE inside the release (its subfolder).
@@ -300,8 +306,18 @@ def inspect(
             "`criterion_score` per row)"
         )
 
+    if null == "auto":
+        null = "permutation"
+        if table.features.shape[0] / (1 + n_permutations) > 0.05:
+            null = "asymptotic"
+            warnings.append(
+                f"{table.features.shape[0]} features: {n_permutations} permutations cannot give a p-value small "
+                "enough to survive the FDR correction, so the association uses the asymptotic Spearman null")
+    elif null not in ("permutation", "asymptotic"):
+        raise InspectError(f"null must be 'auto', 'permutation' or 'asymptotic', got {null!r}")
     result = rank(
         table,
+        null=null,
         interventions=intervention_rows or None,
         criterion=criterion_for_records,
         seed=seed,
@@ -352,6 +368,7 @@ def inspect(
             "seed": seed,
             "n_permutations": n_permutations,
             "n_bootstrap": n_bootstrap,
+            "null": null,
             "allow_intervention_criterion_mismatch": allow_intervention_criterion_mismatch,
             "n_examples": int(table.examples.shape[0]),
             "n_features": int(table.features.shape[0]),

@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-permutations", type=int, default=1000)
     p.add_argument("--n-bootstrap", type=int, default=50)
+    p.add_argument("--null", choices=("auto", "permutation", "asymptotic"), default="auto",
+                   help="association null (default auto: permutation unless there are too many features for it "
+                        "to pass the FDR correction)")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_permutations=args.n_permutations,
         n_bootstrap=args.n_bootstrap,
+        null=args.null,
         saelens_release=args.saelens_release,
         saelens_sae_id=args.saelens_sae_id,
         saelens_feature_indexes=_indexes(args.saelens_feature_indexes),

@@ -384,11 +384,22 @@ def _saelens_cfg_for(sae: SAE) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
     meta = out["metadata"] if nested else out
     if source is None:
         meta.update({"sae_lens_version": _SAELENS_VERSION, "sae_lens_training_version": _SAELENS_VERSION})
-    for key, ours in (("model_name", cfg.model), ("hook_name", cfg.hook_name), ("hook_layer", cfg.layer)):
+    hook_name = cfg.hook_name
+    if hook_name is None and source is None and cfg.site is not None:
+        from interpkit.models._sites import parse_site
+
+        parsed = parse_site(cfg.site)  # SAELens names sites by TransformerLens hook
+        hook_name = None if parsed is None else f"blocks.{parsed[0]}.hook_{parsed[1]}"
+    for key, ours in (("model_name", cfg.model), ("hook_name", hook_name), ("hook_layer", cfg.layer)):
         theirs = implied.get({"model_name": "model", "hook_layer": "layer"}.get(key, key))
         if source is None or not _same(theirs, ours):
             meta[key] = ours
     block = _interpkit_block(cfg, folded)
+    previous = meta.get("interpkit") if source is not None else None
+    if isinstance(previous, dict):  # bookkeeping keys of an interpkit-written file (not config fields)
+        for key, value in previous.items():
+            if key not in block and key not in SAEConfig.__dataclass_fields__:
+                block[key] = value
     if block or "interpkit" in meta:
         meta["interpkit"] = block
     return out, tensors
