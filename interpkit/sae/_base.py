@@ -176,15 +176,18 @@ class SAE(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------
 
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``W_enc^T (s·x - b_dec) + b_enc`` for input scale ``s`` (``[..., d_sae]``)."""
-        x = x.to(self.W_enc.dtype) * self._scale(x)
+    def encoder_bias(self) -> torch.Tensor:
+        """``b_enc - b_dec W_enc`` (or ``b_enc``): the bias of the encoder as applied to ``s·x``."""
         if self.cfg.apply_b_dec_to_input:
             # (x - b_dec) W_enc written as x W_enc - b_dec W_enc: the same value, but the backward
             # pass gets b_dec's gradient from a vector-matrix product instead of a third
             # [n, d_sae] x [d_sae, d_in] matmul
-            return x @ self.W_enc + (self.b_enc - self.b_dec @ self.W_enc)
-        return x @ self.W_enc + self.b_enc
+            return self.b_enc - self.b_dec @ self.W_enc
+        return self.b_enc
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """``W_enc^T (s·x - b_dec) + b_enc`` for input scale ``s`` (``[..., d_sae]``)."""
+        return (x.to(self.W_enc.dtype) * self._scale(x)) @ self.W_enc + self.encoder_bias()
 
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -212,10 +215,11 @@ class SAE(nn.Module):
         """The architecture's sparsity penalty, already weighted (a scalar)."""
         return pre.new_zeros(())
 
-    def _sparse_activate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(values, indices)`` ``[n, k]`` of the active latents when the architecture has a fixed
-        number per row (TopK), else None. Lets training decode with a gather of ``k`` decoder rows
-        instead of a dense ``[n, d_sae] @ [d_sae, d_in]`` product."""
+    def _sparse_encode(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(values, indices)`` ``[n, k]`` of the active latents of the scaled input ``xs`` when the
+        architecture has a fixed number per row (TopK), else None. Training then decodes with a
+        gather of ``k`` decoder rows, and the encoder's weight gradient is a sparse product,
+        instead of dense ``[n, d_sae]`` products."""
         return None
 
     def loss(self, x: torch.Tensor, dead: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -230,10 +234,9 @@ class SAE(nn.Module):
             ``sparsity``, ``aux``, ``l0`` (mean active latents per row) and ``fired``
             (``[d_sae]`` bool: latents active on some row), all but ``loss`` detached.
         """
-        scale = self._scale(x)
-        xs = x.to(self.W_enc.dtype) * scale
-        pre = self.pre_activations(x)
-        sparse = self._sparse_activate(pre)
+        xs = x.to(self.W_enc.dtype) * self._scale(x)
+        sparse = self._sparse_encode(xs)
+        pre = None
         if sparse is not None:
             vals, idx = sparse
             recon = torch.nn.functional.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
@@ -242,8 +245,9 @@ class SAE(nn.Module):
             fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
             fired[idx[active]] = True
             l0 = active.sum(-1).float().mean()
-            sparsity = pre.new_zeros(())
+            sparsity = xs.new_zeros(())
         else:
+            pre = xs @ self.W_enc + self.encoder_bias()
             codes = self._activate(pre)
             recon = codes @ self.W_dec + self.b_dec
             active = codes.detach() != 0
@@ -252,7 +256,14 @@ class SAE(nn.Module):
             sparsity = self.sparsity_loss(pre, codes)
         err = xs - recon
         mse = err.pow(2).mean()
-        aux = self.aux_loss(err.detach(), pre, dead)
+        aux = xs.new_zeros(())
+        if dead is not None and self.cfg.aux_coefficient != 0 and bool(dead.any()):
+            dead_idx = dead.nonzero().squeeze(1)
+            if pre is not None:
+                pre_dead = pre[:, dead_idx]
+            else:  # only the dead latents' pre-activations: a product as wide as they are few
+                pre_dead = xs @ self.W_enc[:, dead_idx] + self.encoder_bias()[dead_idx]
+            aux = self._aux(err.detach(), pre_dead, dead_idx)
         total = mse + sparsity + self.cfg.aux_coefficient * aux
         return {"loss": total, "mse": mse.detach(), "sparsity": sparsity.detach(), "aux": aux.detach(),
                 "l0": l0.detach(), "fired": fired}
@@ -260,17 +271,24 @@ class SAE(nn.Module):
     def aux_loss(self, err: torch.Tensor, pre: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
         """AuxK (Gao et al. 2024): reconstruct the residual error from the top dead latents.
 
+        Args:
+            err: the residual ``s·x - x̂`` (detached) ``[n, d_in]``.
+            pre: every latent's pre-activation ``[n, d_sae]``.
+            dead: ``[d_sae]`` bool mask of dead latents.
+
         The loss is the squared error of that reconstruction relative to the residual's variance,
         so it is comparable across layers; zero when no latent is dead.
         """
         if dead is None or self.cfg.aux_coefficient == 0 or not bool(dead.any()):
             return pre.new_zeros(())
-        n_dead = int(dead.sum())
-        k_aux = min(self.cfg.aux_k or max(self.cfg.d_in // 2, 1), n_dead)
-        masked = torch.where(dead, torch.relu(pre), torch.zeros_like(pre))
-        vals, idx = masked.topk(k_aux, dim=-1)
-        aux_codes = torch.zeros_like(pre).scatter(-1, idx, vals)
-        aux_recon = aux_codes @ self.W_dec
+        dead_idx = dead.nonzero().squeeze(1)
+        return self._aux(err, pre[:, dead_idx], dead_idx)
+
+    def _aux(self, err: torch.Tensor, pre_dead: torch.Tensor, dead_idx: torch.Tensor) -> torch.Tensor:
+        k_aux = min(self.cfg.aux_k or max(self.cfg.d_in // 2, 1), int(dead_idx.numel()))
+        vals, idx = torch.relu(pre_dead).topk(k_aux, dim=-1, sorted=False)
+        aux_recon = torch.nn.functional.embedding_bag(dead_idx[idx], self.W_dec, per_sample_weights=vals,
+                                                      mode="sum")
         denom = (err - err.mean(0, keepdim=True)).pow(2).sum(-1).mean().clamp_min(1e-8)
         return (err - aux_recon).pow(2).sum(-1).mean() / denom
 

@@ -30,8 +30,42 @@ class TopKSAE(SAE):
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         return topk_codes(pre, self.cfg.k)
 
-    def _sparse_activate(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # topk of the raw pre-activations, then relu of the k values: the same codes as
-        # topk(relu(pre)) without a full [n, d_sae] relu pass
-        vals, idx = pre.reshape(-1, pre.shape[-1]).topk(min(int(self.cfg.k), pre.shape[-1]), dim=-1, sorted=False)
-        return torch.relu(vals), idx
+    def _sparse_encode(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = xs.reshape(-1, xs.shape[-1])
+        return _TopKEncode.apply(flat, self.W_enc, self.encoder_bias(), min(int(self.cfg.k), self.cfg.d_sae))
+
+
+class _TopKEncode(torch.autograd.Function):
+    """``relu(topk(x W + c))`` with a sparse backward.
+
+    Forward does the one dense product it must (every pre-activation is needed to choose the top
+    k). The gradient reaches only the ``k`` chosen entries per row, so ``dL/dW = x^T G`` is a
+    sparse-dense product with ``n·k`` non-zeros instead of a dense ``[d, n] x [n, d_sae]`` one.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, c, k):  # noqa: ANN001
+        with torch.no_grad():
+            vals, idx = (x @ w + c).topk(k, dim=-1, sorted=False)
+            out = torch.relu(vals)
+        ctx.save_for_backward(x, w, idx, vals > 0)
+        ctx.mark_non_differentiable(idx)
+        return out, idx
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_idx):  # noqa: ANN001
+        x, w, idx, positive = ctx.saved_tensors
+        g = (grad_out * positive).reshape(-1)
+        n, k = idx.shape
+        rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+        cols = idx.reshape(-1)
+        grad_x = grad_w = grad_c = None
+        if ctx.needs_input_grad[1]:
+            g_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (w.shape[1], n), check_invariants=False)
+            grad_w = torch.sparse.mm(g_t, x).t()
+        if ctx.needs_input_grad[2]:
+            grad_c = torch.zeros(w.shape[1], dtype=g.dtype, device=g.device).index_add_(0, cols, g)
+        if ctx.needs_input_grad[0]:
+            g_s = torch.sparse_coo_tensor(torch.stack([rows, cols]), g, (n, w.shape[1]), check_invariants=False)
+            grad_x = torch.sparse.mm(g_s, w.t())
+        return grad_x, grad_w, grad_c, None

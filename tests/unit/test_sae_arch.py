@@ -178,3 +178,13 @@ def test_topk_sparse_decode_matches_the_dense_computation():
         assert torch.allclose(sparse_grads[n], p.grad, atol=1e-5), n
     assert torch.equal(out["fired"], (codes != 0).any(0))
     assert float(out["l0"]) == float((codes != 0).sum(-1).float().mean())
+
+
+def test_topk_sparse_backward_passes_gradcheck():
+    from interpkit.sae._topk import _TopKEncode
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(4, 9, dtype=torch.float64, generator=gen, requires_grad=True)
+    c = torch.randn(9, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, c: _TopKEncode.apply(x, w, c, 3)[0], (x, w, c))
