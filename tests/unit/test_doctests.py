@@ -11,7 +11,7 @@ import pytest
 import interpkit
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(interpkit.__path__, "interpkit.")
-                 if not m.name.endswith("__main__"))
+                 if not m.name.endswith("__main__") and m.name != "interpkit.__main__")
 
 
 @pytest.mark.parametrize("name", MODULES)
