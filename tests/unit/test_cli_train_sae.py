@@ -11,13 +11,7 @@ import torch
 from interpkit.cli import main
 from interpkit.records import ActivationRecord, FeatureActivation, iter_activation_records, write_jsonl
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _records(path, n=160, d=12, seed=0):

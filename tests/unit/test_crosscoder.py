@@ -54,13 +54,7 @@ def best_latents(w, targets):
     return cos.argmax(0), cos.max(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Steps on 20-wide matrices: extra threads only spin, and on a shared 2-core box cost 10x.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,7 @@ def planted(n: int = 4000, d: int = D_IN, m: int = N_ATOMS, k: int = 3, seed: in
     return x.astype(np.float32), atoms
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # these matrices are tiny: a second OpenMP thread only adds barrier waits, which turn into
-    # seconds per step when other processes share the two cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
