@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "control_features": "._runner",
     "neuron_feature": "._runner",
     "run_interventions": "._runner",
+    "EditSession": "._runner",
     "site_mean": "._runner",
     "SweepResult": "._sweep",
     "assign_prompt_splits": "._sweep",

@@ -275,6 +275,40 @@ def run_interventions(
     return out
 
 
+class EditSession:
+    """Baseline scores of a prompt set, measured once, then intervention records for any edit.
+
+    For edits `run_interventions` does not build itself (an SAE latent clamp, a custom
+    `~interpkit.models.Apply`): each `records` call runs the edited model on the positives (the
+    criterion effect) and negatives (the side effect) and writes one record per positive prompt,
+    in the same form `run_interventions` writes.
+
+    Args:
+        model: an interpkit ``ModelWrapper``.
+        metric: the criterion metric.
+        positives: prompts where the criterion should hold (rows or texts).
+        negatives: prompts where it should not.
+        batch_size: prompts per forward pass.
+    """
+
+    def __init__(self, model: Any, metric: CriterionMetric, positives: Sequence[PromptRow | str],
+                 negatives: Sequence[PromptRow | str], *, batch_size: int = 16) -> None:
+        self.pos_rows, self.neg_rows = _texts_ids(positives), _texts_ids(negatives)
+        if not self.pos_rows:
+            raise ValueError("an edit session needs at least one positive prompt")
+        self.model, self.metric = model, metric
+        self._base = _Baseline(model, metric, [r.text for r in self.pos_rows], [r.text for r in self.neg_rows],
+                               batch_size)
+
+    def records(self, feature: CausalFeature, kind: str, edit: Any, *, strength: float | None = None,
+                ablate_mode: str | None = None, extra: dict[str, Any] | None = None) -> list[InterventionRecord]:
+        """Records of ``edit`` (a models-layer edit) applied as ``feature``'s ``kind`` intervention."""
+        outcome = measure_edit(self._base, edit)
+        return _records(self.model, self.metric, feature, canonical_intervention(kind), self.pos_rows,
+                        self._base.scores, outcome, strength=strength, ablate_mode=ablate_mode,
+                        n_negatives=len(self.neg_rows), extra=extra)
+
+
 def _records(model, metric, feat, kind, rows, baseline, outcome, *, strength, ablate_mode, n_negatives, extra):
     common: dict[str, Any] = {"site": feat.site}
     if strength is not None:

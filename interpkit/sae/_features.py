@@ -617,8 +617,7 @@ def sae_interventions(
     Raises:
         ValueError: an unknown kind, a latent out of range, or no positive prompt.
     """
-    from interpkit.causal import control_features, run_interventions
-    from interpkit.causal._runner import _Baseline, _records, measure_edit
+    from interpkit.causal import EditSession, control_features, run_interventions
     from interpkit.records import canonical_intervention
     from interpkit.sources._datasets import as_prompt_rows
 
@@ -644,7 +643,7 @@ def sae_interventions(
     pos_rows, neg_rows = as_prompt_rows(positives), as_prompt_rows(negatives)
     if not pos_rows:
         raise ValueError("sae_interventions needs at least one positive prompt")
-    base = _Baseline(model, metric, [r.text for r in pos_rows], [r.text for r in neg_rows], batch_size)
+    session = EditSession(model, metric, pos_rows, neg_rows, batch_size=batch_size)
     d_model = int(model.d_model)
     for i, feat in zip(latents, feats, strict=True):
         for kind in edit_kinds:
@@ -656,10 +655,8 @@ def sae_interventions(
             for f in [feat, *controls]:
                 direction = None if f is feat else _torch(f.direction) * _unit_scale(sae)
                 edit = _displace(sae, i, target, direction, site, None, f"sae-{kind}-{i}")
-                outcome = measure_edit(base, edit)
-                out.extend(_records(model, metric, f, kind, pos_rows, base.scores, outcome, strength=None,
-                                    ablate_mode="sae_latent" if kind == "ablate" else None,
-                                    n_negatives=len(neg_rows), extra=row_extra))
+                out.extend(session.records(f, kind, edit, ablate_mode="sae_latent" if kind == "ablate" else None,
+                                           extra=row_extra))
     return out
 
 
