@@ -20,14 +20,19 @@ def load_model_for_cli(name: str, backend: str | None) -> Any:
     return load_model(name, backend)
 
 
-def parse_layers(text: str | None) -> list[int] | None:
-    """``"6,15"`` -> ``[6, 15]``; None stays None."""
+def parse_ints(text: str | None, flag: str) -> list[int] | None:
+    """``"6,15"`` -> ``[6, 15]``; None stays None; anything else names ``flag`` in its error."""
     if text is None:
         return None
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--layers: expected comma-separated integers, got {text!r}") from None
+        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """``--layers "6,15"`` -> ``[6, 15]``; None stays None."""
+    return parse_ints(text, "--layers")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

@@ -41,16 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder")
 
 
-def _indexes(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--saelens-feature-indexes: expected comma-separated integers, got {text!r}") from None
-
-
 def run(args: argparse.Namespace) -> int:
+    from interpkit.cli._export_records import parse_ints
     from interpkit.inspect_ import inspect
 
     report = inspect(
@@ -69,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         null=args.null,
         saelens_release=args.saelens_release,
         saelens_sae_id=args.saelens_sae_id,
-        saelens_feature_indexes=_indexes(args.saelens_feature_indexes),
+        saelens_feature_indexes=parse_ints(args.saelens_feature_indexes, "--saelens-feature-indexes"),
         dataset=args.dataset,
         model_backend=args.model_backend,
         pooling=args.pooling,
