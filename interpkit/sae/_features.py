@@ -273,8 +273,7 @@ def sae_table(
     """
     import pandas as pd
 
-    from interpkit.sources._datasets import dataset_hash
-    from interpkit.sources.neurons import load_rows, site_layer
+    from interpkit.sources.neurons import examples_frame, load_rows, site_layer, table_meta
     from interpkit.table import FeatureTable
     from interpkit.table._frames import scipy_sparse
 
@@ -314,14 +313,7 @@ def sae_table(
     vals = np.concatenate([indptr_rows[e][1] for e in order] or [empty[1]]).astype(np.float32)
     values = scipy_sparse().csr_array((vals, indices, indptr), shape=(len(data), sae.d_sae))
 
-    examples = pd.DataFrame({
-        "example_id": [str(r.prompt_id) for r in data],
-        "text": texts,
-        "criterion_score": [np.nan if r.criterion_score is None else r.criterion_score for r in data],
-        "split": [r.split for r in data],
-    })
-    if any(r.target_tokens is not None for r in data):
-        examples["target_tokens"] = [None if r.target_tokens is None else list(r.target_tokens) for r in data]
+    examples = examples_frame(data)
     name = getattr(model, "name", None)
     layer = site_layer(model, site)
     if layer is None:
@@ -340,19 +332,11 @@ def sae_table(
         w = _write_direction_matrix(sae)
         decoders = {fid: w[i] for i, fid in enumerate(ids)}
     tokens = pd.DataFrame(tok) if pooling == "max" and top_tokens > 0 and len(data) else None
-    meta = {
-        "model": name,
-        "site": site,
-        "pooling": pooling,
-        "source": "sae",
-        "max_length": max_length,
-        "exclude_positions": [exclude_positions] if isinstance(exclude_positions, str) else list(exclude_positions),
-        "chat_template": chat_template,
-        "dataset_hash": dataset_hash(data),
-        "top_tokens_per_example": top_tokens if tokens is not None else 0,
-        "sae": {"architecture": sae.cfg.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.cfg.k,
-                "hook_name": sae.cfg.hook_name, "model": sae.cfg.model},
-    }
+    meta = table_meta(data, model=name, site=site, pooling=pooling, source="sae", max_length=max_length,
+                      exclude_positions=exclude_positions, chat_template=chat_template,
+                      top_tokens=top_tokens if tokens is not None else 0,
+                      sae={"architecture": sae.cfg.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
+                           "k": sae.cfg.k, "hook_name": sae.cfg.hook_name, "model": sae.cfg.model})
     return FeatureTable(values, examples, features, decoder_vectors=decoders, tokens=tokens, meta=meta)
 
 

@@ -56,6 +56,52 @@ def site_layer(model: Any, site: str) -> int | None:
     return None if parsed is None else parsed[0]
 
 
+def examples_frame(rows: Sequence[PromptRow]) -> Any:
+    """The examples frame of a table built from prompt rows: ``example_id``, ``text``,
+    ``criterion_score`` (NaN when unscored), ``split`` (+ ``target_tokens`` when any row has them)."""
+    import pandas as pd
+
+    examples = pd.DataFrame(
+        {
+            "example_id": [str(r.prompt_id) for r in rows],
+            "text": [r.text for r in rows],
+            "criterion_score": [np.nan if r.criterion_score is None else r.criterion_score for r in rows],
+            "split": [r.split for r in rows],
+        }
+    )
+    if any(r.target_tokens is not None for r in rows):
+        examples["target_tokens"] = [None if r.target_tokens is None else list(r.target_tokens) for r in rows]
+    return examples
+
+
+def table_meta(
+    rows: Sequence[PromptRow],
+    *,
+    model: str | None,
+    site: str,
+    pooling: str,
+    source: str,
+    max_length: int | None,
+    exclude_positions: str | Sequence[str],
+    chat_template: bool,
+    top_tokens: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``meta`` of a table streamed from a model over ``rows`` (how to reproduce it)."""
+    return {
+        "model": model,
+        "site": site,
+        "pooling": pooling,
+        "source": source,
+        "max_length": max_length,
+        "exclude_positions": [exclude_positions] if isinstance(exclude_positions, str) else list(exclude_positions),
+        "chat_template": chat_template,
+        "dataset_hash": dataset_hash(rows),
+        "top_tokens_per_example": top_tokens,
+        **extra,
+    }
+
+
 def pooled_table(
     model: Any,
     rows: list[PromptRow],
@@ -103,16 +149,7 @@ def pooled_table(
     chunk = result[site, pooling].to_chunk()
     values = np.zeros((len(rows), len(feature_ids)), dtype=np.float32)
     values[chunk.example_idx] = chunk.values
-    examples = pd.DataFrame(
-        {
-            "example_id": [str(r.prompt_id) for r in rows],
-            "text": texts,
-            "criterion_score": [np.nan if r.criterion_score is None else r.criterion_score for r in rows],
-            "split": [r.split for r in rows],
-        }
-    )
-    if any(r.target_tokens is not None for r in rows):
-        examples["target_tokens"] = [None if r.target_tokens is None else list(r.target_tokens) for r in rows]
+    examples = examples_frame(rows)
     name = getattr(model, "name", None)
     features = pd.DataFrame(
         {
@@ -131,20 +168,9 @@ def pooled_table(
         argmax = np.zeros(values.shape, dtype=np.int64)
         argmax[chunk.example_idx] = chunk.argmax
         tokens = _token_maxima(model, texts, values, argmax, top_tokens, max_length, chat_template)
-    meta = {
-        "model": name,
-        "site": site,
-        "pooling": pooling,
-        "source": source,
-        "max_length": max_length,
-        "exclude_positions": [exclude_positions]
-        if isinstance(exclude_positions, str)
-        else list(exclude_positions),
-        "chat_template": chat_template,
-        "dataset_hash": dataset_hash(rows),
-        "top_tokens_per_example": top_tokens if tokens is not None else 0,
-        **dict(meta_extra or {}),
-    }
+    meta = table_meta(rows, model=name, site=site, pooling=pooling, source=source, max_length=max_length,
+                      exclude_positions=exclude_positions, chat_template=chat_template,
+                      top_tokens=top_tokens if tokens is not None else 0, **dict(meta_extra or {}))
     return FeatureTable(values, examples, features, decoder_vectors=decoder_vectors, tokens=tokens, meta=meta)
 
 
