@@ -4,6 +4,8 @@ In training, rows share one budget of ``k`` active latents on average. For infer
 uses a single threshold (``threshold``, a scalar tensor, saved with the weights): the running mean
 of the smallest kept activation of each training batch, so a row's code no longer depends on the
 rest of its batch. Until a threshold is learned (it is -1), inference falls back to per-row top-k.
+Decoder renormalisation leaves the threshold alone: one scalar cannot follow a per-latent rescale,
+and the norms stay within a hair of 1 after every step.
 """
 
 from __future__ import annotations
@@ -47,8 +49,3 @@ class BatchTopKSAE(SAE):
         if float(self.threshold) < 0:
             return topk_codes(pre, self.cfg.k)
         return acts * (acts > self.threshold)
-
-    def _rescale_extra(self, norms: torch.Tensor) -> None:
-        # codes are scaled per latent by the renormalisation; a single scalar threshold cannot
-        # follow that, and the norms stay within a hair of 1 after every step, so leave it.
-        return

@@ -28,8 +28,6 @@ def _data(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, smollm2_nnsight):
-    from interpkit.models import PackagedModelMissing
-
     del smollm2_nnsight  # skips the module when the packaged model is missing; also warms the cache
     root = tmp_path_factory.mktemp("sae")
     targets = ",".join(json.loads(Path(_data("measurement_units.json")).read_text())["target_tokens"])
@@ -39,10 +37,7 @@ def trained(tmp_path_factory, smollm2_nnsight):
             "--causal-out", str(root / "steer.jsonl"), "--criterion", UNITS,
             "--causal-dataset", _data("measurement_units.jsonl"), "--target-tokens", targets,
             "--causal-top-k", "2"]
-    try:
-        assert main(argv) == 0
-    except PackagedModelMissing as error:  # pragma: no cover
-        pytest.skip(str(error))
+    assert main(argv) == 0
     return root
 
 
