@@ -92,7 +92,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     """One dict per logged step (step, epoch, loss, mse, sparsity, aux, l0, dead_fraction)."""
     out: Path | None = None
-    """The output folder, when one was written."""
+    """The output folder, when this process wrote one (None on the non-zero ranks of a distributed run)."""
     source_info: dict[str, Any] = field(default_factory=dict)
     """`ActivationSource.describe` of the source."""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -356,6 +356,8 @@ def train_sae(
         settings["config_overrides"] = dict(config_overrides)
     out_path = None if out is None else Path(out)
     rank, world, owned = _world()
+    written = out_path if rank == 0 else None  # only rank 0 writes: the others report no folder
+    finished = False
     try:
         if method == "sklearn":
             from ._sklearn import train_sklearn
@@ -373,19 +375,23 @@ def train_sae(
                                log_every=log_every)
             sae = run["sae"]
         if run.get("stopped"):
+            finished = True
             return TrainResult(sae=sae, metrics={"stopped": True, "steps": run["steps"]}, history=run["history"],
-                               out=out_path, source_info=info, settings=settings)
+                               out=written, source_info=info, settings=settings)
         sae.eval()
         metrics = _metrics(sae, src, model, run, model_batch_size=model_batch_size, max_length=max_length)
         say(_summary(metrics))
         if out_path is not None and rank == 0:
             _write_outputs(sae, out_path, metrics, settings, info)
-        return TrainResult(sae=sae, metrics=metrics, history=run["history"], out=out_path, source_info=info,
+        finished = True
+        return TrainResult(sae=sae, metrics=metrics, history=run["history"], out=written, source_info=info,
                            settings=settings)
     finally:
         if owned:
             import torch.distributed as dist
 
+            if finished:  # every rank done with its collectives before the group goes (else gloo aborts)
+                dist.barrier()
             dist.destroy_process_group()
 
 
