@@ -35,9 +35,11 @@ def _worker(rank: int, world: int, port: int, folder: str, torchrun_env: bool) -
     try:
         res = train_sae(_rows(), batch_size=32, out=os.path.join(folder, "run"), checkpoint_every=4, **KW)
         torch.save({k: v.clone() for k, v in res.sae.tensors().items()}, os.path.join(folder, f"rank{rank}.pt"))
+        assert (res.out is not None) == (rank == 0)  # only the writing rank reports a folder
     finally:
         if dist.is_initialized():
             assert not torchrun_env, "train_sae left its process group open"
+            dist.barrier()  # as train_sae does: no rank tears gloo down under another
             dist.destroy_process_group()
 
 
