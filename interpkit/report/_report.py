@@ -9,10 +9,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from interpkit._constants import REPORT_JSON_NAME, REPORT_MD_NAME, SCHEMA_VERSION
+from interpkit._constants import REPORT_JSON_NAME, REPORT_MD_NAME
 from interpkit._io import atomic_write_text
 
 REPORT_KIND = "interpkit_report"
+SCHEMA_VERSION = 2
+"""Report schema: 2 added ``features[].explanation``; version 1 files still load."""
 
 
 class ReportSchemaError(ValueError):
@@ -88,6 +90,9 @@ class FeatureEntry:
     """Per intervention kind: ``intervention``, ``n``, ``mean_signed_effect``, ``mean_side_effect``."""
     imported_causal_effects: Mapping[str, float] = field(default_factory=dict)
     """Effects copied from a feature dump's ``causal_effects``: reported, never used for ranking."""
+    explanation: Mapping[str, Any] | None = None
+    """What ``interpkit.explain`` found (``FeatureExplanation.to_dict()``): label and its score,
+    top and quantile examples with token activations, histogram, logit effects, self-explanation."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +107,7 @@ class FeatureEntry:
             "top_examples": _json_safe([dict(e) for e in self.top_examples]),
             "causal_records": _json_safe([dict(c) for c in self.causal_records]),
             "imported_causal_effects": _json_safe(dict(self.imported_causal_effects)),
+            "explanation": None if self.explanation is None else _json_safe(dict(self.explanation)),
         }
 
     @classmethod
@@ -195,6 +201,16 @@ class Report:
         from interpkit.report._markdown import render_markdown
 
         return render_markdown(self)
+
+    def to_html(self) -> str:
+        """One self-contained HTML page (inline CSS and SVG, no network) with a card per feature."""
+        from interpkit.report._html import render_html
+
+        return render_html(self)
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write `to_html` to ``path`` atomically (rendered first, so a failure writes nothing)."""
+        return atomic_write_text(path, self.to_html())
 
     def save(self, out_dir: str | Path) -> Report:
         """Write ``report.json`` and ``report.md`` into ``out_dir`` atomically; return the saved report.
