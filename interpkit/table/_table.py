@@ -288,6 +288,52 @@ class FeatureTable:
         lookup = {eid: i for i, eid in enumerate(self.examples["example_id"])}
         return self._derive(_resolve(mask_or_idx, self.n_examples, lookup, "example"), None)
 
+    @classmethod
+    def hstack(cls, tables: Sequence[FeatureTable]) -> FeatureTable:
+        """The features of several tables over the same examples, side by side.
+
+        Example ids must be equal and in the same order; feature ids must not repeat. Values stay
+        dense unless every part is sparse; decoders and token maxima are carried (token rows get
+        their feature index shifted); ``meta`` is the first table's, with the others' kept under
+        ``meta["parts"]``.
+
+        Raises:
+            TableError: no tables, different examples, or a repeated feature id.
+        """
+        tables = list(tables)
+        if not tables:
+            raise TableError("hstack needs at least one table")
+        first = tables[0]
+        ids = list(first.examples["example_id"])
+        for k, t in enumerate(tables[1:], start=1):
+            if list(t.examples["example_id"]) != ids:
+                raise TableError(f"hstack: table {k} has different examples (ids or order) than table 0")
+        feats = pd.concat([t.features for t in tables], ignore_index=True)
+        dup = feats["feature_id"][feats["feature_id"].duplicated()].tolist()
+        if dup:
+            raise TableError(f"hstack: feature id(s) {dup[:5]} appear in more than one table")
+        if all(t.is_sparse for t in tables):
+            values: Any = scipy_sparse().hstack([t.values for t in tables], format="csr")
+        else:
+            values = np.hstack([t.dense() for t in tables])
+        decoders: dict[str, np.ndarray] = {}
+        token_parts = []
+        offset = 0
+        for t in tables:
+            decoders.update(t.decoder_vectors)
+            if t.tokens is not None:
+                part = t.tokens.copy()
+                part["feature_idx"] = part["feature_idx"] + offset
+                token_parts.append(part)
+            offset += t.n_features
+        tokens = pd.concat(token_parts, ignore_index=True) if token_parts else None
+        meta = dict(first.meta)
+        if len(tables) > 1:
+            meta["parts"] = [dict(t.meta) for t in tables[1:]]
+        return cls(values, first.examples.copy(), feats.drop(columns=["has_decoder"], errors="ignore"),
+                   decoder_vectors=decoders, tokens=tokens, meta=meta,
+                   synthetic=any(t.synthetic for t in tables))
+
     def to_sparse(self) -> FeatureTable:
         """The same table with CSR values."""
         return self if self.is_sparse else self._derive(None, None, scipy_sparse().csr_array(self.values))

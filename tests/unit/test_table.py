@@ -592,3 +592,21 @@ def test_load_missing_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(TableError, match="not a folder"):
         FeatureTable.load(tmp_path / "file")
+
+
+def test_hstack_joins_features_over_the_same_examples():
+    from interpkit.sources import make_toy_table
+
+    t = make_toy_table(seed=0).table
+    a, b = t.select_features([0, 1]), t.select_features([2, 3, 4])
+    joined = FeatureTable.hstack([a, b])
+    assert joined.feature_ids == t.feature_ids[:5]
+    np.testing.assert_array_equal(joined.dense(), t.select_features([0, 1, 2, 3, 4]).dense())
+    if t.tokens is not None:
+        sub = t.select_features([0, 1, 2, 3, 4]).tokens
+        assert sorted(map(tuple, joined.tokens[["example_idx", "feature_idx"]].to_numpy().tolist())) == sorted(
+            map(tuple, sub[["example_idx", "feature_idx"]].to_numpy().tolist()))
+    with pytest.raises(TableError, match="more than one table"):
+        FeatureTable.hstack([a, a])
+    with pytest.raises(TableError, match="different examples"):
+        FeatureTable.hstack([a, b.select_examples(list(range(b.n_examples))[::-1])])
