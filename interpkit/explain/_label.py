@@ -1,0 +1,162 @@
+"""`AutoLabel`: a chat model names the feature from highlighted top examples; detection scores it.
+
+The labeler sees the ``n_examples`` most activating examples with each example's strongest
+tokens marked ``<<like this>>`` (tokens at >= ``mark_fraction`` of the largest token activation
+among the shown examples) and answers with a short label, cleaned to one line of at most
+``max_words`` words. The label is then scored by detection on examples the labeler did not see:
+the ``k`` most and ``k`` least active held-out examples (``k = min(n_heldout, n_held // 3)``,
+positives must exceed negatives), and the AUROC of the sentence-encoder similarity
+``sim(label, text)`` for telling them apart (0.5 = the label says nothing, 1 = it separates them).
+
+Example:
+    >>> clean_label('Label: "Dates and years."\\nBecause...')
+    'Dates and years'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._base import FeatureContext, Verbalizer
+
+__all__ = ["AutoLabel", "clean_label", "mark_tokens"]
+
+SYSTEM_PROMPT = (
+    "You label features of a language model. You see texts where one feature is active; the tokens "
+    "where it is most active are marked <<like this>>. Reply with only a short label (at most 8 words) "
+    "for what the feature detects. No explanation."
+)
+_PREFIX = re.compile(r"^(?:the\s+)?(?:feature\s+)?(?:label|answer|description)\s*[:\-]\s*", re.IGNORECASE)
+_QUOTES = "\"'`“”‘’«»*"
+
+
+def clean_label(raw: str, max_words: int = 8) -> str:
+    """One short line from a chat answer: first non-empty line, no ``Label:`` prefix, no quotes or
+    trailing punctuation, at most ``max_words`` words (empty string when nothing is left)."""
+    line = next((ln.strip() for ln in str(raw).splitlines() if ln.strip()), "")
+    line = _PREFIX.sub("", line).strip().strip(_QUOTES).strip()
+    line = re.sub(r"\s+", " ", line)
+    words = line.split(" ")[:max_words]
+    return " ".join(words).rstrip(".,;:!").strip().strip(_QUOTES).strip()
+
+
+def mark_tokens(tokens: list[str], acts: list[float], threshold: float) -> str:
+    """The text of ``tokens`` with runs of tokens at or above ``threshold`` wrapped in ``<<...>>``."""
+    out, run = [], []
+    for tok, a in zip(tokens, acts, strict=True):
+        if a >= threshold:
+            run.append(tok)
+            continue
+        if run:
+            out.append(_wrap("".join(run)))
+            run = []
+        out.append(tok)
+    if run:
+        out.append(_wrap("".join(run)))
+    return "".join(out)
+
+
+def _wrap(text: str) -> str:
+    lead = text[: len(text) - len(text.lstrip())]  # keep the token's leading space outside the mark
+    return f"{lead}<<{text.lstrip()}>>"
+
+
+def _resolve_chat(chat: Any) -> Any:
+    if chat is None or isinstance(chat, str):
+        try:
+            from interpkit.models._chat import chat_model
+        except ImportError as error:
+            raise ValueError("AutoLabel needs a chat model (interpkit.models._chat is not available)") from error
+        return chat_model(chat or "local")
+    return chat
+
+
+class AutoLabel(Verbalizer):
+    """Label from highlighted top examples, scored by embedding detection on held-out examples.
+
+    Args:
+        chat: a chat model, a spec for ``interpkit.models._chat.chat_model`` (``"local"``), or None
+            to use the context's chat model.
+        n_examples: top examples shown to the labeler.
+        n_heldout: at most this many held-out examples per class for scoring.
+        mark_fraction: tokens at or above this fraction of the shown maximum are marked.
+        max_words: words kept in the label.
+        max_chars: each shown example is cut to this many characters.
+    """
+
+    name: ClassVar[str] = "autolabel"
+
+    def __init__(self, chat: Any = None, *, n_examples: int = 8, n_heldout: int = 10,
+                 mark_fraction: float = 0.5, max_words: int = 8, max_chars: int = 400) -> None:
+        if n_examples < 1 or n_heldout < 1:
+            raise ValueError("n_examples and n_heldout must be >= 1")
+        self.chat, self.n_examples, self.n_heldout = chat, n_examples, n_heldout
+        self.mark_fraction, self.max_words, self.max_chars = mark_fraction, max_words, max_chars
+
+    def __repr__(self) -> str:
+        return f"AutoLabel(n_examples={self.n_examples}, n_heldout={self.n_heldout})"
+
+    def prompt(self, ctx: FeatureContext, shown: list[int]) -> list[dict[str, str]]:
+        """The chat messages for the examples at table rows ``shown``."""
+        texts = [str(ctx.table.examples["text"].iloc[i]) for i in shown]
+        if ctx.reader is not None:
+            acts = ctx.reader(texts)
+            tokens = ctx.reader.tokens(texts)
+            peak = max((float(a.max()) for a in acts if a.size), default=0.0)
+            if peak > 0:
+                texts = [mark_tokens(t, a.tolist(), self.mark_fraction * peak)
+                         for t, a in zip(tokens, acts, strict=True)]
+        body = "\n".join(f"{n + 1}. {t[: self.max_chars].strip()}" for n, t in enumerate(texts))
+        return [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": f"Texts:\n{body}\n\nLabel:"}]
+
+    def heldout(self, column: np.ndarray, shown: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out positive and negative rows (most vs least active; ties among the least active,
+        such as the zeros of a sparse feature, drawn at random)."""
+        held = np.setdiff1d(np.arange(len(column)), np.asarray(shown, dtype=np.int64))
+        k = min(self.n_heldout, len(held) // 3)
+        if k < 1:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rng = np.random.default_rng(seed)
+        order = held[np.lexsort((rng.random(len(held)), -column[held]))]  # descending, random ties
+        pos, neg = order[:k], order[::-1][:k]
+        if column[pos].min() <= column[neg].max():
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return pos, neg
+
+    def explain(self, ctx: FeatureContext) -> dict[str, Any]:
+        """``label``, ``label_source``, ``label_score``, ``label_scoring``."""
+        from interpkit.rank._stats import auroc
+
+        chat = _resolve_chat(self.chat if self.chat is not None else ctx.chat)
+        column = np.asarray(ctx.column, dtype=np.float32)
+        shown = np.argsort(-column, kind="stable")[: self.n_examples].tolist()
+        raw = chat.complete(self.prompt(ctx, shown), max_tokens=32, temperature=0.0)
+        label = clean_label(raw, self.max_words)
+        if not label:
+            raise ValueError(f"the chat model {getattr(chat, 'name', chat)!r} gave no usable label: {raw!r}")
+        out: dict[str, Any] = {"label": label, "label_source": getattr(chat, "name", type(chat).__name__),
+                               "label_score": None}
+        pos, neg = self.heldout(column, shown, ctx.seed)
+        encoder = ctx.encoder
+        scoring: dict[str, Any] = {"method": "embedding-detection", "metric": "auroc",
+                                   "n_positive": len(pos), "n_negative": len(neg), "n_shown": len(shown)}
+        if len(pos) and len(neg):
+            if encoder is None:
+                from interpkit.models import sentence_encoder
+
+                encoder = sentence_encoder()
+            rows = np.concatenate([pos, neg])
+            texts = [str(ctx.table.examples["text"].iloc[i]) for i in rows]
+            sims = np.asarray(encoder.similarity(label, texts), dtype=np.float64).reshape(-1)
+            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+            out["label_score"] = float(auroc(sims, y)[0])
+            scoring.update(encoder=getattr(encoder, "name", type(encoder).__name__),
+                           positive_min=float(column[pos].min()), negative_max=float(column[neg].max()))
+        else:
+            scoring["note"] = "too few held-out examples, or no gap between active and inactive ones"
+        out["label_scoring"] = scoring
+        return out
