@@ -143,12 +143,20 @@ def _example_html(example: Mapping[str, Any], scale: float) -> str:
 
 
 def _examples_section(entry: FeatureEntry, expl: Mapping[str, Any]) -> str:
-    top = [_map(x) for x in _seq(expl.get("top_examples"))]
+    # The ranking's own examples carry criterion score and split; explanations usually do not.
+    known = {str(x.get("example_id")): x for x in map(_map, entry.top_examples) if x.get("example_id") is not None}
+
+    def with_known(x: Any) -> Mapping[str, Any]:
+        x = _map(x)
+        extra = _map(known.get(str(x.get("example_id")))) if x.get("example_id") is not None else {}
+        return {**x, **{k: extra[k] for k in ("criterion_score", "split") if x.get(k) is None and extra.get(k) is not None}}
+
+    top = [with_known(x) for x in _seq(expl.get("top_examples"))]
     source = "explanation"
     if not top:
         top, source = [_map(x) for x in entry.top_examples], "ranking table"
     groups = [_map(g) for g in _seq(expl.get("quantile_examples"))]
-    q_examples = [_map(x) for g in groups for x in _seq(g.get("examples"))]
+    q_examples = [with_known(x) for g in groups for x in _seq(g.get("examples"))]
     scale = _feature_scale(top + q_examples)
     parts = []
     if top:
@@ -159,7 +167,7 @@ def _examples_section(entry: FeatureEntry, expl: Mapping[str, Any]) -> str:
     else:
         parts.append('<h4>Top activations</h4><p class="none">no examples recorded</p>')
     for g in groups:
-        examples = [_map(x) for x in _seq(g.get("examples"))]
+        examples = [with_known(x) for x in _seq(g.get("examples"))]
         rng = f"[{_f(g.get('lo'))}, {_f(g.get('hi'))}]"
         parts.append(f'<details class="quant"><summary>Quantile {_e(g.get("name", "?"))} {rng} '
                      f'· {len(examples)} example{"s" * (len(examples) != 1)}</summary>'

@@ -142,11 +142,16 @@ def test_pipeline_explanations_render(pipeline):
     assert len(page.find("svg", "histsvg")) == sum(1 for f in explained if (f.explanation.get("histogram") or {}))
     n_bars = sum(len(f.explanation["histogram"]["counts"]) for f in explained if f.explanation.get("histogram"))
     assert len(page.find("rect", "bar")) == n_bars
+    n_scored = 0
     for f in explained:
+        scores = {e["example_id"]: e["criterion_score"] for e in f.top_examples}
         for ex in f.explanation.get("top_examples") or ():
             assert ex["text"] in page.text
+            n_scored += scores.get(ex["example_id"]) is not None
         for group in f.explanation.get("quantile_examples") or ():
             assert f"Quantile {group['name']}" in page.text
+    # criterion scores come from the entry's own examples when the explanation lacks them
+    assert n_scored > 0 and len(page.find("span", "crit")) >= n_scored
 
 
 def test_histogram_clips_a_dominant_bin(toy):
