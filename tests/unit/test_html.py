@@ -331,3 +331,27 @@ def test_save_html_is_atomic(rich, tmp_path, monkeypatch):
         rich.save_html(path)
     assert path.read_text(encoding="utf-8") == before  # the old page is untouched, no temp file left
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_any_json_in_the_explanation_renders(toy):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    scalar = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=8)
+    json_value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3)
+                              | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+    keys = ["label", "label_source", "label_score", "label_scoring", "top_examples", "quantile_examples",
+            "histogram", "density", "logit_effects", "self_explanation", "errors"]
+    example_like = st.fixed_dictionaries({}, optional={"text": json_value, "activation": json_value,
+                                                       "tokens": json_value, "token_activations": json_value,
+                                                       "example_id": json_value})
+    explanation_like = st.dictionaries(st.sampled_from(keys), json_value | st.lists(example_like, max_size=2))
+
+    @hypothesis.settings(max_examples=60, deadline=None, database=None)
+    @hypothesis.given(explanation_like)
+    def check(expl):
+        entry = dataclasses.replace(toy.features[0], explanation=expl)
+        html = dataclasses.replace(toy, features=(entry,)).to_html()
+        html.encode("utf-8")
+        assert len(parse(html).find("article", "card")) == 1
+
+    check()
