@@ -89,7 +89,7 @@ class LogitEffects(Verbalizer):
 
         if ctx.model is None:
             raise ValueError("LogitEffects needs a model")
-        d = torch.from_numpy(feature_direction(ctx.table, ctx.feature_id, ctx.model))
+        d = torch.tensor(feature_direction(ctx.table, ctx.feature_id, ctx.model))
         W_U = ctx.model.W_U.detach().float()  # noqa: N806 - the established name
         if d.shape[0] != W_U.shape[0]:
             raise ValueError(f"direction of {ctx.feature_id!r} has width {d.shape[0]}, W_U has {W_U.shape[0]}")
