@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import math
+import os
 import pickle
 import re
 from pathlib import Path
@@ -494,3 +495,16 @@ def test_detect_record_kind(tmp_path):
         detect_record_kind(_write_rows(tmp_path / "empty.jsonl", [""]))
     with pytest.raises(RecordError, match="odd.jsonl:1: expected an activation record"):
         detect_record_kind(_write_rows(tmp_path / "odd.jsonl", [{"hello": 1}]))
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import stat
+
+    from interpkit._io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
