@@ -75,6 +75,9 @@ _REF_FORMS = (
     "or an API URL https://www.neuronpedia.org/api/feature/<model>/<source>/<index>"
 )
 _SHORT = re.compile(r"^([^@\s/]+)@([^:\s/]+):(\d+)$")
+# Special tokens Neuronpedia shows at the start of activation windows; left out of example texts
+# (which get scored for criteria) but kept in ``tokens`` so activations stay aligned.
+_SPECIAL = frozenset({"<bos>", "<eos>", "<pad>", "<s>", "</s>", "<|endoftext|>", "<|begin_of_text|>"})
 _MISSING: Any = object()
 
 
@@ -319,7 +322,8 @@ def feature_dump_from_json(raw: Mapping[str, Any], *, where: str = "<json>") -> 
     """One Neuronpedia feature object (API answer or export row) as a `FeatureDump`.
 
     The label is the best explanation's ``description``; each activation becomes an example
-    ``{"text", "tokens", "token_activations", "activation" (= maxValue), "max_token_index"}``.
+    ``{"text", "tokens", "token_activations", "activation" (= maxValue), "max_token_index"}``
+    (``text`` joins the tokens, leaving out special tokens such as ``<bos>``).
     ``extra`` keeps the page URL, density, logits, histograms and every explanation.
 
     Args:
@@ -332,7 +336,7 @@ def feature_dump_from_json(raw: Mapping[str, Any], *, where: str = "<json>") -> 
     f = _parse(raw, where)
     examples = []
     for a in f.activations:
-        ex: dict[str, Any] = {"text": "".join(a["tokens"]), "tokens": a["tokens"], "token_activations": a["values"],
+        ex: dict[str, Any] = {"text": _text(a["tokens"]), "tokens": a["tokens"], "token_activations": a["values"],
                               "activation": a["max_value"], "max_token_index": a["max_index"]}
         if a["id"]:
             ex["neuronpedia_activation_id"] = a["id"]
@@ -347,6 +351,10 @@ def feature_dump_from_json(raw: Mapping[str, Any], *, where: str = "<json>") -> 
                        examples=examples, decoder_signature=f.vector, source="neuronpedia", extra=extra)
 
 
+def _text(tokens: list[str]) -> str:
+    return "".join(t for t in tokens if t not in _SPECIAL)
+
+
 def _edges(centres: list[float]) -> list[float]:
     """Bin edges from equal-width bin centres (SAEDashboard's HistogramData writes centres)."""
     width = (centres[-1] - centres[0]) / (len(centres) - 1) if len(centres) > 1 else 0.0
@@ -354,7 +362,7 @@ def _edges(centres: list[float]) -> list[float]:
 
 
 def _example(f: _Feature, a: dict[str, Any], i: int) -> dict[str, Any]:
-    return {"example_id": a["id"] or f"{f.ref.id}#{i}", "text": "".join(a["tokens"]), "activation": a["max_value"],
+    return {"example_id": a["id"] or f"{f.ref.id}#{i}", "text": _text(a["tokens"]), "activation": a["max_value"],
             "tokens": a["tokens"], "token_activations": a["values"]}
 
 

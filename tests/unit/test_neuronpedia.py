@@ -373,7 +373,7 @@ def test_feature_dump_from_json():
     assert len(dump.examples) == len(GEMMA["activations"])
     for ex, act in zip(dump.examples, GEMMA["activations"], strict=True):
         assert ex["tokens"] == act["tokens"] and ex["token_activations"] == act["values"]
-        assert ex["text"] == "".join(act["tokens"]) and ex["activation"] == max(act["values"]) == act["maxValue"]
+        assert ex["text"] == "".join(act["tokens"][1:]) and ex["activation"] == max(act["values"]) == act["maxValue"]
         assert ex["max_token_index"] == act["maxValueTokenIndex"]
     assert dump.extra["density"] == GEMMA["frac_nonzero"]
     assert [p["token"] for p in dump.extra["pos_logits"]] == GEMMA["pos_str"]
@@ -390,7 +390,7 @@ def test_explanation_schema_from_gemma():
     for e in top + [e for q in expl["quantile_examples"] for e in q["examples"]]:
         assert len(e["tokens"]) == len(e["token_activations"])
         assert max(e["token_activations"]) == e["activation"]
-        assert e["text"] == "".join(e["tokens"])
+        assert e["text"] == "".join(e["tokens"]).removeprefix("<bos>")
     assert top[0]["tokens"][7] == "1" and top[0]["token_activations"][7] == 41.7
     assert [(q["name"], q["lo"], q["hi"], len(q["examples"])) for q in expl["quantile_examples"]] == [
         ("q1", 0.0, 8.34, 1), ("q2", 8.34, 16.68, 2)]
@@ -433,7 +433,7 @@ def test_feature_table_round_trip():
     assert table.feature_ids == [GEMMA_REF.id, GPT2_REF.id] and causal == {}
     assert table.values.shape == (len(texts), 2)
     assert list(table.examples["text"]) == texts
-    j = table.examples.index[table.examples["text"] == "<bos>The treaty was signed in 1815, ending the war."][0]
+    j = table.examples.index[table.examples["text"] == "The treaty was signed in 1815, ending the war."][0]
     assert table.values[j, 0] == pytest.approx(41.7) and table.values[j, 1] == 0.0
     assert list(table.features["label"]) == [d.label for d in dumps]
     assert list(table.features["source"]) == ["neuronpedia", "neuronpedia"]
