@@ -1,10 +1,18 @@
 """``inspect``: rank the features that carry a criterion and write a report.
 
 One call runs the data path of the architecture for one criterion: a FeatureSource builds a
-:class:`~interpkit.table.FeatureTable` (from activation records, feature dumps, or the synthetic
-``toy`` generator), :func:`~interpkit.rank.rank` orders its features with held-out association,
-specificity, stability and, where intervention records are given, causal evidence, and a
-:class:`~interpkit.report.Report` is built (and saved when ``out`` is given).
+:class:`~interpkit.table.FeatureTable` (from a model run over prompts scored for the criterion, an SAE,
+activation records, feature dumps, Neuronpedia features, or the synthetic ``toy`` generator),
+:func:`~interpkit.rank.rank` orders its features with held-out association, specificity, stability
+and, where intervention records are given, causal evidence, ``interpkit.explain`` explains the top
+features (top and quantile examples with token highlights, logit effects, a scored label), and a
+:class:`~interpkit.report.Report` is built (and saved when ``out`` is given, with HTML cards when
+``html_out`` is given).
+
+With a model and a criterion alone (``inspect("smollm2-135m", "references to dates")``) the
+``model`` backend scores the packaged text pool with a criterion compiler (``embedding`` by
+default), runs the model over the confident positives and negatives, and ranks the neurons of the
+middle block plus the DiffMean direction learned on the train split.
 
 Example:
     >>> import interpkit
@@ -24,8 +32,8 @@ import numpy as np
 
 from interpkit._io import sha256_file
 
-Backend = Literal["toy", "records", "features", "saelens"]
-BACKENDS: tuple[str, ...] = ("toy", "records", "features", "saelens")
+Backend = Literal["model", "toy", "records", "features", "saelens", "neuronpedia"]
+BACKENDS: tuple[str, ...] = ("model", "toy", "records", "features", "saelens", "neuronpedia")
 TOY_MODEL_NAMES = frozenset({"toy", "synthetic", "toy-model"})
 
 
@@ -146,6 +154,52 @@ def _saelens_table(
     return table, str(getattr(wrapper, "name", model))
 
 
+def _model_table(
+    model: Any,
+    criterion: str,
+    dataset: str | Path | None,
+    inputs: list[Any],
+    warnings: list[str],
+    settings: dict[str, Any],
+    *,
+    model_backend: str | None,
+    compiler: str | None,
+    compiler_options: dict[str, Any] | None,
+    site: str | None,
+    pooling: str,
+    directions: bool,
+    max_per_class: int | None,
+    batch_size: int,
+    max_length: int | None,
+    seed: int,
+) -> tuple[Any, str, Any]:
+    """The ``model`` backend: score prompts for the criterion, run the model, table its neurons."""
+    from interpkit._inspect_model import CriterionRowsError, criterion_rows, model_table
+
+    if dataset is not None:
+        dpath = _check_file(dataset, "--dataset")
+    try:
+        rows, prov, row_warnings = criterion_rows(
+            criterion, dataset=dataset, compiler=compiler, compiler_options=compiler_options,
+            max_per_class=max_per_class, seed=seed)
+    except CriterionRowsError as exc:
+        raise InspectError(str(exc)) from None
+    warnings += row_warnings
+    if dataset is not None:
+        inputs.append(_input("dataset", dpath, len(rows)))
+    settings["criterion_scores"] = prov
+    if isinstance(model, str):
+        from interpkit.models import load_model
+
+        wrapper = load_model(model, model_backend)
+    else:
+        wrapper = model
+    table, info = model_table(wrapper, rows, site=site, pooling=pooling, directions=directions,
+                              batch_size=batch_size, max_length=max_length)
+    settings["model_table"] = info
+    return table, str(getattr(wrapper, "name", model)), wrapper
+
+
 def inspect(
     model: Any,
     criterion: str,
@@ -170,6 +224,18 @@ def inspect(
     pooling: str = "max",
     batch_size: int = 8,
     max_length: int | None = 128,
+    compiler: str | None = None,
+    compiler_options: dict[str, Any] | None = None,
+    site: str | None = None,
+    directions: bool = True,
+    max_per_class: int | None = 60,
+    explain: bool = True,
+    labeler: Any = "auto",
+    self_explain: bool = False,
+    neuronpedia: Sequence[str] = (),
+    neuronpedia_files: Sequence[str | Path] = (),
+    neuronpedia_offline: bool = False,
+    html_out: str | Path | None = None,
 ) -> Any:
     """Rank features for ``criterion`` and build (and optionally save) a report.
 
@@ -177,12 +243,14 @@ def inspect(
         model: the model the features belong to. With ``backend="records"`` it may be None (taken
             from the records). A real model name never gets the synthetic backend by default.
         criterion: the criterion text; intervention records are matched to it as normalised text.
-        backend: ``"records"`` (activation records JSONL), ``"features"`` (feature dumps JSONL,
-            optionally with ``records`` for criterion scores) or ``"toy"`` (synthetic, planted
-            ground truth), or ``"saelens"`` (an SAE in SAELens layout, run on ``model`` over
-            ``dataset``). Default: ``records`` when a records file is given, ``features`` when a
-            features file is given, ``saelens`` when a release is given, ``toy`` only for the
-            model name ``"toy"``.
+        backend: ``"model"`` (run ``model`` over prompts scored for the criterion and rank its
+            neurons at ``site`` plus a DiffMean direction), ``"records"`` (activation records JSONL),
+            ``"features"`` (feature dumps JSONL, optionally with ``records`` for criterion scores),
+            ``"saelens"`` (an SAE in SAELens layout, run on ``model`` over ``dataset``),
+            ``"neuronpedia"`` (Neuronpedia features, their examples scored for the criterion) or
+            ``"toy"`` (synthetic, planted ground truth). Default: ``records`` / ``features`` /
+            ``saelens`` / ``neuronpedia`` when their input is given, ``toy`` only for the model name
+            ``"toy"``, else ``model``.
         records: activation records JSONL.
         features: feature dumps JSONL.
         interventions: intervention records JSONL (causal evidence).
@@ -207,6 +275,22 @@ def inspect(
         pooling: ``saelens`` backend: pooling of each latent over a prompt's tokens.
         batch_size: ``saelens`` backend: prompts per forward pass.
         max_length: ``saelens`` backend: truncation length in tokens.
+        compiler: criterion compiler that scores the prompts (``model``: default ``embedding``
+            unless ``dataset`` already holds scores; ``neuronpedia``: scores the listed examples).
+        compiler_options: keyword options for the compiler.
+        site: ``model`` backend: the site whose neurons are ranked (default: the middle block's
+            ``resid_post``).
+        directions: ``model`` backend: also rank the DiffMean direction learned on the train split.
+        max_per_class: ``model`` backend: at most this many positive and negative prompts.
+        explain: explain the top features (``interpkit.explain``).
+        labeler: chat model that writes labels: ``"local"`` (SmolLM2), ``"api"`` (an
+            OpenAI-compatible endpoint from the environment), a ChatModel, or None for no labels;
+            ``"auto"``: ``"local"`` for the ``model`` backend, no labels otherwise.
+        self_explain: also ask the model to describe each feature's direction (Patchscope).
+        neuronpedia: ``neuronpedia`` backend: feature refs (``model@source:index``, page or API URL).
+        neuronpedia_files: exported Neuronpedia feature JSON files (offline use).
+        neuronpedia_offline: never go online; read the cache and the files only.
+        html_out: also write the report as one self-contained HTML page with feature cards.
 
     Returns:
         The :class:`~interpkit.report.Report` (with ``path`` set when saved).
@@ -229,13 +313,17 @@ def inspect(
             backend = "features"
         elif saelens_release is not None:
             backend = "saelens"
+        elif neuronpedia or neuronpedia_files:
+            backend = "neuronpedia"
         elif model in TOY_MODEL_NAMES:
             backend = "toy"
+        elif model is not None:
+            backend = "model"
         else:
             raise InspectError(
-                f"no backend chosen for model {model!r}: pass --records FILE (backend 'records'), "
-                "--features FILE (backend 'features'), or use the synthetic backend explicitly with "
-                "--backend toy"
+                "no backend chosen: pass --model NAME (backend 'model'), --records FILE (backend 'records'), "
+                "--features FILE (backend 'features'), --neuronpedia REF, or use the synthetic backend "
+                "explicitly with --backend toy"
             )
     if backend not in BACKENDS:
         raise InspectError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -245,6 +333,9 @@ def inspect(
     imported_causal: dict[str, dict[str, float]] = {}
     intervention_rows: list[Any] = []
     synthetic = False
+    wrapper: Any = None
+    precomputed: dict[str, dict[str, Any]] = {}
+    extra_settings: dict[str, Any] = {}
 
     if backend == "toy":
         from interpkit.sources import make_toy_table
@@ -256,7 +347,29 @@ def inspect(
         criterion_for_records = toy.interventions[0].criterion if toy.interventions else criterion
     else:
         criterion_for_records = criterion
-        if backend == "saelens":
+        if backend == "model":
+            table, model, wrapper = _model_table(
+                model, criterion, dataset, inputs, warnings, extra_settings, model_backend=model_backend,
+                compiler=compiler, compiler_options=compiler_options, site=site, pooling=pooling,
+                directions=directions, max_per_class=max_per_class, batch_size=batch_size,
+                max_length=max_length, seed=seed)
+        elif backend == "neuronpedia":
+            from interpkit._inspect_model import CriterionRowsError, neuronpedia_table
+
+            for f in neuronpedia_files:
+                _check_file(f, "--neuronpedia-file")
+            try:
+                table, precomputed, np_warnings, np_model, _ = neuronpedia_table(
+                    neuronpedia, neuronpedia_files, criterion, compiler=compiler,
+                    compiler_options=compiler_options, offline=neuronpedia_offline)
+            except CriterionRowsError as exc:
+                raise InspectError(str(exc)) from None
+            warnings += np_warnings
+            for f in neuronpedia_files:
+                inputs.append(_input("neuronpedia", f, None))
+            model = model or np_model
+            extra_settings["neuronpedia"] = list(neuronpedia)
+        elif backend == "saelens":
             table, model = _saelens_table(
                 model, saelens_release, saelens_sae_id, saelens_feature_indexes, dataset, inputs,
                 model_backend=model_backend, pooling=pooling, batch_size=batch_size, max_length=max_length)
@@ -355,6 +468,18 @@ def inspect(
             )
         )
 
+    if explain and entries:
+        from interpkit._inspect_model import explain_entries, labeler_chat
+
+        if labeler == "auto":
+            labeler = "local" if backend == "model" else None
+        chat = labeler_chat(labeler, wrapper)
+        entries, explain_warnings = explain_entries(
+            table, entries, wrapper=wrapper, chat=chat, self_explain=self_explain, seed=seed,
+            precomputed=precomputed)
+        warnings += explain_warnings
+        extra_settings["labeler"] = None if chat is None else str(getattr(chat, "name", labeler))
+
     report = Report(
         model=str(model),
         criterion=criterion,
@@ -372,7 +497,12 @@ def inspect(
             "allow_intervention_criterion_mismatch": allow_intervention_criterion_mismatch,
             "n_examples": int(table.examples.shape[0]),
             "n_features": int(table.features.shape[0]),
+            **extra_settings,
         },
         warnings=tuple(warnings),
     )
-    return report.save(out) if out is not None else report
+    if out is not None:
+        report = report.save(out)
+    if html_out is not None:
+        report.save_html(html_out)
+    return report

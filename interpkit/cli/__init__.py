@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a check failed, 2 bad input)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a check or an online service failed, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from interpkit.records import RecordError
@@ -62,6 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecordError, ReportSchemaError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from interpkit._http import HTTPError
+
+        if not isinstance(exc, HTTPError) and type(exc).__name__ != "ChatError":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; files already written are complete (all writes are atomic)", file=sys.stderr)
         return 130

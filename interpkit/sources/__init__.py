@@ -1,7 +1,8 @@
 """Feature sources: turn activations, records or files into a :class:`~interpkit.table.FeatureTable`.
 
 ``toy`` generates synthetic tables with planted ground truth (always marked synthetic); ``dumps``
-builds a table from feature-dump JSONL; ``_stream`` streams a model's activations over a prompt
+builds a table from feature-dump JSONL; ``neuronpedia`` fetches (or reads exported) Neuronpedia
+features as feature dumps and explanations; ``_stream`` streams a model's activations over a prompt
 dataset (``_datasets``). Submodules load on first use, so importing this package stays cheap.
 """
 
@@ -34,6 +35,14 @@ _LAZY: dict[str, str] = {
     "direction_table": "interpkit.sources.directions",
     "contrast_direction": "interpkit.sources.directions",
     "DIRECTION_KINDS": "interpkit.sources.directions",
+    "NeuronpediaClient": "interpkit.sources.neuronpedia",
+    "NeuronpediaError": "interpkit.sources.neuronpedia",
+    "NeuronpediaRef": "interpkit.sources.neuronpedia",
+    "load_neuronpedia_features": "interpkit.sources.neuronpedia",
+    "feature_dump_from_json": "interpkit.sources.neuronpedia",
+    "explanation_from_neuronpedia": "interpkit.sources.neuronpedia",
+    "fingerprint_from_neuronpedia": "interpkit.sources.neuronpedia",
+    "parse_neuronpedia_ref": "interpkit.sources.neuronpedia",
 }
 
 __all__ = [
@@ -60,6 +69,14 @@ __all__ = [
     "shuffled_criterion",
     "stream_activations",
     "table_from_feature_dumps",
+    "NeuronpediaClient",
+    "NeuronpediaError",
+    "NeuronpediaRef",
+    "load_neuronpedia_features",
+    "feature_dump_from_json",
+    "explanation_from_neuronpedia",
+    "fingerprint_from_neuronpedia",
+    "parse_neuronpedia_ref",
 ]
 
 
@@ -67,7 +84,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'interpkit.sources' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), "parse_ref" if name == "parse_neuronpedia_ref" else name)
     globals()[name] = value
     return value
 

@@ -58,9 +58,39 @@ def test_criterion_normalisation_matches(toy_files):
     assert report.features[0].components["causal"]["status"] != "no causal evidence"
 
 
-def test_toy_never_default_for_real_model():
+def test_toy_never_default_for_real_model(tmp_path):
+    # a real model name selects the model backend (it fails on the missing dataset, never falls back to toy)
+    with pytest.raises(InspectError, match="--dataset: no such file"):
+        interpkit.inspect("gpt2", CRIT, dataset=tmp_path / "missing.jsonl")
     with pytest.raises(InspectError, match="--backend toy"):
-        interpkit.inspect("gpt2", CRIT)
+        interpkit.inspect(None, CRIT)
+
+
+def _scored_dataset(path, n=16):
+    rows = [{"prompt_id": f"p{i}", "text": f"the cat sat on mat number {i}", "criterion_score": 1.0} for i in range(n)]
+    rows += [{"prompt_id": f"q{i}", "text": f"tax forms are due in month {i}", "criterion_score": 0.0} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_model_backend_ranks_neurons_and_the_train_split_direction(tmp_path, monkeypatch):
+    from interpkit._testing import tiny_model
+
+    monkeypatch.setenv("INTERPKIT_CACHE", str(tmp_path / "cache"))
+    data = _scored_dataset(tmp_path / "d.jsonl")
+    report = interpkit.inspect(tiny_model(), CRIT, dataset=data, site="layer1.resid_post", top_k=3,
+                               n_permutations=50, n_bootstrap=5, labeler=None, out=tmp_path / "out",
+                               html_out=tmp_path / "cards.html")
+    assert report.backend == "model"
+    assert report.settings["criterion_scores"]["scores"] == "dataset"
+    assert report.settings["model_table"]["direction"]["feature_id"] == "layer1.resid_post:diffmean"
+    ids = report.ranking.to_frame()["feature_id"].tolist()
+    assert "layer1.resid_post:diffmean" in ids and "layer1.resid_post:n0" in ids
+    assert len(ids) == 17  # 16 neurons of the tiny model + the direction
+    for f in report.features:
+        assert f.explanation is not None and f.explanation["top_examples"]
+        assert "logit_effects" in f.explanation
+    assert (tmp_path / "cards.html").read_text().count("</html>") == 1
 
 
 def test_features_backend(tmp_path):

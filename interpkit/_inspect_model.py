@@ -1,0 +1,234 @@
+"""The model-driven and Neuronpedia paths of ``inspect``: from a criterion text to a ranked, explained table.
+
+``criterion_rows`` turns a criterion into scored prompt rows (the user's dataset, or the packaged
+text pool, scored by a criterion compiler; the compiler's uncertain band is left out and the classes
+are balanced). ``model_table`` streams those rows through the model once per pooling at one site and
+builds a FeatureTable of its neurons plus, optionally, the DiffMean contrast direction learned on the
+train split only (so the held-out association the ranking reports stays honest). ``neuronpedia_table``
+builds a table from Neuronpedia features, scoring their listed examples with the compiler.
+``explain_entries`` attaches ``interpkit.explain`` explanations to the report's top features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_COMPILER = "embedding"
+
+
+class CriterionRowsError(ValueError):
+    """The criterion could not be turned into scored prompts; the message says what to change."""
+
+
+def criterion_rows(
+    criterion: str,
+    *,
+    dataset: str | Path | None,
+    compiler: str | None,
+    compiler_options: Mapping[str, Any] | None,
+    max_per_class: int | None,
+    seed: int,
+) -> tuple[list[Any], dict[str, Any], list[str]]:
+    """Scored prompt rows for ``criterion`` with a fixed train/test split.
+
+    A dataset whose rows all carry a ``criterion_score`` is used as it is unless a compiler is
+    named; otherwise the dataset (or the packaged text pool) is scored by ``compiler``.
+
+    Returns:
+        ``(rows, provenance, warnings)``; provenance describes where the scores came from.
+    """
+    from interpkit.rank import assign_splits
+    from interpkit.sources import read_prompt_dataset
+
+    warnings: list[str] = []
+    if dataset is not None:
+        pool = read_prompt_dataset(dataset)
+        if not pool:
+            raise CriterionRowsError(f"--dataset: {dataset} holds no prompts")
+        pool_name = str(dataset)
+    else:
+        from interpkit.criterion import text_pool
+
+        pool = text_pool()
+        pool_name = "interpkit text pool (AxBench concept10 texts, Apache-2.0)"
+    scored = [r for r in pool if r.criterion_score is not None]
+    if compiler is None and dataset is not None and len(scored) == len(pool):
+        rows = list(pool)
+        prov: dict[str, Any] = {"compiler": None, "scores": "dataset", "pool": pool_name}
+    else:
+        from interpkit.criterion import Criterion, get_compiler
+
+        name = compiler or DEFAULT_COMPILER
+        comp = get_compiler(name, **dict(compiler_options or {}))
+        examples = comp.compile(Criterion(text=criterion), pool=pool, max_per_class=max_per_class, seed=seed)
+        rows = [ex.to_prompt_row(ex.prompt_id if ex.prompt_id is not None else f"c{i}")
+                for i, ex in enumerate(examples)]
+        prov = {"compiler": name, "settings": comp.describe(), "pool": pool_name, "pool_size": len(pool)}
+    if not rows:
+        raise CriterionRowsError(f"the {prov.get('compiler') or 'dataset'} scores left no prompts to rank")
+    n_pos = sum(1 for r in rows if r.criterion_score is not None and r.criterion_score >= 0.5)
+    n_neg = sum(1 for r in rows if r.criterion_score is not None and r.criterion_score < 0.5)
+    prov.update(n_rows=len(rows), n_positive=n_pos, n_negative=n_neg)
+    if n_pos < 4 or n_neg < 4:
+        raise CriterionRowsError(
+            f"criterion {criterion!r}: only {n_pos} positive and {n_neg} negative prompts after scoring "
+            f"({prov.get('compiler') or 'dataset scores'}); give a dataset with more matching texts "
+            "(--dataset) or another compiler (--compiler)")
+    hashed = assign_splits([r.text for r in rows], 0.5, seed)
+    rows = [r if r.split is not None else replace(r, split=str(s)) for r, s in zip(rows, hashed, strict=True)]
+    return rows, prov, warnings
+
+
+def default_site(wrapper: Any) -> str:
+    """The middle block's residual stream: ``layer{n_layers // 2}.resid_post``."""
+    return f"layer{int(wrapper.n_layers) // 2}.resid_post"
+
+
+def model_table(
+    wrapper: Any,
+    rows: Sequence[Any],
+    *,
+    site: str | None,
+    pooling: str,
+    directions: bool,
+    batch_size: int,
+    max_length: int | None,
+    progress: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Neurons at ``site`` (+ the train-split DiffMean direction) over ``rows``; one cached stream.
+
+    Returns:
+        ``(table, info)`` with the site and, when learned, the direction's train-split sizes.
+    """
+    from interpkit.sources import (
+        ActivationCache,
+        DirectionSet,
+        contrast_direction,
+        direction_table,
+        neuron_table,
+    )
+    from interpkit.table import FeatureTable
+
+    site = wrapper.resolve_site(site or default_site(wrapper))
+    cache = ActivationCache()
+    kw = {"batch_size": batch_size, "max_length": max_length, "cache": cache, "progress": progress}
+    poolings = (pooling, "mean") if directions and pooling != "mean" else (pooling,)
+    cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling=poolings, batch_size=batch_size,
+                         max_length=max_length, progress=progress)
+    table = neuron_table(wrapper, list(rows), site, pooling=pooling, **kw)
+    info: dict[str, Any] = {"site": site, "pooling": pooling}
+    if not directions:
+        return table, info
+    train = [i for i, r in enumerate(rows) if r.split == "train" and r.criterion_score is not None]
+    labels = np.array([rows[i].criterion_score >= 0.5 for i in train])
+    if labels.all() or not labels.any():
+        info["direction"] = "skipped: the train split lacks positives or negatives"
+        return table, info
+    mean = cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling="mean", batch_size=batch_size,
+                                max_length=max_length, progress=progress)[site, "mean"].to_numpy()
+    vec = contrast_direction(mean[train], labels)
+    name = f"{site}:diffmean"
+    dset = DirectionSet(names=(name,), vectors=vec[None, :], site=site, kind="contrast",
+                        model=getattr(wrapper, "name", None),
+                        metadata={"method": "DiffMean of mean-pooled activations, train split only",
+                                  "n_train_positive": int(labels.sum()), "n_train_negative": int((~labels).sum())})
+    dtable = direction_table(wrapper, list(rows), dset, pooling=pooling, **kw)
+    info["direction"] = {"feature_id": name, "n_train_positive": int(labels.sum()),
+                         "n_train_negative": int((~labels).sum())}
+    return FeatureTable.hstack([table, dtable]), info
+
+
+def neuronpedia_table(
+    refs: Sequence[str],
+    files: Sequence[str | Path],
+    criterion: str,
+    *,
+    compiler: str | None,
+    compiler_options: Mapping[str, Any] | None,
+    offline: bool,
+) -> tuple[Any, dict[str, dict[str, Any]], list[str], str, list[Any]]:
+    """A table of Neuronpedia features over their listed examples, scored for ``criterion``.
+
+    Returns:
+        ``(table, explanations by feature id, warnings, model name, dumps)``.
+    """
+    from interpkit.criterion import Criterion, get_compiler
+    from interpkit.sources.dumps import table_from_feature_dumps
+    from interpkit.sources.neuronpedia import NeuronpediaClient, load_neuronpedia_features
+
+    client = NeuronpediaClient(offline=offline)
+    loaded = load_neuronpedia_features(list(refs), client=client, files=list(files))
+    if not loaded:
+        raise CriterionRowsError("no Neuronpedia features: pass --neuronpedia REF (or --neuronpedia-file FILE)")
+    dumps = [d for d, _ in loaded]
+    texts: list[str] = []
+    seen: set[str] = set()
+    for d in dumps:
+        for ex in d.examples:
+            text = ex.get("text") if isinstance(ex, Mapping) else None
+            if isinstance(text, str) and text not in seen:
+                seen.add(text)
+                texts.append(text)
+    if not texts:
+        raise CriterionRowsError("the Neuronpedia features list no example texts to score for the criterion")
+    comp = get_compiler(compiler or DEFAULT_COMPILER, **dict(compiler_options or {}))
+    scored = comp.score_texts(Criterion(text=criterion), texts)
+    scores = {t: s.score for t, s in zip(texts, scored, strict=True) if s.score is not None}
+    table, warnings, _ = table_from_feature_dumps(dumps, scores=scores)
+    warnings = [*warnings, f"criterion scores of the {len(texts)} Neuronpedia example texts come from the "
+                f"{comp.name} compiler"]
+    explanations = {str(d.feature_id): dict(e) for d, e in loaded}
+    model = ",".join(sorted({d.model for d in dumps}))
+    return table, explanations, warnings, model, dumps
+
+
+def labeler_chat(labeler: Any, wrapper: Any) -> Any:
+    """The chat model that writes labels: reuse the inspected model when it is the packaged chat model."""
+    if labeler in (None, "none", False):
+        return None
+    from interpkit.models._chat import LocalChat, chat_model
+
+    if labeler in ("local", "smollm2-135m") and getattr(wrapper, "name", None) == "smollm2-135m":
+        return LocalChat(wrapper)
+    return chat_model(labeler)
+
+
+def explain_entries(
+    table: Any,
+    entries: Sequence[Any],
+    *,
+    wrapper: Any = None,
+    chat: Any = None,
+    self_explain: bool = False,
+    seed: int = 0,
+    precomputed: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[list[Any], list[str]]:
+    """The report's entries with ``explanation`` filled in (and ``label`` from it when they had none)."""
+    from interpkit.explain import AutoLabel, LogitEffects, Patchscope, TopExamples, explain_features
+
+    precomputed = dict(precomputed or {})
+    verbalizers: list[Any] = [TopExamples()]
+    if wrapper is not None:
+        verbalizers.append(LogitEffects())
+    if chat is not None:
+        verbalizers.append(AutoLabel())
+    if self_explain and wrapper is not None:
+        verbalizers.append(Patchscope())
+    todo = [e.feature_id for e in entries if e.feature_id not in precomputed]
+    found = explain_features(table, todo, model=wrapper, chat=chat, verbalizers=verbalizers, seed=seed) if todo else {}
+    warnings: list[str] = []
+    out = []
+    for e in entries:
+        if e.feature_id in precomputed:
+            expl = dict(precomputed[e.feature_id])
+        else:
+            expl = found[e.feature_id].to_dict()
+        for name, msg in (expl.get("errors") or {}).items():
+            warnings.append(f"{e.feature_id}: explanation step {name} failed: {msg}")
+        out.append(replace(e, explanation=expl, label=e.label or expl.get("label")))
+    return out, warnings
