@@ -102,9 +102,9 @@ def calibrate(
     """Map raw scores to posteriors in [0, 1] and label them with an explicit uncertain band.
 
     Methods:
-        ``"gmm"``: a two-component 1-D Gaussian mixture with one shared variance, fitted by EM;
-        the posterior of the higher-mean component. A shared variance keeps the posterior a
-        logistic function of the raw score, so ranking never changes. Needs spread-out scores.
+        ``"gmm"``: a two-component 1-D Gaussian mixture fitted by EM (started from a bulk at the
+        median and a tail at the top decile); the posterior of the higher-mean component, made
+        strictly increasing in the raw score so ranking never changes. Needs spread-out scores.
         ``"logistic"``: fixed map ``sigmoid((raw - center) / scale)``, for pools too small to fit.
         ``"identity"``: raw scores already in [0, 1] (judge ratings), clipped.
         ``"threshold"``: raw scores in [0, 1] (probability masses) cut at ``threshold`` (default:
@@ -138,8 +138,8 @@ def calibrate(
     p = np.full_like(x, np.nan)
     params: dict[str, Any]
     if method == "gmm":
-        a, b, params = _fit_tied_gmm(x[ok])
-        p[ok] = _sigmoid(a * x[ok] + b)
+        posterior, params = _fit_gmm(x[ok])
+        p[ok] = posterior(x[ok])
     elif method == "logistic":
         p[ok] = _sigmoid((x[ok] - center) / scale)
         params = {"center": center, "scale": scale}
@@ -159,36 +159,57 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def _fit_tied_gmm(x: np.ndarray, *, iters: int = 200, tol: float = 1e-9) -> tuple[float, float, dict[str, Any]]:
-    """EM for two 1-D Gaussians sharing one variance; returns the posterior's logistic ``(a, b)``."""
-    m0, m1 = np.quantile(x, [0.25, 0.75])
-    var = max(float(np.var(x)), 1e-12)
-    pi1 = 0.5
-    if m1 <= m0:
-        m0, m1 = float(x.min()), float(x.max())
-    floor = max(var * 1e-4, 1e-12)
+def _fit_gmm(x: np.ndarray, *, iters: int = 300, tol: float = 1e-10) -> tuple[Any, dict[str, Any]]:
+    """EM for two 1-D Gaussians; returns a monotone posterior function of the high component.
+
+    Initialised for the common case of a bulk of non-matching texts plus a tail of matching ones:
+    the low component at the median (MAD scale), the high one at the top decile. With unequal
+    variances the log-odds is quadratic; beyond its vertex the posterior is held at the vertex
+    value, and a 1e-6 logistic term keeps the result strictly increasing (no ties for ranking).
+    """
+    n = len(x)
+    med = float(np.median(x))
+    sd0 = max(1.4826 * float(np.median(np.abs(x - med))), float(np.std(x)) * 0.1, 1e-6)
+    top = np.sort(x)[-max(2, n // 10):]
+    m0, v0 = med, sd0**2
+    m1, v1 = float(top.mean()), max(float(top.var()), sd0**2 * 0.25)
+    pi1 = 0.1
+    floor = max(float(np.var(x)) * 1e-4, 1e-12)
     for _ in range(iters):
-        a = (m1 - m0) / var
-        b = (m0**2 - m1**2) / (2 * var) + math.log(pi1 / (1 - pi1))
-        r = _sigmoid(a * x + b)
-        n1 = r.sum()
-        n0 = len(x) - n1
-        if n1 < 1e-9 or n0 < 1e-9:
+        r = _sigmoid(_log_odds(x, m0, v0, m1, v1, pi1))
+        n1 = float(r.sum())
+        if n1 < 1e-6 or n - n1 < 1e-6:
             break
-        new_m1 = float((r * x).sum() / n1)
-        new_m0 = float(((1 - r) * x).sum() / n0)
-        new_var = max(float((r * (x - new_m1) ** 2 + (1 - r) * (x - new_m0) ** 2).sum() / len(x)), floor)
-        new_pi = float(np.clip(n1 / len(x), 1e-6, 1 - 1e-6))
-        done = abs(new_m1 - m1) + abs(new_m0 - m0) + abs(new_var - var) < tol
-        m0, m1, var, pi1 = new_m0, new_m1, new_var, new_pi
+        new = (float((r * x).sum() / n1), float(((1 - r) * x).sum() / (n - n1)))
+        nv1 = max(float((r * (x - new[0]) ** 2).sum() / n1), floor)
+        nv0 = max(float(((1 - r) * (x - new[1]) ** 2).sum() / (n - n1)), floor)
+        npi = float(np.clip(n1 / n, 1e-6, 1 - 1e-6))
+        done = abs(new[0] - m1) + abs(new[1] - m0) + abs(nv1 - v1) + abs(nv0 - v0) < tol
+        m1, m0, v1, v0, pi1 = new[0], new[1], nv1, nv0, npi
         if done:
             break
-    if m1 < m0:  # keep the "positive" component the higher one
-        m0, m1, pi1 = m1, m0, 1 - pi1
-    a = (m1 - m0) / var
-    b = (m0**2 - m1**2) / (2 * var) + math.log(pi1 / (1 - pi1))
-    params = {"mean_low": m0, "mean_high": m1, "std": math.sqrt(var), "weight_high": pi1}
-    return float(a), float(b), params
+    if m1 < m0:  # the "positive" component is the higher one
+        m0, m1, v0, v1, pi1 = m1, m0, v1, v0, 1 - pi1
+    a = 0.5 / v0 - 0.5 / v1
+    b = m1 / v1 - m0 / v0
+    vertex = -b / (2 * a) if abs(a) > 1e-12 else None
+    mid, spread = 0.5 * (m0 + m1), math.sqrt(0.5 * (v0 + v1))
+
+    def posterior(z: np.ndarray) -> np.ndarray:
+        zc = z
+        if vertex is not None:
+            zc = np.maximum(z, vertex) if a > 0 else np.minimum(z, vertex)
+        p = _sigmoid(_log_odds(zc, m0, v0, m1, v1, pi1))
+        return np.clip((1 - 1e-6) * p + 1e-6 * _sigmoid((z - mid) / spread), 0.0, 1.0)
+
+    params = {"mean_low": m0, "std_low": math.sqrt(v0), "mean_high": m1, "std_high": math.sqrt(v1),
+              "weight_high": pi1, "vertex": vertex}
+    return posterior, params
+
+
+def _log_odds(x: np.ndarray, m0: float, v0: float, m1: float, v1: float, pi1: float) -> np.ndarray:
+    return (-(x - m1) ** 2 / (2 * v1) + (x - m0) ** 2 / (2 * v0) - 0.5 * math.log(v1 / v0)
+            + math.log(pi1 / (1 - pi1)))
 
 
 def assign_splits(labels: Sequence[str | None], *, test_fraction: float = 0.25, seed: int = 0) -> list[str]:
