@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from interpkit.cli import (
+    _criterion,
     _demo,
     _doctor,
     _export_contrast,
@@ -31,6 +32,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("export-hf-contrast", _export_contrast.HELP, _export_contrast.add_arguments, _export_contrast.run),
     ("export-hf-interventions", _export_interventions.HELP, _export_interventions.add_arguments,
      _export_interventions.run),
+    ("compile-criterion", _criterion.HELP, _criterion.add_arguments, _criterion.run),
+    ("score-prompts", _criterion.SCORE_HELP, _criterion.add_score_arguments, _criterion.run_score),
 )
 
 

@@ -11,7 +11,7 @@ an existing prompt dataset row for row, and `compile_criterion` is the one-call 
 Example:
     >>> from interpkit.criterion import get_compiler
     >>> kw = get_compiler("keyword")
-    >>> [s.label for s in kw.score_texts("dates and years", ["In 1999 we met", "a red apple"])]
+    >>> [s.label for s in kw.score_texts("dates and years", ["The date: years ago", "a red apple"])]
     ['positive', 'negative']
 """
 
