@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._judge import LMJudgeCompiler
     from ._keyword import KeywordCompiler, derive_keywords
     from ._labelled import LabelledCompiler, read_labelled
-    from ._logit import LogitCompiler, LogitTargetMetric, next_token_probs
+    from ._logit import LogitCompiler, LogitTargetMetric, MissingTargetTokensError, next_token_probs
     from ._pool import text_pool
 
 _LAZY = {
@@ -55,6 +55,7 @@ _LAZY = {
     "read_labelled": "._labelled",
     "LogitCompiler": "._logit",
     "LogitTargetMetric": "._logit",
+    "MissingTargetTokensError": "._logit",
     "next_token_probs": "._logit",
     "text_pool": "._pool",
 }
@@ -71,6 +72,7 @@ __all__ = [
     "LabelledCompiler",
     "LogitCompiler",
     "LogitTargetMetric",
+    "MissingTargetTokensError",
     "ScoredExample",
     "as_criterion",
     "assign_splits",
