@@ -73,7 +73,7 @@ def explain_feature(
     """
     table.feature_index(feature_id)
     shared = cache if cache is not None else {}
-    if chat is not None and isinstance(chat, str):
+    if chat is not None:
         from ._label import _resolve_chat
 
         chat = _resolve_chat(chat)

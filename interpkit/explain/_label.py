@@ -11,6 +11,8 @@ positives must exceed negatives), and the AUROC of the sentence-encoder similari
 Example:
     >>> clean_label('Label: "Dates and years."\\nBecause...')
     'Dates and years'
+    >>> clean_label("that the text is about a dessert, specifically a bread, and that the dessert")
+    'a dessert, specifically a bread'
 """
 
 from __future__ import annotations
@@ -29,17 +31,27 @@ SYSTEM_PROMPT = (
     "where it is most active are marked <<like this>>. Reply with only a short label (at most 8 words) "
     "for what the feature detects. No explanation."
 )
-_PREFIX = re.compile(r"^(?:the\s+)?(?:feature\s+)?(?:label|answer|description)\s*[:\-]\s*", re.IGNORECASE)
+_PREFIXES = [re.compile(p, re.IGNORECASE) for p in (
+    r"^(?:the\s+)?(?:feature\s+)?(?:label|answer|description)\s*[:\-]\s*",
+    r"^(?:the|this)\s+feature\s+(?:that\s+)?(?:detects|fires\s+on|responds\s+to|is\s+about|is)\s*(?:that\s+)?",
+    r"^(?:detects|that)\s+",
+    r"^(?:the|these)\s+(?:texts?|sentences?)\s+(?:is|are)\s+(?:all\s+)?(?:about|related\s+to)\s+",
+    r"^(?:they|it)\s+(?:is|are)\s+(?:all\s+)?(?:about\s+)?",
+)]
 _QUOTES = "\"'`“”‘’«»*"
+_CUT = re.compile(r"(?:\.\s|\.$|;|\s+and\s+that\s+|,\s+and\s+)")
 
 
 def clean_label(raw: str, max_words: int = 8) -> str:
-    """One short line from a chat answer: first non-empty line, no ``Label:`` prefix, no quotes or
-    trailing punctuation, at most ``max_words`` words (empty string when nothing is left)."""
+    """One short line from a chat answer: first non-empty line, boilerplate openings dropped
+    (``Label:``, ``The feature detects that the text is about``), cut at the first sentence end,
+    no quotes or trailing punctuation, at most ``max_words`` words ("" when nothing is left)."""
     line = next((ln.strip() for ln in str(raw).splitlines() if ln.strip()), "")
-    line = _PREFIX.sub("", line).strip().strip(_QUOTES).strip()
-    line = re.sub(r"\s+", " ", line)
-    words = line.split(" ")[:max_words]
+    for _ in range(3):  # openings come stacked ("Label: The feature detects that ...")
+        for pattern in _PREFIXES:
+            line = pattern.sub("", line).strip().strip(_QUOTES).strip()
+    line = _CUT.split(line, maxsplit=1)[0]
+    words = re.sub(r"\s+", " ", line).split(" ")[:max_words]
     return " ".join(words).rstrip(".,;:!").strip().strip(_QUOTES).strip()
 
 
@@ -65,13 +77,15 @@ def _wrap(text: str) -> str:
 
 
 def _resolve_chat(chat: Any) -> Any:
-    if chat is None or isinstance(chat, str):
-        try:
-            from interpkit.models._chat import chat_model
-        except ImportError as error:
-            raise ValueError("AutoLabel needs a chat model (interpkit.models._chat is not available)") from error
-        return chat_model(chat or "local")
-    return chat
+    """``chat`` itself when it has ``complete``; else ``interpkit.models._chat.chat_model(chat)``
+    (``"local"``, ``"api"``, a model name or a ModelWrapper; None means ``"local"``)."""
+    if chat is not None and hasattr(chat, "complete"):
+        return chat
+    try:
+        from interpkit.models._chat import chat_model
+    except ImportError as error:
+        raise ValueError("AutoLabel needs a chat model (interpkit.models._chat is not available)") from error
+    return chat_model("local" if chat is None else chat)
 
 
 class AutoLabel(Verbalizer):
@@ -83,6 +97,8 @@ class AutoLabel(Verbalizer):
         n_examples: top examples shown to the labeler.
         n_heldout: at most this many held-out examples per class for scoring.
         mark_fraction: tokens at or above this fraction of the shown maximum are marked.
+        prefill: start of the answer given to local chat models (small models stay on task when
+            the answer starts "The feature detects"); API models get no prefill.
         max_words: words kept in the label.
         max_chars: each shown example is cut to this many characters.
     """
@@ -90,17 +106,20 @@ class AutoLabel(Verbalizer):
     name: ClassVar[str] = "autolabel"
 
     def __init__(self, chat: Any = None, *, n_examples: int = 8, n_heldout: int = 10,
-                 mark_fraction: float = 0.5, max_words: int = 8, max_chars: int = 400) -> None:
+                 mark_fraction: float = 0.5, max_words: int = 8, max_chars: int = 400,
+                 prefill: str | None = "The feature detects") -> None:
         if n_examples < 1 or n_heldout < 1:
             raise ValueError("n_examples and n_heldout must be >= 1")
         self.chat, self.n_examples, self.n_heldout = chat, n_examples, n_heldout
         self.mark_fraction, self.max_words, self.max_chars = mark_fraction, max_words, max_chars
+        self.prefill = prefill
 
     def __repr__(self) -> str:
         return f"AutoLabel(n_examples={self.n_examples}, n_heldout={self.n_heldout})"
 
-    def prompt(self, ctx: FeatureContext, shown: list[int]) -> list[dict[str, str]]:
-        """The chat messages for the examples at table rows ``shown``."""
+    def prompt(self, ctx: FeatureContext, shown: list[int], *, prefill: bool = False) -> list[dict[str, str]]:
+        """The chat messages for the examples at table rows ``shown`` (with ``prefill``: ending in
+        an assistant message that starts the answer)."""
         texts = [str(ctx.table.examples["text"].iloc[i]) for i in shown]
         if ctx.reader is not None:
             acts = ctx.reader(texts)
@@ -110,8 +129,11 @@ class AutoLabel(Verbalizer):
                 texts = [mark_tokens(t, a.tolist(), self.mark_fraction * peak)
                          for t, a in zip(tokens, acts, strict=True)]
         body = "\n".join(f"{n + 1}. {t[: self.max_chars].strip()}" for n, t in enumerate(texts))
-        return [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": f"Texts:\n{body}\n\nLabel:"}]
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": f"Texts:\n{body}\n\nLabel:"}]
+        if prefill and self.prefill:
+            messages.append({"role": "assistant", "content": self.prefill})
+        return messages
 
     def heldout(self, column: np.ndarray, shown: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Held-out positive and negative rows (most vs least active; ties among the least active,
@@ -134,7 +156,8 @@ class AutoLabel(Verbalizer):
         chat = _resolve_chat(self.chat if self.chat is not None else ctx.chat)
         column = np.asarray(ctx.column, dtype=np.float32)
         shown = np.argsort(-column, kind="stable")[: self.n_examples].tolist()
-        raw = chat.complete(self.prompt(ctx, shown), max_tokens=32, temperature=0.0)
+        local = hasattr(chat, "prompt_ids")  # LocalChat continues an assistant prefill; APIs do not
+        raw = chat.complete(self.prompt(ctx, shown, prefill=local), max_tokens=24, temperature=0.0)
         label = clean_label(raw, self.max_words)
         if not label:
             raise ValueError(f"the chat model {getattr(chat, 'name', chat)!r} gave no usable label: {raw!r}")

@@ -7,8 +7,9 @@ texts, BOS excluded: its norm is an outlier), replaces the hidden state at the p
 (``mode="replace"``, a `~interpkit.models.Patch`) or is added to it (``mode="add"``,
 `~interpkit.models.AddVector`) at an early-ish layer, and the continuation is generated greedily.
 This is also the adapter shape for natural-language-autoencoder explanations: one vector in,
-text out. ``text`` is the continuation up to the first ``;`` or newline; ``baseline_text`` is the
-same prompt without the edit (cached per prompt), so a reader sees whether the edit mattered.
+text out. ``text`` is the whole greedy continuation; ``baseline_text`` is the same prompt without
+the edit (cached per prompt), so a reader sees whether and where the edit mattered. Small models
+(SmolLM2-135M) often just echo the prompt's last pair first and differ only after it.
 """
 
 from __future__ import annotations
@@ -56,12 +57,6 @@ def residual_norm(model: Any, site: str, texts: list[str]) -> float:
     if norms.numel() == 0:
         raise ValueError(f"no token to measure the residual norm at {site}")
     return float(norms.median())
-
-
-def _first_part(text: str) -> str:
-    for sep in (";", "\n"):
-        text = text.split(sep, 1)[0]
-    return text.strip()
 
 
 class Patchscope(Verbalizer):
@@ -139,5 +134,5 @@ class Patchscope(Verbalizer):
         return {"self_explanation": {
             "method": "patchscope", "prompt": self.prompt, "layer": layer, "site": site,
             "scale": float(scale), "mode": self.mode, "position": position,
-            "text": _first_part(text), "baseline_text": _first_part(ctx.cache[base_key]),
+            "text": text.strip(), "baseline_text": ctx.cache[base_key].strip(),
         }}

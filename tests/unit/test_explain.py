@@ -233,6 +233,8 @@ def test_clean_label():
     assert clean_label("\n\n  Label: **Cooking** recipes\nmore") == "Cooking** recipes"
     assert clean_label("one two three four five six seven eight nine ten") == "one two three four five six seven eight"
     assert clean_label("   ") == ""
+    assert clean_label("that the text is about cooking and food. It is") == "cooking and food"
+    assert clean_label("The feature that detects the word bread") == "the word bread"
 
 
 def test_autolabel_plumbing(model, table):
@@ -291,8 +293,7 @@ def test_patchscope_changes_generation_and_leaves_no_trace(backend, mode):
     with m.edits(v.edit(out["site"], direction, out["scale"], out["position"])):
         patched = m.generate(PROMPT, max_new_tokens=8)[0]
     assert patched != baseline
-    first = lambda text: text.split(";")[0].split("\n")[0].strip()  # noqa: E731
-    assert (out["text"], out["baseline_text"]) == (first(patched), first(baseline))
+    assert (out["text"], out["baseline_text"]) == (patched.strip(), baseline.strip())
     # ... and leaving the context restores the baseline
     assert m.generate(PROMPT, max_new_tokens=8)[0] == baseline
     assert m.active_edits == ()
