@@ -39,7 +39,7 @@ _PREFIXES = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:they|it)\s+(?:is|are)\s+(?:all\s+)?(?:about\s+)?",
 )]
 _QUOTES = "\"'`“”‘’«»*"
-_CUT = re.compile(r"(?:\.\s|\.$|;|\s+and\s+that\s+|,\s+and\s+)")
+_CUT = re.compile(r"(?:\.\s|\.$|;|\s+and\s+that\s+)")
 
 
 def clean_label(raw: str, max_words: int = 8) -> str:
