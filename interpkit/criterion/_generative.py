@@ -22,7 +22,7 @@ Example:
     >>> gen = get_compiler("generative", chat="local", n_positive=2, n_negative=2)  # doctest: +SKIP
     >>> [(s.label, s.provenance["instruction"]) for s in gen.compile("the ocean")][:1]  # doctest: +SKIP
     [('positive', 'Describe your ideal weekend.')]
-    >>> generation_messages("the ocean", "Describe a city park.", "positive")[0]["content"][:40]
+    >>> generation_messages("the ocean", "Describe a city park.", "positive")[0]["content"][:41]
     'Answer the instruction below. Your answer'
 """
 
