@@ -13,7 +13,8 @@ compiler could not score (score None) counts as 0.5 and is counted in ``n_unscor
 
 Run: .venv/bin/python benchmarks/criterion_auroc.py --compilers keyword,embedding --out auroc.json
      [--data /work/shared/data/axbench-concept10] [--tasks prod_2b_l10_v1,prod_2b_l20_v1]
-     [--n-per-class 12] [--seed 0] [--chat local] [--cache .interpkit-cache/criterion_auroc]
+     [--n-per-class 12] [--seed 0] [--chat local] [--generative-n 8]
+     [--cache .interpkit-cache/criterion_auroc]
 """
 
 from __future__ import annotations
@@ -150,6 +151,10 @@ def build_compiler(name: str, args: argparse.Namespace, cache: Path, state: dict
             from interpkit.models._chat import chat_model
 
             state["chat"] = CachedChat(chat_model(args.chat), cache)
+        if name == "generative":
+            state.setdefault("encoder", CachedEncoder("minilm-l6", cache))
+            return get_compiler(name, chat=state["chat"], encoder=state["encoder"],
+                                n_positive=args.generative_n, n_negative=args.generative_n)
         return get_compiler(name, chat=state["chat"])
     return get_compiler(name)
 
@@ -161,6 +166,8 @@ def main() -> None:
     parser.add_argument("--compilers", default="keyword,embedding,judge,generative,logit")
     parser.add_argument("--n-per-class", type=int, default=None, help="subsample per class (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--generative-n", type=int, default=8,
+                        help="examples the generative compiler writes per class and concept (default 8)")
     parser.add_argument("--chat", default="local", help="chat model for judge/generative (local or api)")
     parser.add_argument("--cache", type=Path, default=Path(".interpkit-cache/criterion_auroc"))
     parser.add_argument("--out", type=Path, required=True, help="JSON results file")
@@ -195,7 +202,8 @@ def main() -> None:
     means = {task: {n: _mean([e[n]["auroc"] for e in results[task].values()]) for n in names} for task in tasks}
     _print_table(results, means, names, seconds)
     payload = {"config": {"data": str(args.data), "tasks": tasks, "compilers": names,
-                          "n_per_class": args.n_per_class, "seed": args.seed, "chat": args.chat},
+                          "n_per_class": args.n_per_class, "seed": args.seed, "chat": args.chat,
+                          "generative_n": args.generative_n},
                "means": means, "seconds": seconds, "results": results}
     atomic_write_text(args.out, json.dumps(payload, indent=1, default=str) + "\n")
     print(f"wrote {args.out}")
