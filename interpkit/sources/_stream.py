@@ -45,9 +45,14 @@ if TYPE_CHECKING:
 __all__ = ["ActivationChunk", "ActivationSet", "StreamResult", "stream_activations"]
 
 Pooling = Literal["max", "mean", "last", "tokens"]
-Exclusion = Literal["bos", "chat_template"]
+Exclusion = Literal["bos", "chat_template", "massive"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 EXCLUSIONS: tuple[str, ...] = get_args(Exclusion)
+MASSIVE_FACTOR = 10.0
+"""``"massive"`` exclusion: a position whose activation norm at a site exceeds this many times the
+median norm of its text's kept positions there is left out (attention-sink tokens: Sun et al. 2024,
+"Massive activations in large language models"; in SmolLM2 the first token after BOS can reach a
+norm of ~20,000 at layer 15, hundreds of times the rest, and would dominate every max-pooled value)."""
 _WINDOW_BATCHES = 16
 _SENTINEL = "\u2063INTERPKIT_CONTENT\u2063"
 
@@ -396,6 +401,15 @@ def _position_mask(
     return keep, misses
 
 
+def _massive_positions(acts: torch.Tensor, keep: torch.Tensor, factor: float = MASSIVE_FACTOR) -> torch.Tensor:
+    """``[batch, pos]`` True where a kept position's norm exceeds ``factor`` x its row's median kept norm."""
+    import torch
+
+    norms = acts.float().norm(dim=-1)
+    median = torch.nanmedian(norms.masked_fill(~keep, float("nan")), dim=1, keepdim=True).values
+    return keep & (norms > factor * torch.nan_to_num(median, nan=float("inf")))
+
+
 def _pool(acts: torch.Tensor, keep: torch.Tensor, pooling: str, keep_argmax: bool) -> dict[str, Any]:
     import torch
 
@@ -494,8 +508,10 @@ def stream_activations(
         batch_size: texts per forward pass.
         max_length: truncate each tokenised text to this many tokens (None: no truncation).
         exclude_positions: positions left out of pooling and token rows: ``"bos"`` (the first
-            token when it is the tokenizer's BOS) and ``"chat_template"`` (the tokens the chat
-            template adds around the text; only with ``chat_template=True``).
+            token when it is the tokenizer's BOS), ``"chat_template"`` (the tokens the chat
+            template adds around the text; only with ``chat_template=True``) and ``"massive"``
+            (attention-sink positions whose norm at the site exceeds `MASSIVE_FACTOR` x the
+            text's median; decided per site on the raw activations, before any projection).
         chat_template: wrap each text as a user turn of the tokenizer's chat template, with the
             generation prompt. Template tokens are found by matching the template's own prefix
             and suffix ids; an example whose prefix does not match (a tokenizer merged across the
@@ -629,6 +645,8 @@ def _run_window(
         for site in plan.sites:
             a = acts[site].float()
             keep_dev = keep.to(a.device)
+            if "massive" in plan.exclude:
+                keep_dev = keep_dev & ~_massive_positions(a, keep_dev)
             if site in plan.projections:
                 a = a @ torch.as_tensor(plan.projections[site], dtype=torch.float32, device=a.device)
             for p in plan.poolings:

@@ -269,3 +269,24 @@ def test_spill_without_spill_dir_uses_a_temporary_folder(model):
     del res, shards
     gc.collect()
     assert not folder.exists()
+
+
+def test_massive_exclusion_drops_attention_sink_positions(model):
+    from interpkit.models import Apply
+
+    texts = ["hello there friend", "good night moon"]
+    site = "layer1.resid_post"
+    sink = Apply(site, lambda x: x * 1000.0, positions=(1,), name="sink")
+    with model.edits(sink):
+        plain = stream_activations(model, texts, site, pooling=("max", "tokens"), progress=False)
+        masked = stream_activations(model, texts, site, pooling=("max", "tokens"),
+                                    exclude_positions=("bos", "massive"), progress=False)
+    tok_plain, tok_masked = plain[site, "tokens"].to_chunk(), masked[site, "tokens"].to_chunk()
+    assert 1 in set(tok_plain.token_index.tolist()) and 1 not in set(tok_masked.token_index.tolist())
+    assert len(tok_masked.token_index) == len(tok_plain.token_index) - len(texts)
+    # the masked max is the max over the remaining tokens, far below the sink's value
+    kept = tok_plain.token_index != 1
+    for e in range(len(texts)):
+        rows = (tok_plain.example_idx == e) & kept
+        np.testing.assert_allclose(masked[site, "max"].to_numpy()[e], tok_plain.values[rows].max(axis=0), rtol=1e-5)
+    assert masked[site, "max"].to_numpy().max() < plain[site, "max"].to_numpy().max() / 10
