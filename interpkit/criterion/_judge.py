@@ -1,20 +1,31 @@
-"""The LM-judge compiler: a chat model rates how strongly each text shows the criterion.
+"""The LM-judge compiler: a chat model judges how strongly each text shows the criterion.
 
-The judge sees a short rubric, the criterion and the text (clearly delimited, cut to
-``max_text_chars``) and answers one digit ``0``..``scale-1``. When the chat model exposes its
-answer distribution (`ChatModel.choice_probs`: a local model's logits, an API's
-``top_logprobs``) the score is the expected rating divided by the top rating, which is far more
-reliable for a small model than its greedy text; otherwise the first rating in the answer text
-is parsed (AxBench-style, §4.6: the number after the last ``Rating:`` if there is one). An
-answer with no usable rating scores None and its provenance keeps the raw answer and why.
-Scores are already in [0, 1]; labels cut them with a fixed band (positive ``>= hi``, negative
-``<= lo``, uncertain between) through the shared `calibrate(method="identity")`.
+Two methods, both recorded in every score's provenance:
+
+``"rating"`` (any chat model; AxBench-like, §4.6): the judge sees a short rubric, the criterion
+and the text (clearly delimited, cut to ``max_text_chars``) and answers one digit
+``0``..``scale-1``. When the chat model exposes its answer distribution
+(`ChatModel.choice_probs`: a local model's logits, an API's ``top_logprobs``) the score is the
+expected rating divided by the top rating; otherwise the rating in the answer text is parsed
+(the number after the last ``Rating:`` if there is one). An answer with no usable rating scores
+None and its provenance keeps the raw answer and why. Scores are cut into labels with a fixed
+band (positive ``>= hi``, negative ``<= lo``).
+
+``"topic"`` (local models, which can score a continuation): the model is asked what the text is
+about, its answer prefilled with ``"This text is about"``, and the raw score is how much more
+likely the criterion becomes as the answer given this text than given a neutral text (mean
+per-token log-probability difference: a pointwise mutual information). Raw scores are
+calibrated like the embedding compiler's (a two-component mixture on 20+ texts, a fixed logistic
+map around 0 otherwise). SmolLM2-135M-Instruct cannot follow a rating rubric: on 10+10 AxBench
+texts its digit distribution barely moves (AUROC 0.3-0.9 by concept, 0.5 on an obvious toy
+set), while the topic likelihood separates them (AUROC 0.8-1.0). ``method="auto"`` therefore
+uses ``"topic"`` when the chat model has ``continuation_logprobs`` and ``"rating"`` otherwise.
 
 Example:
     >>> from interpkit.criterion import get_compiler
     >>> judge = get_compiler("judge", chat="local")  # doctest: +SKIP
-    >>> [round(s.score, 2) for s in judge.score_texts("cooking", ["Stir the onions.", "Tax law."])]  # doctest: +SKIP
-    [0.71, 0.12]
+    >>> [s.label for s in judge.score_texts("the ocean", ["Waves hit the shore.", "Tax law."])]  # doctest: +SKIP
+    ['positive', 'negative']
     >>> parse_rating("I would say Rating: [[7]].", scale=10)
     7
 """
@@ -30,7 +41,7 @@ import numpy as np
 from ._base import Criterion, CriterionCompiler, ScoredExample, as_criterion, register_compiler
 from ._calibrate import calibrate
 
-__all__ = ["TEMPLATES", "LMJudgeCompiler", "judge_messages", "parse_rating"]
+__all__ = ["NEUTRAL_TEXTS", "TEMPLATES", "LMJudgeCompiler", "judge_messages", "parse_rating", "topic_messages"]
 
 SYSTEM = "You are a careful annotator. You rate texts against a criterion and answer with one digit."
 
@@ -44,7 +55,13 @@ _RUBRIC = (
 )
 
 TEMPLATES: dict[str, str] = {"rate-v1": _RUBRIC}
-"""Prompt templates by id (the id is recorded in every score's provenance)."""
+"""Rating prompt templates by id (the id is recorded in every score's provenance)."""
+
+TOPIC_TEMPLATE = "topic-v1"
+TOPIC_QUESTION = "{text}\n\nIn a few words, what is this text about?"
+TOPIC_PREFILL = "This text is about"
+NEUTRAL_TEXTS = ("Hello.", "Thank you for your message.", "Here is the text.")
+"""Texts about nothing in particular: the topic method's baseline for each criterion."""
 
 _RATING = re.compile(r"rating\s*[:=]", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\d.])(\d+)(?:\.\d+)?")
@@ -55,6 +72,12 @@ def judge_messages(criterion: str, text: str, *, scale: int = 10, template: str 
     top = scale - 1
     body = TEMPLATES[template].format(criterion=criterion.strip(), text=text.strip(), top=top, mid=(top + 1) // 2)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
+
+
+def topic_messages(text: str) -> list[dict[str, str]]:
+    """The conversation whose prefilled answer the topic method continues with the criterion."""
+    return [{"role": "user", "content": TOPIC_QUESTION.format(text=text.strip())},
+            {"role": "assistant", "content": TOPIC_PREFILL}]
 
 
 def parse_rating(answer: str, *, scale: int = 10) -> int | None:
@@ -84,31 +107,38 @@ def _cut(text: str, max_chars: int) -> tuple[str, bool]:
 
 @register_compiler
 class LMJudgeCompiler(CriterionCompiler):
-    """Scores texts by asking a chat model to rate them ``0..scale-1`` against the criterion.
+    """Scores texts with a chat model: a 0..scale-1 rating, or the topic likelihood (see module doc).
 
     Args:
         chat: a chat model or spec for `interpkit.models.chat_model` (``"local"``: SmolLM2-135M-
             Instruct; ``"api"``: an OpenAI-compatible endpoint from the environment).
+        method: ``"rating"``, ``"topic"`` (needs ``chat.continuation_logprobs``) or ``"auto"``.
         scale: number of rating levels (2..10, one digit each).
-        template: prompt template id in `TEMPLATES`.
+        template: rating prompt template id in `TEMPLATES`.
         max_text_chars: texts are cut to this many characters (at a word boundary) before judging.
         lo: scores at or below are labelled negative.
         hi: scores at or above are labelled positive.
-        use_probs: read the rating distribution when the model gives it (else always parse text).
-        max_tokens: answer length when the text is parsed.
-        progress: optional ``callback(done, total)``.
+        use_probs: rating: read the digit distribution when the model gives it (else parse text).
+        max_tokens: rating: answer length when the text is parsed.
+        center: topic: logistic midpoint on the log-probability-gain scale (fewer than 20 texts).
+        width: topic: logistic width on that scale.
+        progress: optional ``callback(done, total)`` (rating method, per text).
 
     Raises:
-        ValueError: bad scale, template or band.
+        ValueError: bad method, scale, template or band; ``"topic"`` with a chat model that
+            cannot score continuations.
     """
 
     name = "judge"
 
-    def __init__(self, chat: Any = "local", *, scale: int = 10, template: str = "rate-v1",
+    def __init__(self, chat: Any = "local", *, method: str = "auto", scale: int = 10, template: str = "rate-v1",
                  max_text_chars: int = 1200, lo: float = 0.35, hi: float = 0.6, use_probs: bool = True,
-                 max_tokens: int = 16, progress: Callable[[int, int], None] | None = None) -> None:
+                 max_tokens: int = 16, center: float = -0.35, width: float = 0.15,
+                 progress: Callable[[int, int], None] | None = None) -> None:
         from interpkit.models._chat import chat_model
 
+        if method not in ("auto", "rating", "topic"):
+            raise ValueError(f"judge method must be 'auto', 'rating' or 'topic', got {method!r}")
         if not 2 <= scale <= 10:
             raise ValueError(f"judge scale must be 2..10 (single-digit ratings), got {scale}")
         if template not in TEMPLATES:
@@ -116,24 +146,62 @@ class LMJudgeCompiler(CriterionCompiler):
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"judge band must satisfy 0 <= lo <= hi <= 1, got lo={lo}, hi={hi}")
         self.chat = chat_model(chat)
+        can_topic = callable(getattr(self.chat, "continuation_logprobs", None))
+        if method == "topic" and not can_topic:
+            raise ValueError(f"judge method 'topic' needs a chat model that scores continuations (a local "
+                             f"model); {self.chat.name!r} cannot: use method='rating'")
+        self.method = ("topic" if can_topic else "rating") if method == "auto" else method
         self.scale = scale
-        self.template = template
+        self.template = TOPIC_TEMPLATE if self.method == "topic" else template
         self.max_text_chars = max_text_chars
-        self.lo = lo
-        self.hi = hi
+        self.lo, self.hi = lo, hi
         self.use_probs = use_probs
         self.max_tokens = max_tokens
+        self.center, self.width = center, width
         self.progress = progress
 
     @property
     def choices(self) -> list[str]:
-        """The answer tokens ``"0"``..``str(scale - 1)``."""
+        """The rating answer tokens ``"0"``..``str(scale - 1)``."""
         return [str(i) for i in range(self.scale)]
 
     def describe(self) -> dict[str, Any]:
-        """Judge model, template, scale, text cut and label band."""
-        return {"compiler": self.name, "judge_model": self.chat.name, "template": self.template,
-                "scale": self.scale, "max_text_chars": self.max_text_chars, "band": [self.lo, self.hi]}
+        """Judge model, method, template, scale, text cut and label band."""
+        return {"compiler": self.name, "judge_model": self.chat.name, "method": self.method,
+                "template": self.template, "scale": self.scale if self.method == "rating" else None,
+                "max_text_chars": self.max_text_chars, "band": [self.lo, self.hi]}
+
+    def score_texts(self, criterion: Criterion | str, texts: Sequence[str]) -> list[ScoredExample]:
+        """Judge every text (one `ScoredExample` each, in order; score None when unusable)."""
+        crit = as_criterion(criterion)
+        texts = [str(t) for t in texts]
+        cut = [_cut(t, self.max_text_chars) for t in texts]
+        if self.method == "topic":
+            raw, details, cal = self._topic(crit, [c for c, _ in cut])
+        else:
+            raw, details = self._rating(crit, [c for c, _ in cut])
+            cal = calibrate(raw, method="identity", lo=self.lo, hi=self.hi)
+        base: Mapping[str, Any] = {**self.describe(), "criterion": crit.text, "band": list(cal.band)}
+        out = []
+        for text, (_, truncated), info, p, label in zip(texts, cut, details, cal.posteriors, cal.labels,
+                                                         strict=True):
+            score = None if np.isnan(p) else float(p)
+            out.append(ScoredExample(text=text, score=score, label=label,
+                                     provenance={**base, "truncated": truncated, **info}))
+        return out
+
+    def _topic(self, crit: Criterion, texts: list[str]) -> tuple[np.ndarray, list[dict[str, Any]], Any]:
+        answer = " " + crit.text.strip().rstrip(".")
+        lp = self.chat.continuation_logprobs([topic_messages(t) for t in texts], answer)
+        base = float(np.mean(self.chat.continuation_logprobs([topic_messages(t) for t in NEUTRAL_TEXTS], answer)))
+        raw = np.asarray(lp, dtype=np.float64) - base
+        cal = calibrate(raw, method="auto", lo=self.lo, hi=self.hi, center=self.center, scale=self.width)
+        fit = {"method": cal.method, "params": cal.params, "n": len(texts)}
+        details = [{"logprob": round(float(a), 4), "baseline_logprob": round(base, 4), "raw": round(float(r), 4),
+                    "calibration_fit": fit} for a, r in zip(lp, raw, strict=True)]
+        if self.progress is not None:
+            self.progress(len(texts), len(texts))
+        return raw, details, cal
 
     def _probs(self, conversations: list[list[dict[str, str]]]) -> list[np.ndarray | None]:
         if not self.use_probs or not conversations:
@@ -150,26 +218,23 @@ class LMJudgeCompiler(CriterionCompiler):
                 break
         return out
 
-    def score_texts(self, criterion: Criterion | str, texts: Sequence[str]) -> list[ScoredExample]:
-        """Rate every text; score = expected rating / (scale - 1), or the parsed rating likewise."""
-        crit = as_criterion(criterion)
-        cut = [_cut(str(t), self.max_text_chars) for t in texts]
-        conversations = [judge_messages(crit.text, c, scale=self.scale, template=self.template) for c, _ in cut]
+    def _rating(self, crit: Criterion, texts: list[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        conversations = [judge_messages(crit.text, t, scale=self.scale, template=self.template) for t in texts]
         probs = self._probs(conversations)
         top = self.scale - 1
         raw = np.full(len(texts), np.nan)
         details: list[dict[str, Any]] = []
         for i, (conv, p) in enumerate(zip(conversations, probs, strict=True)):
-            info: dict[str, Any] = {"truncated": cut[i][1]}
+            info: dict[str, Any]
             if p is not None:
                 expected = float(np.dot(p, np.arange(self.scale)))
                 raw[i] = expected / top
-                info.update(method="choice_probs", probs=[round(float(x), 4) for x in p],
-                            expected_rating=round(expected, 4))
+                info = {"answer_from": "choice_probs", "probs": [round(float(x), 4) for x in p],
+                        "expected_rating": round(expected, 4)}
             else:
                 answer = self.chat.complete(conv, max_tokens=self.max_tokens, temperature=0.0)
                 rating = parse_rating(answer, scale=self.scale)
-                info.update(method="parsed", raw_answer=answer)
+                info = {"answer_from": "parsed", "raw_answer": answer}
                 if rating is None:
                     info["error"] = f"no rating 0-{top} found in the judge's answer"
                 else:
@@ -178,11 +243,4 @@ class LMJudgeCompiler(CriterionCompiler):
             details.append(info)
             if self.progress is not None:
                 self.progress(i + 1, len(texts))
-        cal = calibrate(raw, method="identity", lo=self.lo, hi=self.hi)
-        base: Mapping[str, Any] = {"compiler": self.name, "criterion": crit.text, "judge_model": self.chat.name,
-                                   "template": self.template, "scale": self.scale, "band": [self.lo, self.hi]}
-        out = []
-        for text, info, p, label in zip(texts, details, cal.posteriors, cal.labels, strict=True):
-            score = None if np.isnan(p) else float(p)
-            out.append(ScoredExample(text=str(text), score=score, label=label, provenance={**base, **info}))
-        return out
+        return raw, details

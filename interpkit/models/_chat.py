@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -179,16 +179,46 @@ class LocalChat:
 
     def choice_probs_batch(self, conversations: Sequence[Messages], choices: Sequence[str]) -> list[np.ndarray]:
         """:meth:`choice_probs` for many conversations, ``batch_size`` per forward pass."""
+        ids = self.choice_ids(choices)
+        rows = [self.prompt_ids(m) for m in conversations]
+        out = []
+        for logp, length in self._log_probs(rows):
+            picked = logp[length - 1, ids].exp().cpu().numpy().astype(np.float64)
+            out.append(picked / picked.sum())
+        return out
+
+    def continuation_logprobs(self, conversations: Sequence[Messages], continuation: str) -> np.ndarray:
+        """Mean per-token log-probability of ``continuation`` right after each conversation's prompt.
+
+        With a final assistant message as a prefill (``"This text is about"``) this scores how
+        likely the model finds ``continuation`` as its answer: the LM judge's ``topic`` method.
+
+        Returns:
+            float64 ``[len(conversations)]``.
+        """
+        cont = [int(i) for i in self.model.tokenizer(continuation, add_special_tokens=False)["input_ids"]]
+        if not cont:
+            raise ChatError(f"{self.name}: the continuation {continuation!r} has no tokens")
+        prompts = [self.prompt_ids(m) for m in conversations]
+        rows = [p + cont for p in prompts]
+        target = np.array(cont)
+        out = np.zeros(len(rows))
+        for i, (logp, length) in enumerate(self._log_probs(rows)):
+            start = length - len(cont) - 1
+            picked = logp[start:start + len(cont)].cpu().numpy()[np.arange(len(cont)), target]
+            out[i] = float(picked.mean())
+        return out
+
+    def _log_probs(self, rows: list[list[int]]) -> Iterator[tuple[Any, int]]:
+        """``(log_softmax [pos, vocab], length)`` per row, in order, ``batch_size`` rows per forward."""
         import torch
 
         from ._wrapper import TokenBatch
 
         model = self.model
-        ids = self.choice_ids(choices)
-        rows = [self.prompt_ids(m) for m in conversations]
         # Sorting by length keeps padding (wasted compute) small within a batch.
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        results: dict[int, np.ndarray] = {}
+        results: dict[int, tuple[Any, int]] = {}
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             width = max(len(rows[i]) for i in chunk)
@@ -199,13 +229,11 @@ class LocalChat:
                 mask[r, : len(rows[i])] = 1
             batch = TokenBatch(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device))
             with torch.no_grad():
-                logits = model.forward(batch)
-            last = mask.sum(dim=1) - 1
-            logp = torch.log_softmax(logits[torch.arange(len(chunk)), last.to(logits.device)].float(), dim=-1)
-            picked = logp[:, ids].exp().cpu().numpy().astype(np.float64)
+                logp = torch.log_softmax(model.forward(batch).float(), dim=-1)
             for r, i in enumerate(chunk):
-                results[i] = picked[r] / picked[r].sum()
-        return [results[i] for i in range(len(rows))]
+                results[i] = (logp[r, : len(rows[i])], len(rows[i]))
+        for i in range(len(rows)):
+            yield results.pop(i)
 
 
 def _first_env(names: Sequence[str]) -> str | None:

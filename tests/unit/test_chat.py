@@ -219,6 +219,21 @@ class TestLocalChat:
         np.testing.assert_allclose(batch[2], p, rtol=1e-4)
         assert not np.allclose(batch[1], p)
 
+    def test_continuation_logprobs(self, templated, tiny):
+        import torch
+
+        convs = [[{"role": "user", "content": "say hi"}, {"role": "assistant", "content": "ok"}],
+                 [{"role": "user", "content": "a longer question, here"}]]
+        got = templated.continuation_logprobs(convs, " hi there")
+        cont = templated.model.tokenizer(" hi there", add_special_tokens=False)["input_ids"]
+        for conv, value in zip(convs, got, strict=True):
+            ids = templated.prompt_ids(conv) + cont
+            logp = torch.log_softmax(tiny.forward(tiny.tokenize([tiny.tokenizer.decode(ids)], prepend_bos=False))[0], -1)
+            want = np.mean([logp[len(ids) - len(cont) - 1 + j, t].item() for j, t in enumerate(cont)])
+            assert value == pytest.approx(want, rel=1e-4)
+        with pytest.raises(ChatError, match="no tokens"):
+            templated.continuation_logprobs(convs, "")
+
     def test_multi_token_choice_is_rejected(self, templated):
         with pytest.raises(ChatError, match="single tokens"):
             templated.choice_probs(USER, ["ab", "c"])

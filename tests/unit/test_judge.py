@@ -11,7 +11,7 @@ from _openai_server import FakeChatServer
 
 from interpkit.criterion import Criterion, get_compiler
 from interpkit.criterion._generative import SEED_INSTRUCTIONS, GenerativeCompiler
-from interpkit.criterion._judge import LMJudgeCompiler, judge_messages, parse_rating
+from interpkit.criterion._judge import NEUTRAL_TEXTS, LMJudgeCompiler, judge_messages, parse_rating
 from interpkit.models._chat import OpenAIChat
 
 ON = ["The ocean waves crashed on the shore.", "Sailors crossed the ocean for weeks.",
@@ -48,7 +48,7 @@ def test_judge_reads_choice_probs_and_records_provenance():
     assert [s.label for s in scored] == ["positive"] * 3 + ["negative"] * 3
     prov = scored[0].provenance
     assert prov["compiler"] == "judge" and prov["judge_model"] == "judge-x" and prov["template"] == "rate-v1"
-    assert prov["method"] == "choice_probs" and len(prov["probs"]) == 10
+    assert prov["method"] == "rating" and prov["answer_from"] == "choice_probs" and len(prov["probs"]) == 10
     assert prov["expected_rating"] == pytest.approx((8 * 0.7 + 9 * 0.2) / 0.9, abs=1e-3)
     assert scores[0] == pytest.approx(prov["expected_rating"] / 9, abs=1e-3)
 
@@ -67,7 +67,7 @@ def test_judge_parses_text_when_no_logprobs_and_reports_unparseable():
         # One logprobs probe learns the server has none; then one completion per text.
         assert len(srv.requests) == 1 + 4
     ocean, tax, bread, printer = scored
-    assert ocean.score == pytest.approx(7 / 9) and ocean.provenance["method"] == "parsed"
+    assert ocean.score == pytest.approx(7 / 9) and ocean.provenance["answer_from"] == "parsed"
     assert ocean.provenance["raw_answer"] == "Rating: [[7]]" and ocean.label == "positive"
     assert bread.score == pytest.approx(2 / 9) and bread.label == "negative"
     for bad in (tax, printer):
@@ -104,6 +104,52 @@ def test_judge_options_and_prompt():
 ])
 def test_parse_rating(answer, value):
     assert parse_rating(answer, scale=10) == value
+
+
+class TopicChat:
+    """A local-like chat model: the criterion is likely after texts that share its words."""
+
+    name = "topic-stub"
+
+    def __init__(self):
+        self.calls = []
+
+    def complete(self, messages, *, max_tokens=128, temperature=0.0):
+        raise AssertionError("the topic method never generates")
+
+    def choice_probs(self, messages, choices):
+        raise AssertionError("the topic method never reads digits")
+
+    def continuation_logprobs(self, conversations, continuation):
+        self.calls.append((conversations, continuation))
+        words = set(re.findall(r"[a-z]{4,}", continuation.lower()))
+        out = []
+        for conv in conversations:
+            assert conv[-1] == {"role": "assistant", "content": "This text is about"}
+            content = conv[0]["content"]
+            text = set(re.findall(r"[a-z]+", content.lower()))
+            neutral = content.split("\n\n")[0] in NEUTRAL_TEXTS  # the baseline: -4.0
+            out.append(-4.0 if neutral else -4.0 + (0.8 if words & text else -0.8) - 0.3 * ("tax" in text))
+        return np.array(out)
+
+
+def test_judge_topic_method():
+    stub = TopicChat()
+    judge = LMJudgeCompiler(chat=stub)
+    assert judge.method == "topic" and judge.template == "topic-v1"
+    scored = judge.score_texts("the ocean", ON + OFF)
+    (texts, answer), (neutral, answer2) = stub.calls
+    assert answer == answer2 == " the ocean" and len(texts) == 6
+    assert [c[0]["content"].split("\n\n")[0] for c in neutral] == list(NEUTRAL_TEXTS)
+    assert [s.label for s in scored] == ["positive"] * 3 + ["negative"] * 3
+    prov = scored[0].provenance
+    assert prov["method"] == "topic" and prov["judge_model"] == "topic-stub"
+    assert prov["raw"] == pytest.approx(prov["logprob"] - prov["baseline_logprob"]) == pytest.approx(0.8)
+    assert prov["calibration_fit"]["method"] == "logistic"
+    assert scored[3].provenance["raw"] == pytest.approx(-1.1) and scored[3].score < scored[4].score
+    with pytest.raises(ValueError, match="topic"):
+        LMJudgeCompiler(chat=OpenAIChat(model="m", base_url="http://127.0.0.1:1"), method="topic")
+    assert LMJudgeCompiler(chat=stub, method="rating").method == "rating"
 
 
 class HashEncoder:
