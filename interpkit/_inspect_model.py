@@ -65,7 +65,9 @@ def criterion_rows(
 
         name = compiler or DEFAULT_COMPILER
         comp = get_compiler(name, **dict(compiler_options or {}))
-        examples = comp.compile(Criterion(text=criterion), pool=pool, max_per_class=max_per_class, seed=seed)
+        # half the prompts held out: the ranking's association is measured there
+        examples = comp.compile(Criterion(text=criterion), pool=pool, max_per_class=max_per_class, seed=seed,
+                                test_fraction=0.5)
         rows = [ex.to_prompt_row(ex.prompt_id if ex.prompt_id is not None else f"c{i}")
                 for i, ex in enumerate(examples)]
         prov = {"compiler": name, "settings": comp.describe(), "pool": pool_name, "pool_size": len(pool)}
@@ -98,9 +100,13 @@ def model_table(
     directions: bool,
     batch_size: int,
     max_length: int | None,
+    exclude_positions: Sequence[str] = ("bos", "massive"),
     progress: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Neurons at ``site`` (+ the train-split DiffMean direction) over ``rows``; one cached stream.
+
+    BOS and attention-sink ("massive") positions are left out of pooling by default: a sink token's
+    activation is hundreds of times the others' and would decide every max-pooled value.
 
     Returns:
         ``(table, info)`` with the site and, when learned, the direction's train-split sizes.
@@ -116,12 +122,14 @@ def model_table(
 
     site = wrapper.resolve_site(site or default_site(wrapper))
     cache = ActivationCache()
-    kw = {"batch_size": batch_size, "max_length": max_length, "cache": cache, "progress": progress}
+    exclude = tuple(exclude_positions)
+    kw = {"batch_size": batch_size, "max_length": max_length, "cache": cache, "progress": progress,
+          "exclude_positions": exclude}
     poolings = (pooling, "mean") if directions and pooling != "mean" else (pooling,)
     cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling=poolings, batch_size=batch_size,
-                         max_length=max_length, progress=progress)
+                         max_length=max_length, progress=progress, exclude_positions=exclude)
     table = neuron_table(wrapper, list(rows), site, pooling=pooling, **kw)
-    info: dict[str, Any] = {"site": site, "pooling": pooling}
+    info: dict[str, Any] = {"site": site, "pooling": pooling, "exclude_positions": list(exclude)}
     if not directions:
         return table, info
     train = [i for i, r in enumerate(rows) if r.split == "train" and r.criterion_score is not None]
@@ -130,7 +138,8 @@ def model_table(
         info["direction"] = "skipped: the train split lacks positives or negatives"
         return table, info
     mean = cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling="mean", batch_size=batch_size,
-                                max_length=max_length, progress=progress)[site, "mean"].to_numpy()
+                                max_length=max_length, progress=progress,
+                                exclude_positions=exclude)[site, "mean"].to_numpy()
     vec = contrast_direction(mean[train], labels)
     name = f"{site}:diffmean"
     dset = DirectionSet(names=(name,), vectors=vec[None, :], site=site, kind="contrast",

@@ -3,7 +3,12 @@
 The labeler sees the ``n_examples`` most activating examples with each example's strongest
 tokens marked ``<<like this>>`` (tokens at >= ``mark_fraction`` of the largest token activation
 among the shown examples) and answers with a short label, cleaned to one line of at most
-``max_words`` words. The label is then scored by detection on examples the labeler did not see:
+``max_words`` words. A second, extractive candidate is always made: the words that most separate
+the shown examples from the least active ones (document frequency among the top minus among the
+bottom, stop-words dropped). The candidate whose embedding similarity best separates those same
+selection examples wins (small local models often write labels that say nothing; the selection keeps
+them from being reported when plain keywords do better), and every candidate is recorded with its
+selection AUROC. The chosen label is then scored by detection on examples neither step saw:
 the ``k`` most and ``k`` least active held-out examples (``k = min(n_heldout, n_held // 3)``,
 positives must exceed negatives), and the AUROC of the sentence-encoder similarity
 ``sim(label, text)`` for telling them apart (0.5 = the label says nothing, 1 = it separates them).
@@ -39,6 +44,16 @@ _PREFIXES = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:they|it)\s+(?:is|are)\s+(?:all\s+)?(?:about\s+)?",
 )]
 _QUOTES = "\"'`“”‘’«»*"
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]{2,}")
+_STOP_WORDS = """
+the and for are but not you all any can had her was one our out day get has him his how man new now old
+see two way who boy did its let put say she too use that with have this will your from they know want been
+good much some time very when come here just like long make many more only over such take than them well
+were what into also each other which their there then these those would about could should after first
+being where while most both does doing done because through during before under again further once
+upon within without around between among across toward towards onto shall may might must using used
+"""
+_STOP = frozenset(_STOP_WORDS.split())
 _CUT = re.compile(r"(?:\.\s|\.$|;|\s+and\s+that\s+)")
 
 
@@ -47,12 +62,29 @@ def clean_label(raw: str, max_words: int = 8) -> str:
     (``Label:``, ``The feature detects that the text is about``), cut at the first sentence end,
     no quotes or trailing punctuation, at most ``max_words`` words ("" when nothing is left)."""
     line = next((ln.strip() for ln in str(raw).splitlines() if ln.strip()), "")
-    for _ in range(3):  # openings come stacked ("Label: The feature detects that ...")
+    for _ in range(10):  # openings come stacked ("Label: The feature detects that ...")
+        before = line
         for pattern in _PREFIXES:
             line = pattern.sub("", line).strip().strip(_QUOTES).strip()
+        if line == before:
+            break
     line = _CUT.split(line, maxsplit=1)[0]
     words = re.sub(r"\s+", " ", line).split(" ")[:max_words]
     return " ".join(words).rstrip(".,;:!").strip().strip(_QUOTES).strip()
+
+
+def keyword_label(top_texts: list[str], low_texts: list[str], k: int = 3) -> str:
+    """The ``k`` words most over-represented in ``top_texts`` relative to ``low_texts`` (document
+    frequency difference; stop-words and words shorter than 3 letters left out), joined by ", "."""
+    def docs(texts: list[str]) -> list[set[str]]:
+        return [{w.lower().strip("'-") for w in _WORD.findall(t)} - _STOP for t in texts]
+
+    top, low = docs(top_texts), docs(low_texts)
+    vocab = sorted(set().union(*top)) if top else []
+    n_top, n_low = max(len(top), 1), max(len(low), 1)
+    scored = sorted(((sum(w in d for d in top) / n_top - sum(w in d for d in low) / n_low, w) for w in vocab
+                     if len(w) >= 3), key=lambda x: (-x[0], x[1]))
+    return ", ".join(w for s, w in scored[:k] if s > 0)
 
 
 def mark_tokens(tokens: list[str], acts: list[float], threshold: float) -> str:
@@ -69,6 +101,14 @@ def mark_tokens(tokens: list[str], acts: list[float], threshold: float) -> str:
     if run:
         out.append(_wrap("".join(run)))
     return "".join(out)
+
+
+def _degenerate(label: str) -> bool:
+    """A label that says nothing: it repeats itself ("the feature detects that the feature detects
+    that") or holds no content word ("that")."""
+    words = label.lower().split()
+    content = {w.strip(".,;:!?'\"") for w in words} - _STOP - {"a", "an", "of", "in", "on", "to", "is", "it"}
+    return not any(len(w) >= 3 for w in content) or (len(words) >= 4 and len(set(words)) <= len(words) // 2)
 
 
 def _wrap(text: str) -> str:
@@ -135,9 +175,19 @@ class AutoLabel(Verbalizer):
             messages.append({"role": "assistant", "content": self.prefill})
         return messages
 
+    def selection_low(self, column: np.ndarray, shown: list[int], seed: int) -> list[int]:
+        """The least active examples (as many as shown, at most a sixth of the table) used with the
+        shown ones to choose between label candidates; never used for the held-out score."""
+        k = min(len(shown), len(column) // 6)
+        rng = np.random.default_rng(seed + 1)
+        rest = np.setdiff1d(np.arange(len(column)), np.asarray(shown, dtype=np.int64))
+        order = rest[np.lexsort((rng.random(len(rest)), column[rest]))]  # ascending, random ties
+        return order[:k].tolist()
+
     def heldout(self, column: np.ndarray, shown: list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Held-out positive and negative rows (most vs least active; ties among the least active,
-        such as the zeros of a sparse feature, drawn at random)."""
+        such as the zeros of a sparse feature, drawn at random). ``shown`` lists every row already
+        used (shown to the labeler or used to select the label)."""
         held = np.setdiff1d(np.arange(len(column)), np.asarray(shown, dtype=np.int64))
         k = min(self.n_heldout, len(held) // 3)
         if k < 1:
@@ -156,22 +206,40 @@ class AutoLabel(Verbalizer):
         chat = _resolve_chat(self.chat if self.chat is not None else ctx.chat)
         column = np.asarray(ctx.column, dtype=np.float32)
         shown = np.argsort(-column, kind="stable")[: self.n_examples].tolist()
+        low = self.selection_low(column, shown, ctx.seed)
+        text_of = ctx.table.examples["text"]
         local = hasattr(chat, "prompt_ids")  # LocalChat continues an assistant prefill; APIs do not
         raw = chat.complete(self.prompt(ctx, shown, prefill=local), max_tokens=24, temperature=0.0)
-        label = clean_label(raw, self.max_words)
-        if not label:
-            raise ValueError(f"the chat model {getattr(chat, 'name', chat)!r} gave no usable label: {raw!r}")
-        out: dict[str, Any] = {"label": label, "label_source": getattr(chat, "name", type(chat).__name__),
-                               "label_score": None}
-        pos, neg = self.heldout(column, shown, ctx.seed)
+        chat_name = getattr(chat, "name", type(chat).__name__)
+        candidates = [{"label": clean_label(raw, self.max_words), "source": chat_name, "raw": str(raw)[:200]},
+                      {"label": keyword_label([str(text_of.iloc[i]) for i in shown],
+                                              [str(text_of.iloc[i]) for i in low]), "source": "keywords"}]
+        candidates = [c for c in candidates if c["label"] and not _degenerate(c["label"])]
+        if not candidates:
+            raise ValueError(f"the chat model {chat_name!r} gave no usable label ({raw!r}) and no word separates "
+                             "the top examples from the bottom ones")
         encoder = ctx.encoder
-        scoring: dict[str, Any] = {"method": "embedding-detection", "metric": "auroc",
-                                   "n_positive": len(pos), "n_negative": len(neg), "n_shown": len(shown)}
-        if len(pos) and len(neg):
-            if encoder is None:
-                from interpkit.models import sentence_encoder
+        if encoder is None:
+            from interpkit.models import sentence_encoder
 
-                encoder = sentence_encoder()
+            encoder = sentence_encoder()
+        if len(candidates) > 1 and low:
+            sel_rows = [*shown, *low]
+            sel_texts = [str(text_of.iloc[i]) for i in sel_rows]
+            y_sel = np.r_[np.ones(len(shown)), np.zeros(len(low))]
+            for c in candidates:
+                sims = np.asarray(encoder.similarity(c["label"], sel_texts), dtype=np.float64).reshape(-1)
+                c["selection_auroc"] = float(auroc(sims, y_sel)[0])
+            best = max(candidates, key=lambda c: c["selection_auroc"])  # first (the chat's) wins ties
+        else:
+            best = candidates[0]
+        label = best["label"]
+        out: dict[str, Any] = {"label": label, "label_source": best["source"], "label_score": None}
+        pos, neg = self.heldout(column, [*shown, *low], ctx.seed)
+        scoring: dict[str, Any] = {"method": "embedding-detection", "metric": "auroc",
+                                   "n_positive": len(pos), "n_negative": len(neg), "n_shown": len(shown),
+                                   "n_selection_low": len(low), "candidates": candidates}
+        if len(pos) and len(neg):
             rows = np.concatenate([pos, neg])
             texts = [str(ctx.table.examples["text"].iloc[i]) for i in rows]
             sims = np.asarray(encoder.similarity(label, texts), dtype=np.float64).reshape(-1)

@@ -82,11 +82,12 @@ class LookupEncoder:
     name = "lookup"
 
     def __init__(self, score):
-        self.score, self.seen = score, []
+        self.score, self.seen, self.calls = score, [], []
 
     def similarity(self, a, b):
         assert isinstance(a, str)
         self.seen.extend(b)
+        self.calls.append((a, list(b)))
         return np.array([[self.score[t] for t in b]], dtype=np.float32)
 
 
@@ -253,10 +254,16 @@ def test_autolabel_plumbing(model, table):
     shown = [TEXTS[i] for i in top]
     for text in shown:
         assert text.replace(" ", "") in user.replace("<<", "").replace(">>", "").replace(" ", "")
-    # scored on held-out texts only, most vs least active: similarity == activation gives AUROC 1
-    assert not set(encoder.seen) & set(shown)
-    assert out["label_score"] == 1.0
+    # two candidates (the chat's and the keyword one) are compared on the shown + least active
+    # examples; the chat's wins the tie. The final score uses held-out texts only, most vs least
+    # active: similarity == activation gives AUROC 1
     s = out["label_scoring"]
+    assert [c["source"] for c in s["candidates"]] == ["stub-chat", "keywords"]
+    assert all(c["selection_auroc"] == 1.0 for c in s["candidates"])
+    *selection, (label, held) = encoder.calls
+    assert label == "Short words, and letters" and all(set(b) >= set(shown) for _, b in selection)
+    assert not set(held) & {t for _, b in selection for t in b}
+    assert out["label_score"] == 1.0
     assert (s["method"], s["metric"], s["n_positive"], s["n_negative"]) == ("embedding-detection", "auroc", 5, 5)
     anti = LookupEncoder({t: -float(column[i]) for i, t in enumerate(TEXTS)})
     out = AutoLabel(chat, n_examples=4, n_heldout=5).explain(
@@ -373,3 +380,14 @@ def test_explain_features_shares_forward_passes(model, table):
     assert set(site_tokens.memo) <= set(TEXTS)
     for e in out.values():
         assert max(e.top_examples[0]["token_activations"]) == pytest.approx(e.top_examples[0]["activation"], abs=1e-5)
+
+
+def test_autolabel_drops_a_degenerate_chat_label_for_the_keyword_candidate(model, table):
+    fid = f"{SITE}:n5"
+    column = table.column(fid)
+    encoder = LookupEncoder({t: float(column[i]) for i, t in enumerate(TEXTS)})
+    chat = StubChat("the feature detects that the feature detects that")
+    out = AutoLabel(chat, n_examples=4, n_heldout=5).explain(
+        FeatureContext(table=table, feature_id=fid, model=model, encoder=encoder))
+    assert out["label_source"] == "keywords" and out["label"]
+    assert [c["source"] for c in out["label_scoring"]["candidates"]] == ["keywords"]
