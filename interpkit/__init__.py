@@ -42,6 +42,14 @@ _LAZY: dict[str, str] = {
     "load_report": "interpkit.report",
     "inspect": "interpkit.inspect_",
     "doctor": "interpkit._doctor",
+    # criterion / explain
+    "Criterion": "interpkit.criterion",
+    "compile_criterion": "interpkit.criterion",
+    "score_prompts": "interpkit.criterion",
+    "get_compiler": "interpkit.criterion",
+    "FeatureExplanation": "interpkit.explain",
+    "explain_feature": "interpkit.explain",
+    "explain_features": "interpkit.explain",
     # sae
     "train_sae": "interpkit.sae",
     "load_sae": "interpkit.sae",
@@ -50,15 +58,21 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "ActivationRecord",
+    "Criterion",
     "FeatureActivation",
     "FeatureDump",
+    "FeatureExplanation",
     "FeatureTable",
     "InterventionRecord",
     "RankingResult",
     "RecordError",
     "Report",
     "__version__",
+    "compile_criterion",
     "doctor",
+    "explain_feature",
+    "explain_features",
+    "get_compiler",
     "inspect",
     "load_model",
     "load_report",
@@ -66,6 +80,7 @@ __all__ = [
     "make_toy_table",
     "rank",
     "save_sae",
+    "score_prompts",
     "train_sae",
 ]
 
@@ -89,6 +104,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from interpkit._doctor import doctor
+    from interpkit.criterion import Criterion, compile_criterion, get_compiler, score_prompts
+    from interpkit.explain import FeatureExplanation, explain_feature, explain_features
     from interpkit.inspect_ import inspect
     from interpkit.models import load_model
     from interpkit.rank import RankingResult
