@@ -37,6 +37,10 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
 )
 
 
+# online services that failed (a network error, an unknown feature, offline mode): one clean line
+_SERVICE_ERRORS = frozenset({"HTTPError", "MalformedResponse", "ChatError", "NeuronpediaError"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from interpkit import __version__
@@ -66,9 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from interpkit._http import HTTPError
-
-        if not isinstance(exc, HTTPError) and type(exc).__name__ != "ChatError":
+        if type(exc).__name__ not in _SERVICE_ERRORS and not any(
+                c.__name__ in _SERVICE_ERRORS for c in type(exc).__mro__):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1

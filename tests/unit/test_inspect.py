@@ -164,3 +164,34 @@ def test_shuffled_criterion_nothing_significant(toy_files, tmp_path):
     report = interpkit.inspect(None, CRIT, records=tmp_path / "shuffled.jsonl", top_k=5,
                                n_permutations=500, n_bootstrap=10)
     assert not any(r.association.significant for r in report.ranking)
+
+
+def test_neuronpedia_backend_offline_from_exported_features(tmp_path):
+    from pathlib import Path
+
+    files = sorted(str(p) for p in (Path(__file__).parents[1] / "data" / "neuronpedia").glob("*.json"))
+    report = interpkit.inspect(
+        None, "four-digit years in historical dates", neuronpedia_files=files, neuronpedia_offline=True,
+        compiler="keyword", compiler_options={"keywords": [r"\b1[89]\d\d\b|\b20\d\d\b"], "regex": True},
+        top_k=2, n_permutations=50, n_bootstrap=5, out=tmp_path / "np", html_out=tmp_path / "np" / "cards.html")
+    assert report.backend == "neuronpedia"
+    assert {f.feature_id for f in report.features} == {"gemma-2-2b@20-gemmascope-res-16k:1234",
+                                                       "gpt2-small@8-res-jb:5000"}
+    years = next(f for f in report.features if f.feature_id.startswith("gemma"))
+    assert years.explanation["label_source"] == "neuronpedia"
+    assert years.label == "four-digit years, especially in historical dates"
+    assert years.explanation["top_examples"][0]["token_activations"]
+    assert any("keyword compiler" in w for w in report.warnings)
+    html = (tmp_path / "np" / "cards.html").read_text()
+    assert "four-digit years" in html and "treaty" in html
+    loaded = interpkit.load_report(tmp_path / "np")
+    assert loaded.features[0].explanation == report.features[0].explanation
+
+
+def test_inspect_cli_neuronpedia_offline_refuses_unknown_ref(tmp_path, capsys):
+    code = main(["inspect", "--criterion", CRIT, "--neuronpedia", "gpt2-small@8-res-jb:99999999", "--offline",
+                 "--compiler", "keyword", "--out", str(tmp_path / "o")])
+    assert code in (1, 2)
+    err = capsys.readouterr().err
+    assert "gpt2-small@8-res-jb:99999999" in err and "offline" in err.lower()
+    assert not (tmp_path / "o").exists()
