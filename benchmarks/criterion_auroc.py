@@ -13,7 +13,7 @@ compiler could not score (score None) counts as 0.5 and is counted in ``n_unscor
 
 Run: .venv/bin/python benchmarks/criterion_auroc.py --compilers keyword,embedding --out auroc.json
      [--data /work/shared/data/axbench-concept10] [--tasks prod_2b_l10_v1,prod_2b_l20_v1]
-     [--n-per-class 12] [--seed 0] [--chat local] [--generative-n 8]
+     [--concepts 0,1] [--n-per-class 12] [--seed 0] [--chat local] [--generative-n 8]
      [--cache .interpkit-cache/criterion_auroc]
 """
 
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/axbench-concept10"))
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--compilers", default="keyword,embedding,judge,generative,logit")
+    parser.add_argument("--concepts", default=None, help="comma-separated concept ids (default: all)")
     parser.add_argument("--n-per-class", type=int, default=None, help="subsample per class (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--generative-n", type=int, default=8,
@@ -180,6 +181,9 @@ def main() -> None:
     seconds: dict[str, float] = dict.fromkeys(names, 0.0)
     for task in tasks:
         concepts = load_task(args.data, task, args.n_per_class, args.seed)
+        if args.concepts is not None:
+            wanted = {int(c) for c in args.concepts.split(",") if c.strip()}
+            concepts = [c for c in concepts if c["concept_id"] in wanted]
         results[task] = {}
         for c in concepts:
             entry: dict[str, Any] = {"concept": c["concept"], "n_positive": int(c["labels"].sum()),
@@ -202,7 +206,7 @@ def main() -> None:
     means = {task: {n: _mean([e[n]["auroc"] for e in results[task].values()]) for n in names} for task in tasks}
     _print_table(results, means, names, seconds)
     payload = {"config": {"data": str(args.data), "tasks": tasks, "compilers": names,
-                          "n_per_class": args.n_per_class, "seed": args.seed, "chat": args.chat,
+                          "concepts": args.concepts, "n_per_class": args.n_per_class, "seed": args.seed, "chat": args.chat,
                           "generative_n": args.generative_n},
                "means": means, "seconds": seconds, "results": results}
     atomic_write_text(args.out, json.dumps(payload, indent=1, default=str) + "\n")
