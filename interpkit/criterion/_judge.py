@@ -175,6 +175,8 @@ class LMJudgeCompiler(CriterionCompiler):
         """Judge every text (one `ScoredExample` each, in order; score None when unusable)."""
         crit = as_criterion(criterion)
         texts = [str(t) for t in texts]
+        if not texts:
+            return []
         cut = [_cut(t, self.max_text_chars) for t in texts]
         if self.method == "topic":
             raw, details, cal = self._topic(crit, [c for c, _ in cut])
