@@ -156,12 +156,14 @@ class GenerativeCompiler(CriterionCompiler):
     def _generate(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
         key = json.dumps({"model": self.chat.name, "messages": messages, "max_tokens": self.max_new_tokens},
                          sort_keys=True)
-        if self.cache is not None:
+        # a local model under edits (steering, ablation) writes other text than the cache holds
+        edited = bool(getattr(getattr(self.chat, "_model", None), "active_edits", ()))
+        if self.cache is not None and not edited:
             hit = self.cache.get(key)
             if isinstance(hit, str):
                 return hit, True
         text = _clean(self.chat.complete(messages, max_tokens=self.max_new_tokens, temperature=0.0))
-        if self.cache is not None:
+        if self.cache is not None and not edited:
             self.cache.put(key, text)
         return text, False
 

@@ -22,8 +22,9 @@ from ._sites import SITE_KINDS, UnknownSiteError, canonical_sites, parse_site, s
 
 if TYPE_CHECKING:
     from ._base import ActivationBackend, InterpkitRemoteError, RunResult, StopForward
-    from ._load import load_model
+    from ._chat import ChatError, ChatModel, LocalChat, OpenAIChat, chat_model
     from ._encoder import SentenceEncoder, sentence_encoder
+    from ._load import load_model
     from ._wrapper import ModelWrapper, TokenBatch
     from .zoo import PACKAGED, PackagedModelMissing, cache_dir, zoo_status
 
@@ -40,6 +41,11 @@ _LAZY = {
     "cache_dir": ".zoo",
     "zoo_status": ".zoo",
     "SentenceEncoder": "._encoder",
+    "ChatError": "._chat",
+    "ChatModel": "._chat",
+    "LocalChat": "._chat",
+    "OpenAIChat": "._chat",
+    "chat_model": "._chat",
     "sentence_encoder": "._encoder",
 }
 
@@ -50,10 +56,14 @@ __all__ = [
     "ActivationBackend",
     "AddVector",
     "Apply",
+    "ChatError",
+    "ChatModel",
     "Clamp",
     "Edit",
     "InterpkitRemoteError",
+    "LocalChat",
     "ModelWrapper",
+    "OpenAIChat",
     "PackagedModelMissing",
     "Patch",
     "RunResult",
@@ -64,6 +74,7 @@ __all__ = [
     "apply_edit",
     "cache_dir",
     "canonical_sites",
+    "chat_model",
     "load_model",
     "parse_site",
     "sentence_encoder",
