@@ -75,7 +75,9 @@ class CachedEncoder:
 
 
 class CachedChat:
-    """Wraps a chat model: ``complete``/``choice_probs`` answers persist in a JSON cache."""
+    """Wraps a chat model: ``complete``/``choice_probs``/``continuation_logprobs`` answers persist in a
+    JSON cache (the judge's ``topic`` method needs ``continuation_logprobs``; without it the judge
+    would fall back to ``rating``)."""
 
     def __init__(self, inner: Any, folder: Path) -> None:
         self.inner = inner
@@ -93,6 +95,22 @@ class CachedChat:
             if temperature == 0.0:
                 self.cache.put(key, hit)
         return hit
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "continuation_logprobs" and hasattr(self.inner, name):
+            return self._continuation_logprobs
+        raise AttributeError(name)
+
+    def _continuation_logprobs(self, conversations: Sequence[list[dict[str, str]]], continuation: str) -> np.ndarray:
+        keys = [self._key("continuation_logprobs", m, continuation) for m in conversations]
+        out: list[Any] = [self.cache.get(k) for k in keys]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            fresh = self.inner.continuation_logprobs([conversations[i] for i in todo], continuation)
+            for i, v in zip(todo, fresh, strict=True):
+                out[i] = float(v)
+                self.cache.put(keys[i], out[i])
+        return np.asarray(out, dtype=np.float64)
 
     def choice_probs(self, messages: list[dict[str, str]], choices: Sequence[str]) -> np.ndarray | None:
         return self.choice_probs_batch([messages], choices)[0]

@@ -13,7 +13,10 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,14 +32,20 @@ class SentenceEncoder:
         device: torch device.
         batch_size: texts per forward pass.
         max_length: truncation in tokens (MiniLM was trained with 256).
+        cache: folder where encodings of text lists of at least ``cache_min`` texts are kept, one
+            ``.npy`` per (encoder, max_length, ordered texts) hash, so a pool scored again (the
+            packaged text pool, a benchmark set) is read back instead of re-encoded; None = off.
+        cache_min: smaller lists are always encoded (a lookup would cost more than it saves).
     """
 
     def __init__(self, name: str = "minilm-l6", *, device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 256) -> None:
+                 max_length: int = 256, cache: str | Path | None = None, cache_min: int = 64) -> None:
         self.name = name
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
+        self.cache = None if cache is None else Path(cache)
+        self.cache_min = cache_min
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -58,12 +67,35 @@ class SentenceEncoder:
         self._load()
         return int(self._model.config.hidden_size)
 
+    def _cache_path(self, texts: list[str]) -> Path | None:
+        if self.cache is None or len(texts) < self.cache_min:
+            return None
+        h = hashlib.sha256(json.dumps([self.name, self.max_length, texts], ensure_ascii=False).encode("utf-8"))
+        return self.cache / f"{h.hexdigest()[:32]}.npy"
+
     def encode(self, texts: str | Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings ``[n, dim]`` (float32), in the order of ``texts``."""
+        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        path = self._cache_path(texts)
+        if path is not None and path.is_file():
+            try:
+                hit = np.load(path)
+                if hit.shape[0] == len(texts):
+                    return hit
+            except (OSError, ValueError):
+                pass
+        out = self._encode(texts)
+        if path is not None:
+            from interpkit._io import atomic_open
+
+            with atomic_open(path, "wb") as fh:
+                np.save(fh, out)
+        return out
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
         self._load()
-        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
@@ -84,5 +116,8 @@ class SentenceEncoder:
 
 @functools.lru_cache(maxsize=4)
 def sentence_encoder(name: str = "minilm-l6", device: str = "cpu") -> SentenceEncoder:
-    """A shared encoder per (name, device): loaded once per process, on first ``encode``."""
-    return SentenceEncoder(name, device=device)
+    """A shared encoder per (name, device): loaded once per process, on first ``encode``; encodings
+    of long text lists are cached under ``<interpkit cache>/embeddings``."""
+    from interpkit.models.zoo import cache_dir
+
+    return SentenceEncoder(name, device=device, cache=cache_dir() / "embeddings")
