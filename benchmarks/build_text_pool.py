@@ -1,15 +1,15 @@
 """Build interpkit/data/text_pool.jsonl: the packaged pool criterion compilers choose texts from.
 
 Source: the AxBench Concept10 training files (stanfordnlp/axbench, Apache-2.0) for the two Gemma-2-2B
-tasks, ``prod_2b_l10_v1`` and ``prod_2b_l20_v1``. From each, 12 positives per concept (20 concepts in
+tasks, ``prod_2b_l10_v1`` and ``prod_2b_l20_v1``. From each, 32 positives per concept (20 concepts in
 all) and the shared negatives (concept_id -1, written by the target model without any concept;
-deduplicated across the two folders, where 128 of 216 texts recur), 40 per genre (text/code/math).
+deduplicated across the two folders, where 128 of 216 texts recur), 80 per genre (text/code/math).
 Texts are the ``output`` column, stripped of surrounding whitespace only (code keeps its newlines).
 Sampling is seeded, so re-running gives the same file. The benchmark (criterion_auroc.py) evaluates
 on ``latent_eval_data.parquet``, so these are not the evaluated texts.
 
 Run: .venv/bin/python benchmarks/build_text_pool.py [--data /work/shared/data/axbench-concept10]
-     [--out interpkit/data/text_pool.jsonl] [--per-concept 12] [--negatives-per-genre 40] [--seed 0]
+     [--out interpkit/data/text_pool.jsonl] [--per-concept 32] [--negatives-per-genre 80] [--seed 0]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build(data: Path, *, per_concept: int, negatives_per_genre: int, seed: int) 
         by_genre.setdefault(info["genre"], []).append(text)
     for genre in sorted(by_genre):
         texts = by_genre[genre]
-        for k, i in enumerate(sorted(rng.choice(len(texts), size=negatives_per_genre, replace=False))):
+        for k, i in enumerate(sorted(rng.choice(len(texts), size=min(negatives_per_genre, len(texts)), replace=False))):
             text = texts[int(i)]
             rows.append({
                 "prompt_id": f"neg-{genre}-{k:02d}", "text": text, "criterion_score": None, "source": SOURCE,
@@ -64,8 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/axbench-concept10"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "interpkit/data/text_pool.jsonl")
-    parser.add_argument("--per-concept", type=int, default=12)
-    parser.add_argument("--negatives-per-genre", type=int, default=40)
+    parser.add_argument("--per-concept", type=int, default=32)
+    parser.add_argument("--negatives-per-genre", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = build(args.data, per_concept=args.per_concept, negatives_per_genre=args.negatives_per_genre,

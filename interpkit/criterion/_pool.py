@@ -1,7 +1,7 @@
-"""The packaged text pool: 360 AxBench texts criterion compilers choose a dataset from.
+"""The packaged text pool: 880 AxBench texts criterion compilers choose a dataset from.
 
-``interpkit/data/text_pool.jsonl`` holds 12 positives for each of the 20 concepts of the two
-AxBench Concept10 Gemma-2-2B tasks and 120 genre-balanced shared negatives (texts written without
+``interpkit/data/text_pool.jsonl`` holds 32 positives for each of the 20 concepts of the two
+AxBench Concept10 Gemma-2-2B tasks and 240 genre-balanced shared negatives (texts written without
 any concept), all from the training files of stanfordnlp/axbench (Apache-2.0; built by
 ``benchmarks/build_text_pool.py``). Rows are unscored (``criterion_score`` null); their extras keep
 the provenance: ``source``, ``axbench_task``, ``concept_id`` (-1 for negatives), ``concept``,
@@ -10,7 +10,7 @@ the provenance: ``source``, ``axbench_task``, ``concept_id`` (-1 for negatives),
 Example:
     >>> rows = text_pool()
     >>> len(rows), sorted({r.extra["category"] for r in rows})
-    (360, ['negative', 'positive'])
+    (880, ['negative', 'positive'])
 """
 
 from __future__ import annotations

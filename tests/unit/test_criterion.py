@@ -204,7 +204,7 @@ def test_embedding_compiler_with_fake_encoder():
 
 def test_text_pool_is_balanced_with_provenance():
     rows = text_pool()
-    assert len(rows) == 360 and len({r.prompt_id for r in rows}) == 360
+    assert len(rows) == 880 and len({r.prompt_id for r in rows}) == 880
     tasks = {r.extra["axbench_task"] for r in rows}
     assert tasks == {"prod_2b_l10_v1", "prod_2b_l20_v1"}
     per_concept: dict = {}
@@ -212,8 +212,8 @@ def test_text_pool_is_balanced_with_provenance():
         per_concept[(r.extra["axbench_task"], r.extra["concept_id"])] = per_concept.get(
             (r.extra["axbench_task"], r.extra["concept_id"]), 0) + 1
     positives = {k: v for k, v in per_concept.items() if k[1] >= 0}
-    assert len(positives) == 20 and set(positives.values()) == {12}
-    assert sum(r.extra["category"] == "negative" for r in rows) == 120
+    assert len(positives) == 20 and set(positives.values()) == {32}
+    assert sum(r.extra["category"] == "negative" for r in rows) == 240
     assert all(r.criterion_score is None and "axbench" in r.extra["source"] for r in rows)
 
 
