@@ -74,7 +74,33 @@ def doctor() -> list[Check]:
     ]
     checks += _model_checks()
     checks.append(_device_check())
+    checks.append(_browser_check())
+    checks.append(_llm_check())
     return checks
+
+
+def _browser_check() -> Check:
+    """Headless Chromium for the HTML-card and widget browser tests (optional)."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        return Check(name="browser (tests)", ok=False, detail="chromium not found", required=False,
+                     fix="sudo apt-get install chromium   (used by the HTML-card browser test via playwright)")
+    return Check(name="browser (tests)", ok=True, detail=path, required=False)
+
+
+def _llm_check() -> Check:
+    """Whether an OpenAI-compatible endpoint is configured for labels and the API judge (optional)."""
+    import os
+
+    url = os.environ.get("INTERPKIT_LLM_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    model = os.environ.get("INTERPKIT_LLM_MODEL")
+    if not url or not model:
+        return Check(name="chat API (optional)", ok=True, required=False,
+                     detail="not configured: labels and the judge use SmolLM2 locally "
+                            "(set INTERPKIT_LLM_BASE_URL, INTERPKIT_LLM_MODEL, INTERPKIT_LLM_API_KEY)")
+    return Check(name="chat API (optional)", ok=True, required=False, detail=f"{model} at {url}")
 
 
 def _model_checks() -> list[Check]:
