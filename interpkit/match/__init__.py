@@ -1,0 +1,39 @@
+"""Match features across models: fingerprints, per-component similarity, one-to-one assignment.
+
+`FeatureFingerprint` describes a feature by components compared on their own (activation signature
+over a shared probe set, explanation embedding, decoder/logit signature, causal effects, examples);
+`blocked_topk` finds candidates without a dense ``n x m`` matrix; `match_fingerprints` and `compare`
+assign one-to-one (mutual nearest neighbours, then scipy's ``linear_sum_assignment``) with a
+confidence and a shuffled-pairing null per match.
+
+Example:
+    >>> import numpy as np
+    >>> from interpkit.match import FeatureFingerprint, match_fingerprints
+    >>> rng = np.random.default_rng(0)
+    >>> sigs = rng.normal(size=(20, 64))
+    >>> left = [FeatureFingerprint(feature_id=f"a{i}", activation_signature=s) for i, s in enumerate(sigs)]
+    >>> right = [FeatureFingerprint(feature_id=f"b{i}", activation_signature=s + 0.3 * rng.normal(size=64))
+    ...          for i, s in enumerate(sigs)]
+    >>> result = match_fingerprints(left, right)
+    >>> sum(m.left_id[1:] == m.right_id[1:] for m in result.matches)
+    20
+"""
+
+from ._fingerprint import (
+    COMPONENTS,
+    FeatureFingerprint,
+    FingerprintError,
+    fingerprints_from_report,
+    fingerprints_from_table,
+)
+from ._similarity import MatchError, blocked_topk
+
+__all__ = [
+    "COMPONENTS",
+    "FeatureFingerprint",
+    "FingerprintError",
+    "MatchError",
+    "blocked_topk",
+    "fingerprints_from_report",
+    "fingerprints_from_table",
+]
