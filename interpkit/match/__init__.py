@@ -19,6 +19,8 @@ Example:
     20
 """
 
+from ._assign import Pair, assign_one_to_one
+from ._compare import DEFAULT_WEIGHTS, Match, MatchResult, compare, match_fingerprints, parse_weights
 from ._fingerprint import (
     COMPONENTS,
     FeatureFingerprint,
@@ -30,10 +32,18 @@ from ._similarity import MatchError, blocked_topk
 
 __all__ = [
     "COMPONENTS",
+    "DEFAULT_WEIGHTS",
     "FeatureFingerprint",
     "FingerprintError",
+    "Match",
     "MatchError",
+    "MatchResult",
+    "Pair",
+    "assign_one_to_one",
     "blocked_topk",
+    "compare",
     "fingerprints_from_report",
     "fingerprints_from_table",
+    "match_fingerprints",
+    "parse_weights",
 ]
