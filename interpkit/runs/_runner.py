@@ -98,7 +98,7 @@ def _outputs(plan: Plan, ps: PlannedStep, before: dict[Path, tuple[int, int, int
     return [describe_output(f, plan.relative(f)) for f in sorted(files)]
 
 
-def _run_step(plan: Plan, ps: PlannedStep, entry: dict[str, Any]) -> None:
+def _run_step(plan: Plan, ps: PlannedStep, entry: dict[str, Any], save: Callable[[str], None]) -> None:
     seed = ps.args.get("seed", plan.config.seed)
     ns = _namespace(ps)
     entry.update({
@@ -109,6 +109,7 @@ def _run_step(plan: Plan, ps: PlannedStep, entry: dict[str, Any]) -> None:
     })
     roots = [plan.run_dir] + [p.path for p in ps.outputs if not p.path.is_relative_to(plan.run_dir)]
     before = snapshot(roots, plan.run_dir / MANIFEST_NAME)
+    save("incomplete")  # a crash from here on leaves this step marked "running"
     _seed_everything(seed)
     t0 = time.perf_counter()
     error: BaseException | None = None
@@ -163,9 +164,8 @@ def run_plan(plan: Plan, *, echo: Callable[[str], Any] = print) -> dict[str, Any
     save("incomplete")
     for ps, entry in zip(plan.steps, manifest["steps"], strict=True):
         echo(f"[{ps.step.index}] {ps.step.name}: interpkit {ps.step.kind}")
-        save("incomplete")
         try:
-            _run_step(plan, ps, entry)
+            _run_step(plan, ps, entry, save)
         except BaseException as exc:
             save("failed")
             if isinstance(exc, Exception):

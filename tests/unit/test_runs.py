@@ -232,3 +232,23 @@ def test_a_match_step_compares_two_earlier_reports(tmp_path, capsys):
     capsys.readouterr()
     assert "m/matches.json" in output_hashes(first)
     assert output_hashes(first) == output_hashes(second)
+
+
+def test_while_a_step_runs_the_manifest_on_disk_is_a_truthful_partial_one(tmp_path, monkeypatch, capsys):
+    import interpkit.cli._inspect as inspect_cli
+
+    seen = []
+    real = inspect_cli.run
+
+    def spy(args):
+        seen.append(load_manifest(tmp_path / "run"))  # what a crash at this moment would leave
+        return real(args)
+
+    monkeypatch.setattr(inspect_cli, "run", spy)
+    cfg = _project(tmp_path, [{"name": "a", "kind": "inspect", "args": {**TOY, **QUICK}},
+                              {"name": "b", "kind": "inspect", "args": {**TOY, **QUICK}}])
+    run_config(cfg, echo=lambda *a: None)
+    capsys.readouterr()
+    assert [m["status"] for m in seen] == ["incomplete", "incomplete"]
+    assert [s["status"] for s in seen[1]["steps"]] == ["ok", "running"]
+    assert seen[1]["steps"][0]["outputs"] and seen[1]["finished_at"] is None
