@@ -37,24 +37,34 @@ class Pair:
     runner_up: float
 
 
-def _edges(idx: np.ndarray, sim: np.ndarray, min_score: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _order(keys: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Order by ``keys`` ascending, then ``vals`` descending (one float sort: faster than lexsort)."""
+    lo, hi = float(vals.min()), float(vals.max())
+    rank = (hi - vals) / (hi - lo) if hi > lo else np.zeros_like(vals)  # in [0, 1], 0 = best
+    return np.argsort(keys * 2.0 + rank, kind="stable")
+
+
+def _edges(idx: np.ndarray, sim: np.ndarray, min_score: float | None, n_right: int,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
     cols, vals = idx.reshape(-1), sim.reshape(-1).astype(np.float64)
     keep = np.isfinite(vals) & (cols >= 0)
     if min_score is not None:
         keep &= vals >= min_score
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
-    # one edge per (row, col), the best
-    order = np.lexsort((-vals, cols, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
-    return rows[first], cols[first], vals[first]
+    if len(rows) == 0:
+        return rows, cols, vals
+    # one edge per (row, col), the best; edges end sorted by (row, col)
+    key = rows * n_right + cols
+    order = _order(key, vals)
+    key = key[order]
+    first = np.r_[True, key[1:] != key[:-1]]
+    return rows[order][first], cols[order][first], vals[order][first]
 
 
 def _best_per(keys: np.ndarray, vals: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per key: index (into the edge arrays) of its best edge and the runner-up value (NaN: none)."""
-    order = np.lexsort((-vals, keys))
+    order = _order(keys, vals)
     k_sorted = keys[order]
     starts = np.flatnonzero(np.r_[True, k_sorted[1:] != k_sorted[:-1]])
     best = np.full(n, -1, dtype=np.int64)
@@ -122,7 +132,7 @@ def assign_one_to_one(
     from scipy.sparse.csgraph import connected_components
 
     n_left = idx.shape[0]
-    rows, cols, vals = _edges(np.asarray(idx), np.asarray(sim), min_score)
+    rows, cols, vals = _edges(np.asarray(idx), np.asarray(sim), min_score, n_right)
     if len(rows) == 0:
         return []
     row_best, row_second = _best_per(rows, vals, n_left)
@@ -150,15 +160,15 @@ def assign_one_to_one(
                 continue
             for i, j in _solve_component(r[sel], c[sel], v[sel], max_dense):
                 chosen[i] = j
-    score_of = {(int(i), int(j)): float(s) for i, j, s in zip(rows, cols, vals, strict=True)}
-    mutual_set = set(mutual_rows.tolist())
-    pairs = []
-    for i, j in chosen.items():
-        s = score_of[(i, j)]
-        # runner-up: the best other candidate of the row or of the column
-        others = [row_second[i] if cols[row_best[i]] == j else vals[row_best[i]],
-                  col_second[j] if rows[col_best[j]] == i else vals[col_best[j]]]
-        others = [o for o in others if np.isfinite(o)]
-        pairs.append(Pair(i, j, s, i in mutual_set, max(others) if others else float("nan")))
-    pairs.sort(key=lambda p: (-p.score, p.left))
-    return pairs
+    li = np.fromiter(chosen.keys(), dtype=np.int64, count=len(chosen))
+    rj = np.fromiter(chosen.values(), dtype=np.int64, count=len(chosen))
+    key = rows * n_right + cols  # edges are sorted by (row, col), so keys are sorted
+    score = vals[np.searchsorted(key, li * n_right + rj)]
+    # runner-up: the best other candidate of the row or of the column
+    rb, cb = row_best[li], col_best[rj]
+    row_other = np.where(cols[rb] == rj, row_second[li], vals[rb])
+    col_other = np.where(rows[cb] == li, col_second[rj], vals[cb])
+    runner = np.fmax(row_other, col_other)
+    is_mutual = taken_rows[li]
+    order = np.lexsort((li, -score))
+    return [Pair(int(li[t]), int(rj[t]), float(score[t]), bool(is_mutual[t]), float(runner[t])) for t in order]
