@@ -19,6 +19,8 @@ from interpkit.cli import (
     _export_interventions,
     _export_records,
     _inspect,
+    _match,
+    _run,
     _train_sae,
 )
 
@@ -34,6 +36,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
      _export_interventions.run),
     ("compile-criterion", _criterion.HELP, _criterion.add_arguments, _criterion.run),
     ("score-prompts", _criterion.SCORE_HELP, _criterion.add_score_arguments, _criterion.run_score),
+    ("match", _match.HELP, _match.add_arguments, _match.run),
+    ("run", _run.HELP, _run.add_arguments, _run.run),
 )
 
 
