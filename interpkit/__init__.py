@@ -50,6 +50,10 @@ _LAZY: dict[str, str] = {
     "FeatureExplanation": "interpkit.explain",
     "explain_feature": "interpkit.explain",
     "explain_features": "interpkit.explain",
+    # match
+    "compare": "interpkit.match",
+    "FeatureFingerprint": "interpkit.match",
+    "match_fingerprints": "interpkit.match",
     # sae
     "train_sae": "interpkit.sae",
     "load_sae": "interpkit.sae",
@@ -62,12 +66,14 @@ __all__ = [
     "FeatureActivation",
     "FeatureDump",
     "FeatureExplanation",
+    "FeatureFingerprint",
     "FeatureTable",
     "InterventionRecord",
     "RankingResult",
     "RecordError",
     "Report",
     "__version__",
+    "compare",
     "compile_criterion",
     "doctor",
     "explain_feature",
@@ -78,6 +84,7 @@ __all__ = [
     "load_report",
     "load_sae",
     "make_toy_table",
+    "match_fingerprints",
     "rank",
     "save_sae",
     "score_prompts",
@@ -107,6 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from interpkit.criterion import Criterion, compile_criterion, get_compiler, score_prompts
     from interpkit.explain import FeatureExplanation, explain_feature, explain_features
     from interpkit.inspect_ import inspect
+    from interpkit.match import FeatureFingerprint, compare, match_fingerprints
     from interpkit.models import load_model
     from interpkit.rank import RankingResult
     from interpkit.records import (

@@ -503,6 +503,10 @@ def inspect(
     )
     if out is not None:
         report = report.save(out)
+        if backend in ("model", "saelens", "neuronpedia"):
+            # the table behind the report: fingerprints for `interpkit match` read their activation
+            # signatures from <out>/table (the examples are the shared probe set)
+            table.save(Path(out) / "table")
     if html_out is not None:
         report.save_html(html_out)
     return report

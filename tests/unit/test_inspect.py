@@ -195,3 +195,26 @@ def test_inspect_cli_neuronpedia_offline_refuses_unknown_ref(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "gpt2-small@8-res-jb:99999999" in err and "offline" in err.lower()
     assert not (tmp_path / "o").exists()
+
+
+def test_model_reports_keep_their_table_and_match_across_sites(tmp_path, monkeypatch):
+    """inspect -> match: two model-backend reports (two sites of one model) are compared by activation
+    signature over their shared prompts; the table saved beside each report supplies the signatures."""
+    from interpkit._testing import tiny_model
+
+    monkeypatch.setenv("INTERPKIT_CACHE", str(tmp_path / "cache"))
+    data = _scored_dataset(tmp_path / "d.jsonl")
+    model = tiny_model()
+    kw = {"dataset": data, "top_k": 5, "n_permutations": 50, "n_bootstrap": 5, "labeler": None}
+    a = interpkit.inspect(model, CRIT, site="layer1.resid_post", out=tmp_path / "a", **kw)
+    b = interpkit.inspect(model, CRIT, site="layer1.resid_post", out=tmp_path / "b", directions=False, **kw)
+    assert (tmp_path / "a" / "table").is_dir() and (tmp_path / "b" / "table").is_dir()
+    result = interpkit.compare(tmp_path / "a" / "report.json", tmp_path / "b" / "report.json",
+                               out=tmp_path / "matches.json")
+    assert (tmp_path / "matches.json").is_file() and (tmp_path / "matches.md").is_file()
+    # the same neurons read over the same prompts: every shared neuron finds itself
+    shared = {f.feature_id for f in a.features} & {f.feature_id for f in b.features}
+    assert shared
+    pairs = {m.left_id: m.right_id for m in result.matches}
+    assert all(pairs.get(fid) == fid for fid in shared)
+    assert all(m.components.get("activation") is not None for m in result.matches)
