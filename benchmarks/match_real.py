@@ -17,6 +17,12 @@ Three experiments, all on the two Gemma-2-2B AxBench Concept10 tasks (``prod_2b_
    tokens of held-out texts; the share of latents whose one-to-one partner is confident
    (signature Pearson >= 0.7; the decoder cosine of the pair is reported beside it), to compare
    with the 30-53% shared across seeds reported by Paulo & Belrose (2025).
+4. **Validation by steering** (``--validate N`` concepts per task): each layer-10 <-> layer-20
+   concept pair is validated by `interpkit.match._validate.validate_matches` (steer each layer
+   with its direction at 1x the site's median token norm on the same neutral prompts; metric: the
+   next-token mass of the concept's contrast tokens), and so is each shifted, wrong pair (concept
+   i at layer 10 with concept i+1 at layer 20), whose validated share is the rule's false-positive
+   rate.
 
 Null for the accuracies: the same matching after permuting the probe axis of one side's
 signatures (``--null`` permutations), which breaks every true correspondence and keeps each
