@@ -154,7 +154,7 @@ register_kind(StepKind(
     "score-prompts", "interpkit.cli._criterion", add_arguments="add_score_arguments", run="run_score",
     inputs=("dataset", "labels"), outputs=("out",), maybe_inputs=("model", "target_tokens"),
     default_out="{name}.jsonl"))
-# ``interpkit match``; without that command, interpkit.match.compare called directly (when installed)
+# ``interpkit match``
 register_kind(StepKind(
     "match", "interpkit.cli._match", inputs=("left", "right", "left_table", "right_table"), outputs=("out",),
-    default_out="{name}/matches.json", fallback="interpkit.runs._match_step"))
+    default_out="{name}/matches.json"))
