@@ -31,7 +31,7 @@ sets; a ``.npy`` file under --cache for the layer-15 tokens), so a second run sk
 
 Run: .venv/bin/python benchmarks/match_real.py --out match_real.json
      [--data /work/shared/data/axbench-concept10] [--max-length 64] [--sae-latents 2048]
-     [--sae-k 32] [--sae-epochs 8] [--null 200] [--validate 10] [--cache .interpkit-cache/match_real]
+     [--sae-k 32] [--sae-epochs 8] [--null 200] [--validate 0] [--cache .interpkit-cache/match_real]
      [--no-sae]
 """
 
@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sae-epochs", type=int, default=8)
     parser.add_argument("--sae-null", type=int, default=1)
     parser.add_argument("--no-sae", action="store_true")
-    parser.add_argument("--validate", type=int, default=10,
+    parser.add_argument("--validate", type=int, default=0,
                         help="concepts per task whose layer-10/20 pair is validated by steering (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path(".interpkit-cache/match_real"))
