@@ -29,6 +29,15 @@ from ._fingerprint import (
     fingerprints_from_table,
 )
 from ._similarity import MatchError, blocked_topk
+from ._validate import (
+    REASONS,
+    SideEffect,
+    ValidationRule,
+    decide,
+    orthogonal_controls,
+    target_tokens_from_contrast,
+    validate_matches,
+)
 
 __all__ = [
     "COMPONENTS",
@@ -46,4 +55,11 @@ __all__ = [
     "fingerprints_from_table",
     "match_fingerprints",
     "parse_weights",
+    "REASONS",
+    "SideEffect",
+    "ValidationRule",
+    "decide",
+    "orthogonal_controls",
+    "target_tokens_from_contrast",
+    "validate_matches",
 ]
