@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,18 +41,9 @@ LabelledRow = tuple[str | int, str, float, str]
 def _iter_raw(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RecordError("a JSON object", rendered=f"invalid JSON ({exc.msg})", path=str(path),
-                                      line=lineno) from None
-                if not isinstance(data, dict):
-                    raise RecordError("a JSON object", data, path=str(path), line=lineno)
-                yield lineno, data
+        from interpkit.records._jsonl import iter_json_objects
+
+        yield from iter_json_objects(path)
     elif suffix in (".csv", ".tsv"):
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")

@@ -116,6 +116,13 @@ def _iter_rows(source: Source, name: str) -> Iterator[tuple[int, Any]]:
         yield lineno, obj
 
 
+def iter_json_objects(source: Source, *, source_name: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_number, object)`` for every non-blank line of a JSONL file (``.gz`` too), an open text
+    file, or in-memory rows, with the same located errors as the record readers (undecodable bytes,
+    invalid JSON with its column, a line that is not a JSON object)."""
+    return _iter_rows(source, _source_name(source, source_name))
+
+
 def _iter_parsed(
     source: Source, parse: Callable[..., _R], source_name: str | None, lenient: bool
 ) -> Iterator[_R]:
