@@ -65,10 +65,9 @@ class EmbeddingCompiler(CriterionCompiler):
     @property
     def encoder(self) -> Any:
         """The sentence encoder (loaded on first use when given by name)."""
-        if isinstance(self._encoder, str):
-            from interpkit.models import sentence_encoder
+        from interpkit.models._encoder import as_encoder
 
-            self._encoder = sentence_encoder(self._encoder)
+        self._encoder = as_encoder(self._encoder)
         return self._encoder
 
     def describe(self) -> dict[str, Any]:

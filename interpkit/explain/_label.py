@@ -218,11 +218,9 @@ class AutoLabel(Verbalizer):
         if not candidates:
             raise ValueError(f"the chat model {chat_name!r} gave no usable label ({raw!r}) and no word separates "
                              "the top examples from the bottom ones")
-        encoder = ctx.encoder
-        if encoder is None:
-            from interpkit.models import sentence_encoder
+        from interpkit.models._encoder import as_encoder
 
-            encoder = sentence_encoder()
+        encoder = as_encoder(ctx.encoder)
         if len(candidates) > 1 and low:
             sel_rows = [*shown, *low]
             sel_texts = [str(text_of.iloc[i]) for i in sel_rows]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SentenceEncoder", "sentence_encoder"]
+__all__ = ["SentenceEncoder", "as_encoder", "sentence_encoder"]
 
 
 class SentenceEncoder:
@@ -121,3 +121,13 @@ def sentence_encoder(name: str = "minilm-l6", device: str = "cpu") -> SentenceEn
     from interpkit.models.zoo import cache_dir
 
     return SentenceEncoder(name, device=device, cache=cache_dir() / "embeddings")
+
+
+def as_encoder(spec: Any = None) -> Any:
+    """An encoder from a spec: None -> the shared packaged MiniLM, a name -> `sentence_encoder(name)`,
+    anything else (an object with ``encode``/``similarity``) is returned as it is."""
+    if spec is None:
+        return sentence_encoder()
+    if isinstance(spec, str):
+        return sentence_encoder(spec)
+    return spec
