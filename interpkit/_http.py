@@ -25,12 +25,17 @@ from typing import Any
 
 from interpkit._io import atomic_write_text
 
-__all__ = ["HTTPError", "JsonCache", "MalformedResponse", "request_json"]
+__all__ = ["HTTPError", "JsonCache", "MalformedResponse", "ServiceError", "request_json"]
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class HTTPError(RuntimeError):
+class ServiceError(RuntimeError):
+    """An online service (or its offline stand-in) could not give what was asked: a network failure,
+    an unknown feature, a malformed answer, offline mode. The CLI prints these as one ``error:`` line."""
+
+
+class HTTPError(ServiceError):
     """A request that failed for good: the message names the URL, status and what the server said."""
 
     def __init__(self, message: str, *, url: str, status: int | None = None, body: str = "") -> None:

@@ -41,10 +41,6 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
 )
 
 
-# online services that failed (a network error, an unknown feature, offline mode): one clean line
-_SERVICE_ERRORS = frozenset({"HTTPError", "MalformedResponse", "ChatError", "NeuronpediaError"})
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     from interpkit import __version__
@@ -65,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a check or an online service failed, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from interpkit._http import ServiceError
     from interpkit.records import RecordError
     from interpkit.report import ReportSchemaError
 
@@ -73,10 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecordError, ReportSchemaError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        if type(exc).__name__ not in _SERVICE_ERRORS and not any(
-                c.__name__ in _SERVICE_ERRORS for c in type(exc).__mro__):
-            raise
+    except ServiceError as exc:  # an online service failed (network, unknown feature, offline mode)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

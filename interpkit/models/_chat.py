@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from interpkit._http import ServiceError
+
 if TYPE_CHECKING:
     from ._wrapper import ModelWrapper
 
@@ -42,7 +44,7 @@ ENV_MODEL = ("INTERPKIT_LLM_MODEL",)
 ENV_API_KEY = ("INTERPKIT_LLM_API_KEY", "OPENAI_API_KEY")
 
 
-class ChatError(RuntimeError):
+class ChatError(ServiceError):
     """A chat model could not be configured or did not answer usably (the message says why)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interpkit._http import HTTPError, JsonCache, MalformedResponse, request_json
+from interpkit._http import HTTPError, JsonCache, MalformedResponse, ServiceError, request_json
 from interpkit.records import FeatureDump
 from interpkit.records._errors import RecordError
 
@@ -81,7 +81,7 @@ _SPECIAL = frozenset({"<bos>", "<eos>", "<pad>", "<s>", "</s>", "<|endoftext|>",
 _MISSING: Any = object()
 
 
-class NeuronpediaError(RuntimeError):
+class NeuronpediaError(ServiceError):
     """A feature could not be had from Neuronpedia (unknown, unreachable, offline, wrong answer)."""
 
     def __init__(self, message: str, *, ref: str | None = None, status: int | None = None) -> None:
