@@ -33,19 +33,18 @@ def criterion_rows(
     compiler_options: Mapping[str, Any] | None,
     max_per_class: int | None,
     seed: int,
-) -> tuple[list[Any], dict[str, Any], list[str]]:
+) -> tuple[list[Any], dict[str, Any]]:
     """Scored prompt rows for ``criterion`` with a fixed train/test split.
 
     A dataset whose rows all carry a ``criterion_score`` is used as it is unless a compiler is
     named; otherwise the dataset (or the packaged text pool) is scored by ``compiler``.
 
     Returns:
-        ``(rows, provenance, warnings)``; provenance describes where the scores came from.
+        ``(rows, provenance)``; provenance describes where the scores came from.
     """
     from interpkit.rank import assign_splits
     from interpkit.sources import read_prompt_dataset
 
-    warnings: list[str] = []
     if dataset is not None:
         pool = read_prompt_dataset(dataset)
         if not pool:
@@ -83,7 +82,7 @@ def criterion_rows(
             "(--dataset) or another compiler (--compiler)")
     hashed = assign_splits([r.text for r in rows], 0.5, seed)
     rows = [r if r.split is not None else replace(r, split=str(s)) for r, s in zip(rows, hashed, strict=True)]
-    return rows, prov, warnings
+    return rows, prov
 
 
 def default_site(wrapper: Any) -> str:
@@ -160,11 +159,11 @@ def neuronpedia_table(
     compiler: str | None,
     compiler_options: Mapping[str, Any] | None,
     offline: bool,
-) -> tuple[Any, dict[str, dict[str, Any]], list[str], str, list[Any]]:
+) -> tuple[Any, dict[str, dict[str, Any]], list[str], str]:
     """A table of Neuronpedia features over their listed examples, scored for ``criterion``.
 
     Returns:
-        ``(table, explanations by feature id, warnings, model name, dumps)``.
+        ``(table, explanations by feature id, warnings, model name)``.
     """
     from interpkit.criterion import Criterion, get_compiler
     from interpkit.sources.dumps import table_from_feature_dumps
@@ -193,7 +192,7 @@ def neuronpedia_table(
                 f"{comp.name} compiler"]
     explanations = {str(d.feature_id): dict(e) for d, e in loaded}
     model = ",".join(sorted({d.model for d in dumps}))
-    return table, explanations, warnings, model, dumps
+    return table, explanations, warnings, model
 
 
 def labeler_chat(labeler: Any, wrapper: Any) -> Any:

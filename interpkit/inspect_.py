@@ -159,7 +159,6 @@ def _model_table(
     criterion: str,
     dataset: str | Path | None,
     inputs: list[Any],
-    warnings: list[str],
     settings: dict[str, Any],
     *,
     model_backend: str | None,
@@ -179,12 +178,11 @@ def _model_table(
     if dataset is not None:
         dpath = _check_file(dataset, "--dataset")
     try:
-        rows, prov, row_warnings = criterion_rows(
+        rows, prov = criterion_rows(
             criterion, dataset=dataset, compiler=compiler, compiler_options=compiler_options,
             max_per_class=max_per_class, seed=seed)
     except CriterionRowsError as exc:
         raise InspectError(str(exc)) from None
-    warnings += row_warnings
     if dataset is not None:
         inputs.append(_input("dataset", dpath, len(rows)))
     settings["criterion_scores"] = prov
@@ -349,7 +347,7 @@ def inspect(
         criterion_for_records = criterion
         if backend == "model":
             table, model, wrapper = _model_table(
-                model, criterion, dataset, inputs, warnings, extra_settings, model_backend=model_backend,
+                model, criterion, dataset, inputs, extra_settings, model_backend=model_backend,
                 compiler=compiler, compiler_options=compiler_options, site=site, pooling=pooling,
                 directions=directions, max_per_class=max_per_class, batch_size=batch_size,
                 max_length=max_length, seed=seed)
@@ -359,7 +357,7 @@ def inspect(
             for f in neuronpedia_files:
                 _check_file(f, "--neuronpedia-file")
             try:
-                table, precomputed, np_warnings, np_model, _ = neuronpedia_table(
+                table, precomputed, np_warnings, np_model = neuronpedia_table(
                     neuronpedia, neuronpedia_files, criterion, compiler=compiler,
                     compiler_options=compiler_options, offline=neuronpedia_offline)
             except CriterionRowsError as exc:
