@@ -64,8 +64,12 @@ class ActivationBackend(Protocol):
         capture: Sequence[str],
         edits: Sequence[Edit],
         stop_early: bool,
+        grad: bool = False,
     ) -> RunResult:
-        """One forward pass: apply ``edits``, capture ``capture``; stop after the deepest if asked."""
+        """One forward pass: apply ``edits``, capture ``capture``; stop after the deepest if asked.
+
+        With ``grad`` autograd records the pass (logits keep their graph; captures are detached).
+        """
         ...
 
     def generate(

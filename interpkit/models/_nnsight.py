@@ -138,6 +138,7 @@ class NNsightBackend:
         capture: Sequence[str],
         edits: Sequence[Edit],
         stop_early: bool,
+        grad: bool = False,
     ) -> RunResult:
         """One nnsight trace; see :class:`~interpkit.models._base.ActivationBackend`."""
         import nnsight
@@ -146,7 +147,7 @@ class NNsightBackend:
         ops = self._ops(capture, edits)
         stop = bool(stop_early and capture)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        with torch.no_grad(), _remote_errors(), self.lm.trace(inputs, **self._trace_kwargs()) as tracer:
+        with torch.set_grad_enabled(grad), _remote_errors(), self.lm.trace(inputs, **self._trace_kwargs()) as tracer:
             acts = nnsight.save({})
             for op in ops:
                 value = op.envoy.output if op.where == "output" else op.envoy.input

@@ -67,6 +67,7 @@ class TLBackend:
         capture: Sequence[str],
         edits: Sequence[Edit],
         stop_early: bool,
+        grad: bool = False,
     ) -> RunResult:
         """Forward with TL hooks; see :class:`~interpkit.models._base.ActivationBackend`."""
         import torch
@@ -85,7 +86,7 @@ class TLBackend:
 
         hooks = self._edit_hooks(edits) + [(self._hook(site), make_capture(site)) for site in capture]
         logits = None
-        with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
+        with torch.set_grad_enabled(grad), self.model.hooks(fwd_hooks=hooks):
             try:
                 logits = self.model(input_ids, attention_mask=attention_mask)
             except StopForward:

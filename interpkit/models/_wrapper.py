@@ -174,11 +174,19 @@ class ModelWrapper:
         )
         return {name: result.acts[name] for name in names}
 
-    def forward(self, batch: TokenBatch | str | Sequence[str]) -> torch.Tensor:
-        """Logits ``[batch, pos, vocab]`` under the active edits."""
+    def forward(self, batch: TokenBatch | str | Sequence[str], *, grad: bool = False) -> torch.Tensor:
+        """Logits ``[batch, pos, vocab]`` under the active edits.
+
+        Args:
+            batch: a token batch or text(s).
+            grad: record the pass for autograd, so a loss on the logits reaches tensors an
+                :class:`~interpkit.models.Apply` edit closes over (a learnable steering vector).
+                Freeze the model's own parameters first if only the edit should get gradients.
+        """
         batch = self._batch(batch)
         result = self.impl.run(
-            batch.input_ids, batch.attention_mask, capture=(), edits=self.active_edits, stop_early=False
+            batch.input_ids, batch.attention_mask, capture=(), edits=self.active_edits, stop_early=False,
+            grad=grad,
         )
         if result.logits is None:
             raise ValueError(f"{self.name} has no language-model head")
@@ -191,41 +199,95 @@ class ModelWrapper:
         max_new_tokens: int = 32,
         do_sample: bool = False,
         chat: bool = False,
+        temperature: float = 1.0,
+        batch_size: int = 1,
+        seed: int | None = None,
     ) -> list[str]:
         """Continue each prompt under the active edits and return only the new text.
 
         Args:
-            prompts: one prompt or several (generated one at a time, so no padding is involved).
+            prompts: one prompt or several.
             max_new_tokens: maximum tokens to add.
-            do_sample: sample instead of greedy decoding.
+            do_sample: sample instead of greedy decoding (plain sampling: no top-k/top-p).
             chat: wrap each prompt as a user turn with the tokenizer's chat template.
+            temperature: sampling temperature (with ``do_sample``).
+            batch_size: prompts per ``generate`` call. Above 1 the prompts are left-padded and
+                run through the HF model's own ``generate`` with the edits as forward hooks; that
+                needs an HF-backed model and edits without ``positions`` (left padding shifts
+                absolute positions), otherwise prompts run one at a time.
+            seed: seed the sampler (the global torch RNG state is restored afterwards).
         """
+        import contextlib
+
         import torch
 
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        outputs = []
-        for prompt in prompts:
-            if chat:
-                ids = self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+        rows = [self._prompt_ids(p, chat) for p in prompts]
+        rng = torch.random.fork_rng() if seed is not None else contextlib.nullcontext()
+        with rng:
+            if seed is not None:
+                torch.manual_seed(seed)
+            batched = (batch_size > 1 and len(rows) > 1 and self.hf_model is not None
+                       and hasattr(self.hf_model, "generate")
+                       and all(getattr(e, "positions", None) is None for e in self.active_edits))
+            if batched:
+                out: list[str] = []
+                for start in range(0, len(rows), batch_size):
+                    out.extend(self._generate_hf(rows[start : start + batch_size], max_new_tokens=max_new_tokens,
+                                                 do_sample=do_sample, temperature=temperature))
+                return out
+            if do_sample and temperature != 1.0:
+                raise ValueError("temperature != 1 needs batch_size > 1 on an HF-backed model")
+            outputs = []
+            for ids in rows:
+                input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+                new_ids = self.impl.generate(
+                    input_ids,
+                    torch.ones_like(input_ids),
+                    edits=self.active_edits,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                    pad_token_id=self.pad_token_id,
                 )
-                if not isinstance(ids, list):
-                    ids = ids["input_ids"]
-                input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-                batch = TokenBatch(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
-            else:
-                batch = self.tokenize(prompt)
-            new_ids = self.impl.generate(
-                batch.input_ids,
-                batch.attention_mask,
-                edits=self.active_edits,
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                eos_token_id=self.tokenizer.eos_token_id,
-                pad_token_id=self.pad_token_id,
-            )
-            outputs.append(self.tokenizer.decode(new_ids.tolist(), skip_special_tokens=True))
-        return outputs
+                outputs.append(self.tokenizer.decode(new_ids.tolist(), skip_special_tokens=True))
+            return outputs
+
+    def _prompt_ids(self, prompt: str, chat: bool) -> list[int]:
+        if not chat:
+            batch = self.tokenize(prompt)
+            return batch.input_ids[0].tolist()
+        ids = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+        )
+        if not isinstance(ids, list):
+            ids = ids["input_ids"]
+        return [int(i) for i in ids]
+
+    def _generate_hf(self, rows: list[list[int]], *, max_new_tokens: int, do_sample: bool,
+                     temperature: float) -> list[str]:
+        """Left-padded batch through ``hf_model.generate`` with the active edits as forward hooks."""
+        import torch
+
+        from ._base import EditApplier, group_edits
+
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                                  "pad_token_id": self.pad_token_id}
+        if do_sample:
+            kwargs.update(temperature=float(temperature), top_k=0, top_p=1.0)
+        if self.tokenizer.eos_token_id is not None:
+            kwargs["eos_token_id"] = self.tokenizer.eos_token_id
+        appliers = {site: EditApplier(group) for site, group in group_edits(self.active_edits).items()}
+        with torch.no_grad(), self.hooks(appliers):
+            out = self.hf_model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                         **kwargs)
+        return [self.tokenizer.decode(row[width:].tolist(), skip_special_tokens=True) for row in out]
 
     # ---- edits -----------------------------------------------------------------------------------
 
