@@ -1,0 +1,643 @@
+"""AxBench tasks: concepts, labelled training and evaluation rows, and how rows become model input.
+
+A task is an AxBench folder (``metadata.jsonl``, ``train_data*.parquet``, ``latent_eval_data*.parquet``;
+see AXBENCH.md §2): one line per concept, 72 positives per concept plus a shared pool of 72 negatives
+per genre for training, and per concept 36 positives, 36 genre-balanced negatives and a few hard
+negatives for evaluation. :func:`load_task` reads and validates one (errors name the file, row and
+column), :func:`save_task` writes one atomically, :meth:`AxBenchTask.subset` makes the quick version.
+
+:func:`format_pair` turns an (instruction, response) row into the string the model reads, the way
+AxBench does (§2.8): the chat-templated conversation without its final end-of-turn suffix, plus how
+many leading template tokens to skip when scoring and whether a BOS must be prepended.
+
+Example:
+    >>> from interpkit._testing import tiny_tokenizer
+    >>> format_pair(tiny_tokenizer(), "name a fruit", "an apple")
+    ('name a fruit\\n\\nan apple', 1, True)
+    >>> Concept(0, "dates", "text", ref="https://www.neuronpedia.org/gemma-2-2b/10-gemmascope-res-16k/14874").sae_id
+    14874
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "EMPTY_CONCEPT",
+    "GENRES",
+    "AxBenchTask",
+    "Concept",
+    "TaskFormatError",
+    "chat_prompt",
+    "format_pair",
+    "load_task",
+    "needs_bos",
+    "save_task",
+    "seed_instructions",
+    "steering_instructions",
+]
+
+GENRES = ("text", "code", "math")
+EMPTY_CONCEPT = "EEEEE"
+"""AxBench's ``output_concept`` sentinel for the shared training negatives."""
+TRAIN_COLUMNS = ("input", "output", "output_concept", "concept_genre", "category", "dataset_category", "concept_id")
+EVAL_COLUMNS = (*TRAIN_COLUMNS, "sae_link", "sae_id")
+TRAIN_CATEGORIES = ("positive", "negative")
+EVAL_CATEGORIES = ("positive", "negative", "hard negative")
+ROTATE_EVERY = 500
+"""Concepts per parquet file, as AxBench rotates (``train_data.parquet``, ``train_data_1.parquet``, ...)."""
+
+
+class TaskFormatError(ValueError):
+    """A task folder's file does not follow the AxBench format (the message names file, row, column)."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One concept of a task."""
+
+    id: int
+    """0-based concept id (``concept_id`` in every file)."""
+    description: str
+    """The natural-language description (AxBench ``concept``)."""
+    genre: str
+    """Instruction genre: ``text``, ``code`` or ``math``."""
+    ref: str | None = None
+    """Where the description came from (a Neuronpedia feature URL in AxBench), or None."""
+
+    @property
+    def sae_id(self) -> int | None:
+        """The trailing integer of ``ref`` (the SAE feature id), or None."""
+        match = re.search(r"(\d+)/?\s*$", self.ref or "")
+        return int(match.group(1)) if match else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "description": self.description, "genre": self.genre, "ref": self.ref}
+
+
+@dataclass
+class AxBenchTask:
+    """A concept detection/steering task: concepts plus labelled training and evaluation rows.
+
+    ``train`` and ``eval`` have a 0-based RangeIndex; :meth:`train_rows` and :meth:`eval_rows` keep
+    that index, so their ``.index`` are positions into ``train`` / ``eval``.
+    """
+
+    name: str
+    """Task name (the folder name)."""
+    path: Path | None
+    """Folder it was loaded from or saved to."""
+    concepts: tuple[Concept, ...]
+    train: pd.DataFrame
+    """Columns of AXBENCH.md §2.3; shared negatives have ``concept_id`` -1."""
+    eval: pd.DataFrame
+    """Columns of §2.4; ``category`` is ``positive``, ``negative`` or ``hard negative``."""
+    generator: dict | None = None
+    """Provenance of a generated task (model, endpoint, date, settings, counts); None for AxBench files."""
+    selection: dict | None = None
+    """How :meth:`subset` derived this task from a larger one, or None."""
+    _by_id: dict[int, Concept] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {c.id: c for c in self.concepts}
+
+    def __repr__(self) -> str:
+        return (f"AxBenchTask({self.name!r}, concepts={len(self.concepts)}, train={len(self.train)}, "
+                f"eval={len(self.eval)})")
+
+    @property
+    def concept_ids(self) -> list[int]:
+        return [c.id for c in self.concepts]
+
+    def concept(self, cid: int) -> Concept:
+        """The concept with id ``cid``.
+
+        Raises:
+            KeyError: no such concept (the message lists the ids).
+        """
+        try:
+            return self._by_id[int(cid)]
+        except KeyError:
+            raise KeyError(f"task {self.name!r} has no concept {cid!r}; concept ids: {self.concept_ids}") from None
+
+    def train_rows(self, cid: int) -> pd.DataFrame:
+        """Training rows of concept ``cid`` with a ``label`` column (1 positive, 0 negative).
+
+        As AxBench's ``prepare_df``: the concept's positives plus the shared pool negatives
+        (``concept_id`` -1) of the concept's genre (plus any negatives tagged with ``cid`` itself).
+        """
+        concept = self.concept(cid)
+        df = self.train
+        pos = (df["concept_id"] == concept.id) & (df["category"] == "positive")
+        neg = (df["category"] == "negative") & (
+            (df["concept_id"] == concept.id) | ((df["concept_id"] == -1) & (df["concept_genre"] == concept.genre)))
+        rows = df[pos | neg].copy()
+        rows["label"] = (rows["category"] == "positive").astype(int)
+        return rows
+
+    def eval_rows(self, cid: int) -> pd.DataFrame:
+        """Evaluation rows of concept ``cid`` (all categories), index = positions in ``eval``."""
+        concept = self.concept(cid)
+        return self.eval[self.eval["concept_id"] == concept.id]
+
+    def subset(self, *, concepts: int | Sequence[int] | None = None, max_per_class: int | None = None,
+               seed: int = 42) -> AxBenchTask:
+        """A smaller task (quick mode).
+
+        Args:
+            concepts: the first ``n`` concepts, or the listed concept ids, or None for all.
+            max_per_class: keep at most this many rows per (concept, category) in ``eval``, and per
+                concept positives and per genre pool negatives in ``train`` (seeded sample, file
+                order kept). The pool keeps only the genres of the kept concepts.
+            seed: sampling seed.
+
+        Raises:
+            KeyError: a listed concept id is not in the task.
+        """
+        if concepts is None:
+            kept = list(self.concepts)
+        elif isinstance(concepts, int):
+            kept = list(self.concepts[:concepts])
+        else:
+            kept = [self.concept(c) for c in concepts]
+        ids = {c.id for c in kept}
+        genres = {c.genre for c in kept}
+        train = self.train
+        train = train[train["concept_id"].isin(ids)
+                      | ((train["concept_id"] == -1) & train["concept_genre"].isin(genres))]
+        evals = self.eval[self.eval["concept_id"].isin(ids)]
+        if max_per_class is not None:
+            train = _cap(train, ["concept_id", "category", "concept_genre"], max_per_class, seed)
+            evals = _cap(evals, ["concept_id", "category"], max_per_class, seed)
+        selection = {"concepts": sorted(ids), "max_per_class": max_per_class, "seed": seed,
+                     "of": self.selection["of"] if self.selection else self.name}
+        return replace(self, concepts=tuple(kept), train=train.reset_index(drop=True),
+                       eval=evals.reset_index(drop=True), selection=selection)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready counts: per concept and category, the shared pool per genre, the genre mix."""
+        per_concept = []
+        for c in self.concepts:
+            ev = self.eval_rows(c.id)["category"].value_counts()
+            per_concept.append({
+                **c.to_dict(),
+                "train_positive": int(((self.train["concept_id"] == c.id) & (self.train["category"] == "positive")).sum()),
+                "eval": {cat: int(ev.get(cat, 0)) for cat in EVAL_CATEGORIES},
+            })
+        pool = self.train[self.train["concept_id"] == -1]
+        genres = {g: sum(c.genre == g for c in self.concepts) for g in GENRES}
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path is not None else None,
+            "n_concepts": len(self.concepts),
+            "genres": genres,
+            "train": {"rows": len(self.train),
+                      "positive": int((self.train["category"] == "positive").sum()),
+                      "negative_pool": {g: int((pool["concept_genre"] == g).sum()) for g in GENRES}},
+            "eval": {"rows": len(self.eval),
+                     **{cat: int((self.eval["category"] == cat).sum()) for cat in EVAL_CATEGORIES}},
+            "concepts": per_concept,
+            "generator": self.generator,
+            "selection": self.selection,
+        }
+
+
+def _cap(df: pd.DataFrame, keys: list[str], n: int, seed: int) -> pd.DataFrame:
+    parts = [group if len(group) <= n else group.sample(n, random_state=seed)
+             for _, group in df.groupby(keys, sort=False)]
+    if not parts:
+        return df.iloc[:0]
+    import pandas as pd
+
+    return pd.concat(parts).sort_index()
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+def _rotated(folder: Path, stem: str) -> list[Path]:
+    """``stem.parquet``, ``stem_1.parquet``, ... in rotation order."""
+    pattern = re.compile(rf"^{re.escape(stem)}(?:_(\d+))?\.parquet$")
+    found = []
+    for path in folder.iterdir():
+        match = pattern.match(path.name)
+        if match:
+            found.append((int(match.group(1) or 0), path))
+    return [p for _, p in sorted(found)]
+
+
+def _read_metadata(path: Path) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: task metadata file not found")
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise TaskFormatError(f"{where}: not valid JSON ({error.msg})") from None
+            if not isinstance(obj, dict):
+                raise TaskFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            cid, concept = obj.get("concept_id"), obj.get("concept")
+            if isinstance(cid, bool) or not isinstance(cid, int) or cid < 0:
+                raise TaskFormatError(f"{where}: 'concept_id' must be a non-negative integer, got {cid!r}")
+            if not isinstance(concept, str) or not concept.strip():
+                raise TaskFormatError(f"{where}: 'concept' must be a non-empty string, got {concept!r}")
+            out.append((lineno, obj))
+    if not out:
+        raise TaskFormatError(f"{path}: no concepts")
+    return out
+
+
+def _meta_genre(path: Path, lineno: int, obj: dict) -> str | None:
+    gmap = obj.get("concept_genres_map")
+    if gmap is None:
+        return None
+    where = f"{path}:{lineno}"
+    if not isinstance(gmap, dict):
+        raise TaskFormatError(f"{where}: 'concept_genres_map' must be an object, got {gmap!r}")
+    value = gmap.get(obj["concept"], next(iter(gmap.values()), None))
+    genre = value[0] if isinstance(value, list) and value else value
+    if genre not in GENRES:
+        raise TaskFormatError(f"{where}: concept_genres_map genre must be one of {list(GENRES)}, got {value!r}")
+    return str(genre)
+
+
+def _read_frames(paths: list[Path], columns: Sequence[str], optional: Sequence[str]) -> list[tuple[Path, pd.DataFrame]]:
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        try:
+            df = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for a bad file
+            raise TaskFormatError(f"{path}: cannot read parquet ({error})") from error
+        for col in columns:
+            if col not in df.columns:
+                if col in optional:
+                    continue
+                raise TaskFormatError(f"{path}: missing column {col!r}")
+        frames.append((path, df))
+    return frames
+
+
+def _check_rows(path: Path, df: pd.DataFrame, *, categories: Sequence[str], known: set[int]) -> pd.DataFrame:
+    """Validate one file's rows; return a normalised copy (plain str columns, int64 ids)."""
+    import pandas as pd
+
+    def bad(i: int, col: str, msg: str) -> TaskFormatError:
+        return TaskFormatError(f"{path} row {i} column {col!r}: {msg}")
+
+    df = df.reset_index(drop=True).copy()
+    for col in ("input", "output"):
+        null = df[col].isna().to_numpy()
+        if null.any():
+            raise bad(int(null.argmax()), col, "missing value")
+        nonstr = [i for i, v in enumerate(df[col]) if not isinstance(v, str)]
+        if nonstr:
+            raise bad(nonstr[0], col, f"expected a string, got {df[col].iloc[nonstr[0]]!r}")
+    ids = pd.to_numeric(df["concept_id"], errors="coerce")
+    wrong = (ids.isna() | (ids != ids.round())).to_numpy()
+    if wrong.any():
+        i = int(wrong.argmax())
+        raise bad(i, "concept_id", f"expected an integer, got {df['concept_id'].iloc[i]!r}")
+    df["concept_id"] = ids.astype("int64")
+    for col, allowed in (("category", categories), ("concept_genre", GENRES)):
+        values = df[col].astype(object).tolist()
+        for i, value in enumerate(values):
+            if value not in allowed:
+                raise bad(i, col, f"expected one of {list(allowed)}, got {value!r}")
+        df[col] = pd.Series(values, dtype=object)
+    for i, (cid, cat) in enumerate(zip(df["concept_id"].tolist(), df["category"].tolist(), strict=True)):
+        if cid == -1 and cat == "negative" and -1 in known:
+            continue
+        if cid not in known:
+            raise bad(i, "concept_id", f"concept {cid} is not in metadata.jsonl")
+        if cid == -1 and cat != "negative":
+            raise bad(i, "concept_id", f"-1 (shared pool) rows must be negatives, got category {cat!r}")
+    for col in ("input", "output", "output_concept", "dataset_category", "sae_link"):
+        if col in df.columns:
+            df[col] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+                                 for v in df[col].tolist()], dtype=object)
+    return df
+
+
+def load_task(path: str | os.PathLike[str]) -> AxBenchTask:
+    """Read an AxBench task folder.
+
+    Reads ``metadata.jsonl``, every ``train_data*.parquet`` (rotated files concatenated in order)
+    and every ``latent_eval_data*.parquet``, plus ``generator.json`` (provenance) when present.
+    Concept genres come from ``concept_genres_map`` (else from the concept's training positives).
+    Missing ``output_concept``/``dataset_category`` columns are filled (concept description or
+    ``EEEEE``; ``instruction``); ``sae_link``/``sae_id`` are optional.
+
+    Raises:
+        FileNotFoundError: the folder, its metadata, or its train or eval parquet is missing (named).
+        TaskFormatError: a bad metadata line (``file:line``), a missing column (``file: missing
+            column 'x'``), or a bad value (``file row i column c: ...``, rows 0-based), including
+            concept ids absent from metadata.
+    """
+    import pandas as pd
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: task folder not found")
+    meta_path = folder / "metadata.jsonl"
+    meta = _read_metadata(meta_path)
+    train_paths, eval_paths = _rotated(folder, "train_data"), _rotated(folder, "latent_eval_data")
+    for paths, name in ((train_paths, "train_data.parquet"), (eval_paths, "latent_eval_data.parquet")):
+        if not paths:
+            raise FileNotFoundError(f"{folder / name}: not found (a task needs metadata.jsonl, "
+                                    "train_data.parquet and latent_eval_data.parquet)")
+    seen: dict[int, int] = {}
+    for lineno, obj in meta:
+        if obj["concept_id"] in seen:
+            raise TaskFormatError(f"{meta_path}:{lineno}: duplicate concept_id {obj['concept_id']} "
+                                  f"(first on line {seen[obj['concept_id']]})")
+        seen[obj["concept_id"]] = lineno
+    known = set(seen)
+
+    required = ("input", "output", "concept_genre", "category", "concept_id")
+    train_parts = [_check_rows(p, df, categories=TRAIN_CATEGORIES, known=known | {-1})
+                   for p, df in _read_frames(train_paths, TRAIN_COLUMNS, [c for c in TRAIN_COLUMNS if c not in required])]
+    eval_parts = [_check_rows(p, df, categories=EVAL_CATEGORIES, known=known)
+                  for p, df in _read_frames(eval_paths, EVAL_COLUMNS, [c for c in EVAL_COLUMNS if c not in required])]
+    train = pd.concat(train_parts, ignore_index=True)
+    evals = pd.concat(eval_parts, ignore_index=True)
+
+    concepts = []
+    for lineno, obj in meta:
+        cid = obj["concept_id"]
+        genre = _meta_genre(meta_path, lineno, obj)
+        if genre is None:
+            pos = train[(train["concept_id"] == cid) & (train["category"] == "positive")]["concept_genre"]
+            if pos.empty:
+                raise TaskFormatError(f"{meta_path}:{lineno}: no 'concept_genres_map' and no training positives "
+                                      "to take the genre from")
+            genre = str(pos.iloc[0])
+        ref = obj.get("ref")
+        concepts.append(Concept(cid, obj["concept"], genre, ref=str(ref) if ref else None))
+    desc = {c.id: c.description for c in concepts}
+    for df in (train, evals):
+        if "output_concept" not in df.columns:
+            df["output_concept"] = [desc.get(c, EMPTY_CONCEPT) for c in df["concept_id"]]
+        if "dataset_category" not in df.columns:
+            df["dataset_category"] = "instruction"
+    train = train[[*TRAIN_COLUMNS, *[c for c in train.columns if c not in TRAIN_COLUMNS]]]
+    evals = evals[[*TRAIN_COLUMNS, *[c for c in evals.columns if c not in TRAIN_COLUMNS]]]
+    generator = None
+    gen_path = folder / "generator.json"
+    if gen_path.is_file():
+        try:
+            generator = json.loads(gen_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise TaskFormatError(f"{gen_path}: not valid JSON ({error.msg})") from None
+    return AxBenchTask(name=folder.resolve().name, path=folder, concepts=tuple(concepts), train=train,
+                       eval=evals, generator=generator)
+
+
+# ---- writing -------------------------------------------------------------------------------------
+
+
+def save_task(task: AxBenchTask, path: str | os.PathLike[str]) -> Path:
+    """Write ``task`` as an AxBench folder (metadata.jsonl, train/eval parquet, generator.json).
+
+    Files rotate every 500 concepts as AxBench's do (shared negatives go in the first train file).
+    The folder is written under a temporary name beside ``path`` and renamed into place, replacing
+    an existing task folder; a non-empty folder that is not a task is left alone.
+
+    Raises:
+        FileExistsError: ``path`` exists and is not a task folder (no metadata.jsonl).
+    """
+    import pandas as pd
+
+    final = Path(path)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "metadata.jsonl").exists())):
+        raise FileExistsError(f"{final}: exists and is not an AxBench task folder; not overwriting it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        lines = [json.dumps({"concept_id": c.id, "concept": c.description, "ref": c.ref,
+                             "concept_genres_map": {c.description: [c.genre]}}, ensure_ascii=False)
+                 for c in task.concepts]
+        (tmp / "metadata.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        ids = [c.id for c in task.concepts]
+        chunks = [ids[i:i + ROTATE_EVERY] for i in range(0, len(ids), ROTATE_EVERY)] or [[]]
+        for stem, df, pool in (("train_data", task.train, True), ("latent_eval_data", task.eval, False)):
+            for k, chunk in enumerate(chunks):
+                mask = df["concept_id"].isin(chunk)
+                if pool and k == 0:
+                    mask |= df["concept_id"] == -1
+                part = df[mask].reset_index(drop=True)
+                if "sae_id" in part.columns:
+                    part["sae_id"] = pd.to_numeric(part["sae_id"], errors="coerce").astype("Int64")
+                part.to_parquet(tmp / (f"{stem}.parquet" if k == 0 else f"{stem}_{k}.parquet"), index=False)
+        if task.generator is not None:
+            (tmp / "generator.json").write_text(json.dumps(task.generator, indent=2, default=str) + "\n",
+                                                encoding="utf-8")
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    task.path = final
+    return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---- model input strings -------------------------------------------------------------------------
+
+
+def _has_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def needs_bos(tokenizer: Any, text: str) -> bool:
+    """Whether tokenizing ``text`` should prepend the BOS token (False when ``text`` already starts with it)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and getattr(tokenizer, "bos_token_id", None) is not None and not text.startswith(bos)
+
+
+def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def format_pair(tokenizer: Any, instruction: str, response: str) -> tuple[str, int, bool]:
+    """The detection input string for one row (AXBENCH.md §2.8).
+
+    With a chat template: ``[user: instruction, assistant: response]`` rendered by the template,
+    minus its final end-of-turn suffix (the trailing text shared by the rendered single-turn
+    messages "1" and "2"). Without one: ``f"{instruction}\\n\\n{response}"``.
+
+    Returns:
+        ``(text, prefix_length, prepend_bos)``: tokenize ``text`` with ``add_special_tokens=False``,
+        prepend the BOS id when ``prepend_bos`` (as ``ModelWrapper.tokenize(prepend_bos=...)``
+        does), and drop the first ``prefix_length`` positions when scoring: the tokens shared by
+        the templated user messages "1" and "2" (+1 for a prepended BOS). Without a template the
+        prefix is just the BOS (1), or 0 when the tokenizer has none.
+    """
+    if not _has_template(tokenizer):
+        text = f"{instruction}\n\n{response}"
+        bos = needs_bos(tokenizer, text)
+        return text, int(bos), bos
+    one, two = (_render(tokenizer, [{"role": "user", "content": d}]) for d in ("1", "2"))
+    suffix_chars = _common_prefix(one[::-1], two[::-1])
+    text = _render(tokenizer, [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}])
+    suffix = one[len(one) - suffix_chars:] if suffix_chars else ""
+    if suffix and text.endswith(suffix):
+        text = text[: len(text) - len(suffix)]
+    ids_one, ids_two = (list(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in (one, two))
+    bos = needs_bos(tokenizer, text)
+    return text, _common_prefix(ids_one, ids_two) + int(bos), bos
+
+
+def chat_prompt(tokenizer: Any, instruction: str) -> str:
+    """The templated user turn plus the assistant header (``instruction + "\\n\\n"`` without a template).
+
+    The string keeps the template's own BOS text if it writes one; use :func:`needs_bos` to decide
+    whether tokenization should prepend another.
+    """
+    if not _has_template(tokenizer):
+        return f"{instruction}\n\n"
+    return _render(tokenizer, [{"role": "user", "content": instruction}], generation_prompt=True)
+
+
+# ---- instruction pools ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _seed_rows() -> tuple[tuple[str, str, str], ...]:
+    from importlib import resources
+
+    text = resources.files("interpkit").joinpath("data/seed_instructions.jsonl").read_text(encoding="utf-8")
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            rows.append((obj["instruction"], obj["genre"], obj["split"]))
+    return tuple(rows)
+
+
+def seed_instructions(genre: str, split: Literal["train", "test"]) -> list[str]:
+    """The packaged instruction pool of ``genre`` and ``split`` (file order).
+
+    The pools are the instructions of AxBench's two Gemma-2-2B Concept10 tasks (train = training
+    inputs, test = evaluation inputs; disjoint), standing in for AxBench's Dolly / GSM8K / Python
+    seed sets, which are not available offline: 517/203/364 train and 473/142/239 test
+    instructions for text/math/code.
+
+    Raises:
+        ValueError: unknown genre or split.
+    """
+    if genre not in GENRES:
+        raise ValueError(f"unknown genre {genre!r}; expected one of {list(GENRES)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+    return [text for text, g, s in _seed_rows() if g == genre and s == split]
+
+
+def _read_instructions(source: str | os.PathLike[str]) -> list[str]:
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: instruction file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def pick(obj: Any, where: str) -> str:
+        if isinstance(obj, str):
+            return obj
+        if isinstance(obj, dict):
+            for key in ("instruction", "input", "text"):
+                if isinstance(obj.get(key), str) and obj[key].strip():
+                    return obj[key]
+        raise ValueError(f"{where}: expected a string or an object with 'instruction', 'input' or 'text'")
+
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error.msg})") from None
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of instructions (AlpacaEval format)")
+        return [pick(obj, f"{path} item {i}").strip() for i, obj in enumerate(data)]
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({error.msg})") from None
+            out.append(pick(obj, f"{path}:{lineno}").strip())
+    return out
+
+
+def steering_instructions(task: AxBenchTask, cid: int, n: int = 10, *, source: str | os.PathLike[str] | None = None,
+                          seed: int | None = None) -> list[str]:
+    """``n`` steering instructions for concept ``cid`` (AXBENCH.md §4.1).
+
+    AxBench draws ``alpaca_eval_df.sample(10, random_state=concept_id)``; this does the same
+    pandas draw over the pool, so with ``source`` = AlpacaEval's ``alpaca_eval.json`` it picks the
+    same instructions. Default pool (AlpacaEval is not available offline; a documented
+    divergence): the packaged text-genre test instructions that none of this task's eval rows use.
+
+    Args:
+        task: the task (its eval inputs are excluded from the default pool).
+        cid: concept id; the draw is deterministic per id.
+        n: how many instructions.
+        source: a JSON list (AlpacaEval: ``[{"instruction": ...}]``), a ``.jsonl`` with
+            ``instruction``/``input``/``text`` per line, or a ``.txt`` with one per line.
+        seed: with a seed, the draw uses ``random_state=[seed, cid]`` instead of ``cid``.
+
+    Raises:
+        ValueError: the pool has fewer than ``n`` instructions, or a source line is unusable.
+    """
+    import pandas as pd
+
+    task.concept(cid)
+    if source is None:
+        used = set(task.eval["input"].astype(str))
+        pool = [s for s in seed_instructions("text", "test") if s not in used]
+        where = "the packaged text test instructions"
+    else:
+        pool = _read_instructions(source)
+        where = str(source)
+    if len(pool) < n:
+        raise ValueError(f"{where}: {len(pool)} instructions, fewer than the {n} requested")
+    state: Any = int(cid) if seed is None else [int(seed), int(cid)]
+    return [str(s) for s in pd.Series(pool).sample(n, random_state=state).tolist()]
