@@ -490,7 +490,7 @@ def needs_bos(tokenizer: Any, text: str) -> bool:
 
 def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
