@@ -297,7 +297,7 @@ def _read_frames(paths: list[Path], columns: Sequence[str], optional: Sequence[s
 
 
 def _check_rows(path: Path, df: pd.DataFrame, *, categories: Sequence[str], known: set[int]) -> pd.DataFrame:
-    """Validate one file's rows; return a normalised copy (plain str columns, int64 ids)."""
+    """Validate one file's rows; return a normalised copy (pandas' default string columns, int64 ids)."""
     import pandas as pd
 
     def bad(i: int, col: str, msg: str) -> TaskFormatError:
@@ -322,7 +322,7 @@ def _check_rows(path: Path, df: pd.DataFrame, *, categories: Sequence[str], know
         for i, value in enumerate(values):
             if value not in allowed:
                 raise bad(i, col, f"expected one of {list(allowed)}, got {value!r}")
-        df[col] = pd.Series(values, dtype=object)
+        df[col] = pd.Series(values)
     for i, (cid, cat) in enumerate(zip(df["concept_id"].tolist(), df["category"].tolist(), strict=True)):
         if cid == -1 and cat == "negative" and -1 in known:
             continue
@@ -333,7 +333,7 @@ def _check_rows(path: Path, df: pd.DataFrame, *, categories: Sequence[str], know
     for col in ("input", "output", "output_concept", "dataset_category", "sae_link"):
         if col in df.columns:
             df[col] = pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                                 for v in df[col].tolist()], dtype=object)
+                                 for v in df[col].tolist()])
     return df
 
 
@@ -365,11 +365,13 @@ def load_task(path: str | os.PathLike[str]) -> AxBenchTask:
             raise FileNotFoundError(f"{folder / name}: not found (a task needs metadata.jsonl, "
                                     "train_data.parquet and latent_eval_data.parquet)")
     seen: dict[int, int] = {}
+    genres: dict[int, str | None] = {}
     for lineno, obj in meta:
         if obj["concept_id"] in seen:
             raise TaskFormatError(f"{meta_path}:{lineno}: duplicate concept_id {obj['concept_id']} "
                                   f"(first on line {seen[obj['concept_id']]})")
         seen[obj["concept_id"]] = lineno
+        genres[obj["concept_id"]] = _meta_genre(meta_path, lineno, obj)
     known = set(seen)
 
     required = ("input", "output", "concept_genre", "category", "concept_id")
@@ -383,7 +385,7 @@ def load_task(path: str | os.PathLike[str]) -> AxBenchTask:
     concepts = []
     for lineno, obj in meta:
         cid = obj["concept_id"]
-        genre = _meta_genre(meta_path, lineno, obj)
+        genre = genres[cid]
         if genre is None:
             pos = train[(train["concept_id"] == cid) & (train["category"] == "positive")]["concept_genre"]
             if pos.empty:
@@ -522,8 +524,13 @@ def format_pair(tokenizer: Any, instruction: str, response: str) -> tuple[str, i
     if suffix and text.endswith(suffix):
         text = text[: len(text) - len(suffix)]
     ids_one, ids_two = (list(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in (one, two))
+    shared = _common_prefix(ids_one, ids_two)
+    # a tokenizer that maps "1" and "2" to one id (unknown digits) would share the whole message:
+    # never count past the tokens of the text before the content
+    head = one[: _common_prefix(one, two)]
+    shared = min(shared, len(tokenizer(head, add_special_tokens=False)["input_ids"]))
     bos = needs_bos(tokenizer, text)
-    return text, _common_prefix(ids_one, ids_two) + int(bos), bos
+    return text, shared + int(bos), bos
 
 
 def chat_prompt(tokenizer: Any, instruction: str) -> str:
