@@ -203,14 +203,17 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, obj)]
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, short: bool = False) -> str:
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value_text(v) for v in value) + "]"
+        return "[" + ", ".join(_value_text(v, short) for v in value) + "]"
+    if short and isinstance(value, float) and math.isfinite(value):
+        return f"{value:g}"
     return _fmt(value)
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
     """The detection table (methods by mean AUROC) and, when present, the steering table."""
+    results = _clean(results)  # numpy scalars from notebooks
     parts = []
     if _methods(results):
         parts.append("\n".join(_detection_table(results)))
@@ -221,6 +224,7 @@ def markdown_table(results: Mapping[str, Any]) -> str:
 
 def render_markdown(results: Mapping[str, Any]) -> str:
     """The whole ``results.md``: header, detection table, steering table and judge calibration."""
+    results = _clean(results)  # numpy scalars from notebooks
     task = results.get("task") or {}
     title = {"detect": "concept detection", "steer": "steering"}.get(results.get("mode"), "results")
     layer = results.get("layer")
@@ -232,7 +236,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     lines.append(f"- quick: {_fmt(bool(results.get('quick')))}")
     settings = _flatten(results.get("settings") or {})
     if settings:
-        lines.append("- settings: " + ", ".join(f"{k}={_value_text(v)}" for k, v in settings))
+        lines.append("- settings: " + ", ".join(f"{k}={_value_text(v, short=True)}" for k, v in settings))
     if results.get("interpkit_version"):
         lines.append(f"- interpkit {results['interpkit_version']}")
     names = concept_names(results)
@@ -269,6 +273,8 @@ def auroc_chart(results: Mapping[str, Any]) -> Any:
     """Bar of each method's mean AUROC (with its 95 % CI) and a point per concept (altair)."""
     import altair as alt
 
+    results = _clean(results)  # numpy scalars from notebooks
+
     methods = _methods(results)
     if not methods:
         raise ValueError("results hold no detection methods")
@@ -285,7 +291,7 @@ def auroc_chart(results: Mapping[str, Any]) -> Any:
     bars = alt.Chart(alt.Data(values=means)).mark_bar(opacity=0.6).encode(
         x=x, y=alt.Y("mean_auroc:Q", title="AUROC", scale=alt.Scale(domain=[0, 1])),
         tooltip=["method:N", alt.Tooltip("mean_auroc:Q", format=".3f")])
-    ci = alt.Chart(alt.Data(values=means)).mark_rule().encode(x=x, y="ci_low:Q", y2="ci_high:Q")
+    ci = alt.Chart(alt.Data(values=means)).mark_rule(clip=True).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
     dots = alt.Chart(alt.Data(values=points)).mark_circle(size=30, color="black").encode(
         x=x, y="auroc:Q", tooltip=["method:N", "concept:N", alt.Tooltip("auroc:Q", format=".3f")])
     return (bars + ci + dots).properties(title="Concept detection AUROC", width=max(200, 40 * len(order)))
@@ -295,9 +301,12 @@ def roc_chart(results: Mapping[str, Any], *, columns: int = 5) -> Any:
     """ROC curve of every method, one small panel per concept (altair)."""
     import altair as alt
 
+    results = _clean(results)  # numpy scalars from notebooks
+
     methods = _methods(results)
     names = concept_names(results)
     rows = []
+    panels = [_label(c, names) for c in _concept_ids(methods)]
     for m, entry in methods.items():
         for c, e in (entry.get("per_concept") or {}).items():
             roc = e.get("roc") if isinstance(e, Mapping) else None
@@ -310,7 +319,7 @@ def roc_chart(results: Mapping[str, Any], *, columns: int = 5) -> Any:
         x=alt.X("fpr:Q", title="FPR", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("tpr:Q", title="TPR", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("method:N", sort=list(methods)), order="i:Q", tooltip=["method:N", "concept:N"])
-    return base.properties(width=120, height=120).facet(facet=alt.Facet("concept:N", title=None),
+    return base.properties(width=120, height=120).facet(facet=alt.Facet("concept:N", title=None, sort=panels),
                                                         columns=columns).properties(title="ROC per concept")
 
 
@@ -348,19 +357,30 @@ def steering_chart(results: Mapping[str, Any]) -> Any:
     """Mean steering score over concepts against the factor, per method, selection and test halves."""
     import altair as alt
 
+    results = _clean(results)  # numpy scalars from notebooks
+
     methods = _steering_methods(results)
     rows = [{"method": m, "concept": str(c), "factor": f, "split": s, "score": v}
             for m, entry in methods.items() for c, e in (entry.get("per_concept") or {}).items()
             for f, s, v in _factor_rows(e)]
     if not rows:
         raise ValueError("results hold no steering scores by factor")
-    return alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
-        x=alt.X("factor:Q", title="steering factor"),
-        y=alt.Y("mean(score):Q", title="mean score (0-2)", scale=alt.Scale(domain=[0, 2])),
-        color=alt.Color("method:N", sort=list(methods)),
-        strokeDash=alt.StrokeDash("split:N", title="instructions"),
-        tooltip=["method:N", "split:N", "factor:Q", alt.Tooltip("mean(score):Q", format=".3f")],
-    ).properties(title="Steering score vs factor", width=360, height=240)
+    n_factors = {m: len({r["factor"] for r in rows if r["method"] == m}) for m in methods}
+    swept = [r for r in rows if n_factors[r["method"]] > 1]
+    fixed = [r for r in rows if n_factors[r["method"]] == 1 and r["split"] != "selection"]
+    color = alt.Color("method:N", sort=list(methods))
+    y = alt.Y("mean(score):Q", title="mean score (0-2)", scale=alt.Scale(domain=[0, 2]))
+    tip = ["method:N", "split:N", alt.Tooltip("mean(score):Q", format=".3f")]
+    layers = []
+    if swept:
+        layers.append(alt.Chart(alt.Data(values=swept)).mark_line(point=True).encode(
+            x=alt.X("factor:Q", title="steering factor"), y=y, color=color,
+            strokeDash=alt.StrokeDash("split:N", title="instructions"), tooltip=[*tip, "factor:Q"]))
+    if fixed:  # factor-free baselines (Prompt): their test mean as a horizontal line
+        layers.append(alt.Chart(alt.Data(values=fixed)).mark_rule(strokeDash=[2, 2]).encode(
+            y=y, color=color, tooltip=tip))
+    chart = layers[0] if len(layers) == 1 else alt.layer(*layers)
+    return chart.properties(title="Steering score vs factor", width=360, height=240)
 
 
 def build_charts(results: Mapping[str, Any]) -> dict[str, Any]:
