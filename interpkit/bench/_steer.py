@@ -72,13 +72,20 @@ def fallback_steering_prompt(concept: str) -> str:
 def write_steering_prompt(chat: Any, concept: str, *, max_tokens: int = 200) -> tuple[str, str]:
     """Ask ``chat`` for a steering prompt for ``concept``; ``(prompt, "chat" | "fallback")``.
 
-    The answer is stripped of surrounding quotes; an empty answer (or no chat model) gives
-    :func:`fallback_steering_prompt`.
+    The answer is stripped of surrounding quotes; an empty answer, no chat model, or a chat model
+    that fails (:class:`~interpkit.models.ChatError`, warned) gives :func:`fallback_steering_prompt`.
     """
+    from interpkit.models._chat import ChatError
+
     text = ""
     if chat is not None:
-        text = chat.complete([{"role": "user", "content": STEERING_PROMPT_TEMPLATE.format(concept=concept)}],
-                             max_tokens=max_tokens, temperature=0.0)
+        try:
+            text = chat.complete([{"role": "user", "content": STEERING_PROMPT_TEMPLATE.format(concept=concept)}],
+                                 max_tokens=max_tokens, temperature=0.0)
+        except ChatError as error:
+            import warnings
+
+            warnings.warn(f"steering prompt for {concept!r}: {error}; using the fallback sentence", stacklevel=2)
         text = (text or "").strip().strip("\"'`").strip()
     return (text, "chat") if text else (fallback_steering_prompt(concept), "fallback")
 

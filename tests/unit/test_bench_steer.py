@@ -174,3 +174,14 @@ def test_evaluate_steering_with_local_judge_records_its_perplexity(tiny, tmp_pat
     entry = out["methods"]["DiffMean"]["per_concept"]["0"]
     assert entry["magnitude"] == 3.0 and "Prompt" not in out["methods"]
     assert out["judge"]["kind"] == "local" and out["generations_file"] is None
+
+
+def test_steering_prompt_falls_back_when_the_chat_model_fails():
+    from interpkit.models._chat import ChatError
+
+    class Broken(FakeChat):
+        def complete(self, messages, *, max_tokens=128, temperature=0.0):
+            raise ChatError("no chat template")
+
+    with pytest.warns(UserWarning, match="no chat template"):
+        assert write_steering_prompt(Broken(), "sea") == (fallback_steering_prompt("sea"), "fallback")
