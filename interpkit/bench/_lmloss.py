@@ -1,0 +1,225 @@
+"""LM-loss training of one steering vector per concept (SSV §5.5, ReFT-r1 §5.6).
+
+Each training example is the chat-templated instruction (`chat_prompt`) followed by the response,
+tokenized as two pieces and concatenated (so the response starts at a known position); responses
+are cut to ``max_train_tokens``. The vector acts at ``ctx.site`` through an
+:class:`~interpkit.models.Apply` edit on every position from ``ctx.prefix_length`` to the row's
+end (padding untouched), the model runs with ``forward(grad=True)`` and its own parameters frozen,
+and the loss is next-token cross-entropy on the response tokens only.
+
+``kind="ssv"``: ``h_t + w``; positives only; ``w`` not normalised.
+``kind="reft"``: ``a_t = ReLU(h_t·w)``, ``h_t + ā·w`` with ``ā`` the mean of the row's top-k
+latents, plus the ramped L1 of the non-top-k latents; positives and negatives; gradient clipping,
+unit norm and parallel-gradient removal before each AdamW step.
+
+Example:
+    >>> grad_forward_available()
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+__all__ = ["grad_forward_available", "lm_examples", "train_lm_vector"]
+
+
+def grad_forward_available(model: Any = None) -> bool:
+    """True when ``ModelWrapper.forward`` takes ``grad=`` (needed to train through an edit)."""
+    from interpkit.models._wrapper import ModelWrapper
+
+    target = type(model) if model is not None else ModelWrapper
+    return "grad" in inspect.signature(target.forward).parameters
+
+
+def lm_examples(ctx: Any, rows: np.ndarray, *, max_train_tokens: int) -> list[tuple[list[int], int]]:
+    """``(token ids, index of the first response token)`` for train rows ``rows``.
+
+    The prompt is `chat_prompt` of the row's instruction (BOS prepended when the tokenizer has one
+    the template does not write); the response is tokenized alone and cut to ``max_train_tokens``.
+    A row whose prompt exceeds ``ctx.max_length`` keeps its last tokens.
+    """
+    from interpkit.bench._task import chat_prompt, needs_bos
+
+    tok = ctx.model.tokenizer
+    frame = ctx.task.train
+    inputs, outputs = frame["input"].astype(str).to_numpy(), frame["output"].astype(str).to_numpy()
+    limit = getattr(ctx, "max_length", None)
+    out = []
+    for r in rows:
+        prompt = chat_prompt(tok, str(inputs[r]))
+        ids = [int(i) for i in tok(prompt, add_special_tokens=False)["input_ids"]]
+        if needs_bos(tok, prompt):
+            ids = [int(tok.bos_token_id), *ids]
+        resp = [int(i) for i in tok(str(outputs[r]), add_special_tokens=False)["input_ids"]][:max_train_tokens]
+        if limit and len(ids) + len(resp) > limit:
+            ids = ids[max(0, len(ids) + len(resp) - int(limit)):]
+        if resp:
+            out.append((ids + resp, len(ids)))
+    return out
+
+
+def _modules(model: Any) -> list[Any]:
+    import torch
+
+    found, seen = [], set()
+    for obj in (getattr(model, "hf_model", None), getattr(model.impl, "model", None), getattr(model.impl, "lm", None)):
+        if isinstance(obj, torch.nn.Module) and id(obj) not in seen:
+            seen.add(id(obj))
+            found.append(obj)
+    return found
+
+
+@contextmanager
+def frozen(model: Any) -> Iterator[None]:
+    """Turn off ``requires_grad`` on every parameter of ``model`` for the block, then restore it."""
+    params = {id(p): p for m in _modules(model) for p in m.parameters()}
+    before = {k: p.requires_grad for k, p in params.items()}
+    try:
+        for p in params.values():
+            p.requires_grad_(False)
+        yield
+    finally:
+        for k, p in params.items():
+            p.requires_grad_(before[k])
+
+
+def _batch(examples: list[tuple[list[int], int]], pad: int, device: Any) -> tuple[Any, Any, Any]:
+    """Right-padded ids, attention mask and the response-label mask (position t predicts t + 1)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.zeros((len(examples), width), dtype=torch.bool)
+    for i, (row, start) in enumerate(examples):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, start:len(row)] = True
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def _gate_fn(w: Any, where: Any, kind: str, topk: int, store: dict[str, Any]) -> Any:
+    """The edit: ``x + w`` (SSV) or ``x + ā·w`` with the L1 of non-top-k latents recorded (ReFT)."""
+    import torch
+
+    def fn(x: Any) -> Any:
+        m = where[:, : x.shape[1]].to(x.dtype)
+        if kind == "ssv":
+            return x + m[..., None] * w.to(x.dtype)
+        lat = torch.relu(x.float() @ w) * m.float()
+        valid = m.bool()
+        n_valid = valid.sum(-1).clamp_min(1)
+        k = min(int(topk), lat.shape[1])
+        top, top_idx = lat.masked_fill(~valid, float("-inf")).topk(k, dim=-1)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        abar = top.sum(-1) / n_valid.clamp_max(k)
+        rest = lat.scatter(-1, top_idx, 0.0)
+        store["l1"] = (rest.sum(-1) / n_valid).mean()
+        return x + (abar[:, None, None] * m[..., None].float() * w).to(x.dtype)
+
+    return fn
+
+
+def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train one concept's SSV (``kind="ssv"``) or ReFT-r1 (``kind="reft"``) vector.
+
+    Args:
+        ctx: the benchmark context (model, site, prefix_length, task, seed).
+        cid: the concept.
+        kind: ``"ssv"`` or ``"reft"``.
+        params: the method's hyper-parameters (epochs, batch_size, lr, weight_decay,
+            max_train_tokens, max_examples, init; ReFT adds topk, l1, grad_clip).
+
+    Returns:
+        ``(w float32 [d], info)``; info has the loss per step, the L1 term (ReFT), steps, examples,
+        tokens and seconds. ReFT's ``w`` is unit-normed.
+
+    Raises:
+        RuntimeError: the model's ``forward`` cannot record gradients.
+        ValueError: no training examples.
+    """
+    import torch
+
+    from interpkit.models import Apply
+
+    if kind not in ("ssv", "reft"):
+        raise ValueError(f"kind must be 'ssv' or 'reft', got {kind!r}")
+    model = ctx.model
+    if not grad_forward_available(model):
+        raise RuntimeError(f"{type(model).__name__}.forward has no grad= argument; SSV and ReFT-r1 need it")
+    t0 = time.perf_counter()
+    idx, labels = ctx.train_split(cid)
+    idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
+    rows = idx[labels] if kind == "ssv" else idx
+    seed = int(getattr(ctx, "seed", 42)) * 1000 + int(cid)
+    rng = np.random.default_rng(seed)
+    if params.get("max_examples"):
+        keep = np.sort(rng.permutation(len(rows))[: int(params["max_examples"])])
+        rows = rows[keep]
+    examples = lm_examples(ctx, rows, max_train_tokens=int(params["max_train_tokens"]))
+    if not examples:
+        raise ValueError(f"{kind} concept {cid}: no training examples with a response")
+    device = model.device
+    d = int(model.d_model)
+    torch.manual_seed(seed)
+    w = torch.nn.Parameter(torch.full((d,), float(params["init"]), dtype=torch.float32, device=device))
+    opt = torch.optim.AdamW([w], lr=float(params["lr"]), weight_decay=float(params["weight_decay"]))
+    bs = int(params["batch_size"])
+    n_batches = -(-len(examples) // bs)
+    total = int(params["epochs"]) * n_batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    prefix = int(ctx.prefix_length)
+    losses, l1s, step, n_tokens = [], [], 0, 0
+    with frozen(model):
+        for _ in range(int(params["epochs"])):
+            order = rng.permutation(len(examples))
+            for b in range(0, len(examples), bs):
+                chunk = [examples[i] for i in order[b:b + bs]]
+                ids, mask, resp = _batch(chunk, model.pad_token_id, device)
+                where = mask.clone()
+                where[:, :prefix] = 0
+                store: dict[str, Any] = {}
+                edit = Apply(ctx.site, _gate_fn(w, where, kind, int(params.get("topk", 8)), store), name=f"bench-{kind}")
+                from interpkit.models._wrapper import TokenBatch
+
+                with model.edits(edit):
+                    logits = model.forward(TokenBatch(input_ids=ids, attention_mask=mask), grad=True)
+                target = resp[:, 1:]
+                ce = torch.nn.functional.cross_entropy(logits[:, :-1][target].float(), ids[:, 1:][target])
+                loss = ce
+                if kind == "reft":
+                    lam = step / total * float(params["l1"])
+                    loss = ce + lam * store["l1"]
+                    l1s.append(float(store["l1"].detach()))
+                opt.zero_grad()
+                loss.backward()
+                if w.grad is None:
+                    raise RuntimeError(f"{kind} concept {cid}: no gradient reached the vector at {ctx.site}")
+                if kind == "reft":
+                    torch.nn.utils.clip_grad_norm_([w], float(params["grad_clip"]))
+                    with torch.no_grad():
+                        w.div_(w.norm().clamp_min(1e-12))
+                        w.grad.sub_((w.grad @ w) * w)
+                opt.step()
+                sched.step()
+                losses.append(float(ce))
+                n_tokens += int(target.sum())
+                step += 1
+    vec = w.detach().float().cpu().numpy()
+    if kind == "reft":
+        vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
+    info: dict[str, Any] = {
+        "loss": [round(v, 5) for v in losses], "steps": step, "n_examples": len(examples),
+        "n_response_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3),
+        "final_norm": float(np.linalg.norm(w.detach().float().cpu().numpy())),
+    }
+    if kind == "reft":
+        info["l1"] = [round(v, 5) for v in l1s]
+    return vec.astype(np.float32), info
