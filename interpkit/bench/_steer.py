@@ -256,7 +256,7 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
         methods_fitted: ``{method label: {concept id: Fitted}}``; a Fitted whose ``steer_vector`` is
             None is skipped (recorded with the reason).
         judge: a :class:`~interpkit.bench._judge.Judge` (a calibrated LocalJudge, or an LMJudge).
-        max_acts: ``{method label: {concept id: m}}``, each concept's largest raw max-pooled
+        max_acts: ``{method label: {concept id (int or str): m}}``, each concept's largest raw max-pooled
             detection score of that method on its eval rows (the detection step's ``max_act``); it
             sets α = factor × m (:func:`steering_magnitude`; missing -> 1.0).
         factors: the factor grid (sorted here).
@@ -330,7 +330,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                     if bar is not None:
                         bar.update(1)
                     continue
-                raw = max_acts.get(label, {}).get(cid)
+                acts = max_acts.get(label, {})
+                raw = acts.get(cid, acts.get(str(cid)))  # int keys, or the str keys of results.json
                 m_c = steering_magnitude(raw, fallback=fallback_magnitude)
                 gens = steer_generations(model, site, vector, instructions, factors, m_c, **sample_kw)
                 ratings, ppl, details = _judge_all(ctx, judge, concept, instructions, gens, batch_size)
