@@ -8,8 +8,8 @@ Two judges implement the small :class:`Judge` protocol:
   by exact prompt text, in memory and optionally on disk.
 * :class:`LocalJudge` needs no network: concept = embedding cosine between the generation and the
   concept description, relevance = cosine between the instruction and the generation, fluency =
-  perplexity of the generation (given its prompt) under the *unsteered* model with a repetition
-  guard. Each raw score is mapped to 0/1/2 by thresholds that :meth:`LocalJudge.calibrate` fits
+  perplexity of the generation (after a neutral chat prompt, or its instruction) under the
+  *unsteered* model with a repetition guard. Each raw score is mapped to 0/1/2 by thresholds that :meth:`LocalJudge.calibrate` fits
   on the task's own data and reports with their AUROCs (the concept AUROC says whether the
   judge can be trusted: ``trusted`` is ``concept AUROC >= 0.8``).
 
@@ -40,6 +40,7 @@ __all__ = ["AXES", "Judge", "LMJudge", "LocalJudge", "judge_prompts", "parse_rat
 
 AXES = ("concept", "instruction", "fluency")
 TRUST_AUROC = 0.8
+NEUTRAL_INSTRUCTION = "Write a short text."
 
 _FORMAT = ('Finish your answer with the rating on its own line, in exactly this form: "Rating: [[k]]" '
            "where k is 0, 1 or 2 (for example: Rating: [[1]]).")
@@ -301,7 +302,12 @@ class LocalJudge:
         encoder: a sentence encoder (``encode``/``similarity`` over unit vectors), a name for
             :func:`~interpkit.models.sentence_encoder`, or None for the packaged MiniLM.
         model: the (unsteered) model under study; fluency is its perplexity of each generation
-            given the chat-formatted instruction (:func:`perplexity` ignores active edits).
+            (:func:`perplexity` ignores active edits).
+        fluency_context: what the perplexity is conditioned on: ``"neutral"`` (default) a fixed
+            chat-formatted instruction (``"Write a short text."``), so fluency does not also punish
+            text that leaves the instruction's topic (relevance has its own axis, and AxBench's
+            fluency judge sees the fragment only); ``"instruction"`` the generation's own
+            instruction (AxBench §4.5's prompt + generation perplexity).
         thresholds: ``{"concept": (t1, t2), "instruction": (t1, t2), "fluency": (p1, p2)}``; cosine
             ``>= t1`` rates 1 and ``>= t2`` rates 2; perplexity ``<= p1`` rates 1 and ``<= p2`` rates 2.
             Normally set by :meth:`calibrate`.
@@ -315,7 +321,11 @@ class LocalJudge:
 
     def __init__(self, encoder: Any = None, model: ModelWrapper | None = None, *,
                  thresholds: dict[str, Sequence[float]] | None = None, repeat_cap1: float = 0.25,
-                 repeat_cap0: float = 0.6, batch_size: int = 8, max_length: int = 512) -> None:
+                 repeat_cap0: float = 0.6, batch_size: int = 8, max_length: int = 512,
+                 fluency_context: str = "neutral") -> None:
+        if fluency_context not in ("neutral", "instruction"):
+            raise ValueError(f"LocalJudge: fluency_context must be 'neutral' or 'instruction', got {fluency_context!r}")
+        self.fluency_context = fluency_context
         self._encoder_spec = encoder
         self._encoder: Any = None
         self.model = model
@@ -352,10 +362,11 @@ class LocalJudge:
     def _prompt(self, instruction: str) -> str:
         from interpkit.bench._task import chat_prompt
 
-        return chat_prompt(self._model().tokenizer, instruction)
+        text = instruction if self.fluency_context == "instruction" else NEUTRAL_INSTRUCTION
+        return chat_prompt(self._model().tokenizer, text)
 
     def perplexity(self, instructions: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Perplexity of each text as the model's answer to its instruction (chat-formatted)."""
+        """Perplexity of each text as the model's answer (to its instruction or the neutral one)."""
         prompts = [self._prompt(i) for i in instructions]
         return perplexity(self._model(), prompts, texts, batch_size=self.batch_size, max_length=self.max_length)
 
@@ -411,7 +422,7 @@ class LocalJudge:
           Youden point). Hard negatives are scored as a second AUROC (reported, not fitted).
         * instruction: cosine(input, output) of matched eval pairs vs the same outputs paired with
           another row's input (a seeded derangement); 1 = Youden point, 2 = matched median.
-        * fluency: perplexity of the real outputs given their inputs vs word-shuffled copies;
+        * fluency: perplexity of the real outputs (in the judge's ``fluency_context``) vs word-shuffled copies;
           2 = at most the real outputs' 90th percentile, 1 = at most the Youden point (no lower
           than the 2-threshold).
 
@@ -520,5 +531,6 @@ class LocalJudge:
         return {"kind": self.kind, "encoder": getattr(self.encoder, "name", type(self.encoder).__name__),
                 "model": getattr(self.model, "name", None),
                 "thresholds": {k: list(v) for k, v in self.thresholds.items()},
+                "fluency_context": self.fluency_context,
                 "repetition_guard": {"ngram": 4, "cap1": self.repeat_cap1, "cap0": self.repeat_cap0},
                 "calibration": self.calibration, "trusted": self.trusted}

@@ -11,8 +11,8 @@ it has no factor, so it is one generation per instruction, scored as the mean of
 Divergences (documented): every factor is sampled with the same seed (common random numbers:
 factors differ by the edit, not by sampling noise); when m_c ≤ 0 the fallback is the mean
 residual norm at the site (AxBench's constant 50 is Gemma-2 scale) unless given; the perplexity
-recorded per factor is of the generation given the plain chat-formatted instruction under the
-unsteered model, for the Prompt baseline too (AxBench: generation text only).
+recorded per factor (§4.5) is of the generation given the plain chat-formatted instruction under
+the unsteered model, for the Prompt baseline too (AxBench: generation text only).
 
 Example:
     >>> steering_magnitude(3.5), steering_magnitude(-1.0, fallback=20.0), steering_magnitude(None)
@@ -211,7 +211,9 @@ def _judge_all(ctx: Any, judge: Any, concept: str, instructions: Sequence[str],
         for j, k in enumerate(idx):
             ratings[k] = r[j]
             details[k] = dict(d[j]) if j < len(d) else {}
-    ppl = np.array([d.get("perplexity", np.nan) for d in details], dtype=np.float64)
+    # §4.5's perplexity is of the generation after its own instruction: reuse the judge's when it is that.
+    same = getattr(judge, "fluency_context", None) == "instruction"
+    ppl = np.array([d.get("perplexity", np.nan) if same else np.nan for d in details], dtype=np.float64)
     todo = [k for k in range(len(gens)) if not np.isfinite(ppl[k]) and gens[k][2].strip()]
     if todo:
         from interpkit.bench._task import chat_prompt

@@ -211,3 +211,16 @@ def test_local_judge_calibrate_says_what_is_missing(tiny):
     task.eval.loc[0, "concept_id"] = 7
     with pytest.raises(ValueError, match=r"\[7\]"):
         LocalJudge(BagOfWords(), tiny).calibrate(task)
+
+
+def test_local_judge_fluency_context(tiny):
+    thresholds = {"concept": (0.2, 0.5), "instruction": (0.2, 0.5), "fluency": (1e9, 1e8)}
+    neutral = LocalJudge(BagOfWords(), tiny, max_length=64, thresholds=thresholds)
+    own = LocalJudge(BagOfWords(), tiny, max_length=64, thresholds=thresholds, fluency_context="instruction")
+    a = neutral.raw_scores("sea", "tell me of cats", ["the sea is wide"])[0]["perplexity"]
+    b = own.raw_scores("sea", "tell me of cats", ["the sea is wide"])[0]["perplexity"]
+    assert b == pytest.approx(perplexity(tiny, ["tell me of cats\n\n"], ["the sea is wide"])[0])
+    assert a == pytest.approx(perplexity(tiny, ["Write a short text.\n\n"], ["the sea is wide"])[0])
+    assert neutral.describe()["fluency_context"] == "neutral"
+    with pytest.raises(ValueError, match="fluency_context"):
+        LocalJudge(fluency_context="prompt")
