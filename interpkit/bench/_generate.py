@@ -11,7 +11,9 @@ Instructions come from the packaged pools (:func:`~interpkit.bench._task.seed_in
 training rows from the ``train`` split, evaluation rows from ``test``. LLM answers are cut to
 ``output_tokens`` tokens of the target tokenizer. A weak generator is tolerated: an empty answer is
 asked once more (sampled), then skipped and counted; only a generator that keeps failing (10 errors
-in a row) stops the run.
+in a row) stops the run. Observed with SmolLM2-135M-Instruct as the generator: it refuses the
+word-listing question, so it yields no hard negatives (``generator["concepts"][id]["contrast"]`` keeps
+its answer); they need a stronger model, e.g. through an OpenAI-compatible endpoint.
 
 Example:
     >>> task = generate_task(["dates", "loops in Python"], chat=chat_model("local"),
@@ -268,8 +270,9 @@ def _target_answers(model: ModelWrapper, prompts: list[str], max_new: int, templ
 
 def _contrast(ask: _Asker, concept: str) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """(word, other sense) pairs: concept -> related words -> another sense of each -> keep if unrelated."""
-    stats = {"words": 0, "senses": 0, "kept": 0}
+    stats: dict[str, Any] = {"words": 0, "senses": 0, "kept": 0}
     answer = ask(T_WORDS.format(concept=concept), max_tokens=80)
+    stats["words_answer"] = (answer or "")[:200]  # kept so a weak generator's refusal is visible
     if not answer:
         return [], stats
     words = _parse_words(answer)

@@ -421,7 +421,7 @@ def save_task(task: AxBenchTask, path: str | os.PathLike[str]) -> Path:
 
     Files rotate every 500 concepts as AxBench's do (shared negatives go in the first train file).
     The folder is written under a temporary name beside ``path`` and renamed into place, replacing
-    an existing task folder; a non-empty folder that is not a task is left alone.
+    an existing task folder; a non-empty folder that is not a task is left alone. Sets ``task.path``.
 
     Raises:
         FileExistsError: ``path`` exists and is not a task folder (no metadata.jsonl).

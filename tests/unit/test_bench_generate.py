@@ -66,7 +66,8 @@ def test_contrast_keeps_other_senses_only():
     pairs, stats = _contrast(_Asker(ScriptedChat(), 1.0), "dates")
     # journal -> <NONE>, source -> one-word sense: both dropped
     assert pairs == [("date", "A sweet brown fruit of the date palm.")]
-    assert stats == {"words": 3, "senses": 1, "kept": 1}
+    assert {k: stats[k] for k in ("words", "senses", "kept")} == {"words": 3, "senses": 1, "kept": 1}
+    assert stats["words_answer"].startswith("1. date")
 
 
 WORDS = ["alpha", "beta", "gamma", "delta", "kappa", "lambda", "omega", "sigma", "theta", "zeta"]
