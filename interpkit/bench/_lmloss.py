@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["grad_forward_available", "lm_examples", "train_lm_vector"]
+__all__ = ["CPU_SCHEDULE", "GPU_SCHEDULE", "grad_forward_available", "lm_examples", "resolve_schedule", "train_lm_vector"]
 
 
 def grad_forward_available(model: Any = None) -> bool:
@@ -127,6 +127,19 @@ def _gate_fn(w: Any, where: Any, kind: str, topk: int, store: dict[str, Any]) ->
     return fn
 
 
+GPU_SCHEDULE = {"epochs": 3, "max_train_tokens": 128}
+"""AxBench's schedule (Appendix A), used when the model is on a GPU and the option is None."""
+CPU_SCHEDULE = {"epochs": 1, "max_train_tokens": 64}
+"""The CPU adaptation, used when the model is on a CPU and the option is None."""
+
+
+def resolve_schedule(model: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``epochs``/``max_train_tokens`` filled from the GPU or CPU schedule when None."""
+    on_gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
+    fill = GPU_SCHEDULE if on_gpu else CPU_SCHEDULE
+    return {**dict(params), **{k: v for k, v in fill.items() if params.get(k) is None}}
+
+
 def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """Train one concept's SSV (``kind="ssv"``) or ReFT-r1 (``kind="reft"``) vector.
 
@@ -155,6 +168,7 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
     if not grad_forward_available(model):
         raise RuntimeError(f"{type(model).__name__}.forward has no grad= argument; SSV and ReFT-r1 need it")
     t0 = time.perf_counter()
+    params = resolve_schedule(model, params)
     idx, labels = ctx.train_split(cid)
     idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
     rows = idx[labels] if kind == "ssv" else idx
@@ -209,7 +223,7 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
                         w.grad.sub_((w.grad @ w) * w)
                 opt.step()
                 sched.step()
-                losses.append(float(ce))
+                losses.append(float(ce.detach()))
                 n_tokens += int(target.sum())
                 step += 1
     vec = w.detach().float().cpu().numpy()
@@ -219,6 +233,7 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
         "loss": [round(v, 5) for v in losses], "steps": step, "n_examples": len(examples),
         "n_response_tokens": n_tokens, "seconds": round(time.perf_counter() - t0, 3),
         "final_norm": float(np.linalg.norm(w.detach().float().cpu().numpy())),
+        "epochs": int(params["epochs"]), "max_train_tokens": int(params["max_train_tokens"]),
     }
     if kind == "reft":
         info["l1"] = [round(v, 5) for v in l1s]

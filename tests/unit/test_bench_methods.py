@@ -138,6 +138,10 @@ def test_option_validation():
     with pytest.raises(ValueError, match="true or false"):
         get_method("pca", align_sign="yes")
     assert get_method("probe", epochs=3).params()["epochs"] == 3
+    assert get_method("ssv", max_examples=3.0).params()["max_examples"] == 3
+    assert get_method("ssv").params()["epochs"] is None
+    with pytest.raises(ValueError, match="integer"):
+        get_method("ssv", epochs=1.5)
     bad = fake_context(options={"probe": {"epochz": 2}})
     with pytest.raises(ValueError, match=r"unknown option 'epochz' in context options"):
         get_method("probe").params(bad)
@@ -282,6 +286,18 @@ def lm_ctx() -> BenchContext:
     return fake_context(n_pos=6, n_neg=6, model=tiny_model("nnsight"), site="layer0.resid_post")
 
 
+def test_lm_schedule_follows_the_device():
+    from types import SimpleNamespace
+
+    from interpkit.bench._lmloss import resolve_schedule
+
+    p = get_method("reft-r1").params()
+    assert resolve_schedule(SimpleNamespace(device="cuda:0"), p)["epochs"] == 3
+    cpu = resolve_schedule(SimpleNamespace(device="cpu"), p)
+    assert (cpu["epochs"], cpu["max_train_tokens"]) == (1, 64)
+    assert resolve_schedule(SimpleNamespace(device="cpu"), {**p, "epochs": 5})["epochs"] == 5
+
+
 @needs_grad
 def test_reft_r1_trains_end_to_end(lm_ctx):
     model = lm_ctx.model
@@ -291,6 +307,7 @@ def test_reft_r1_trains_end_to_end(lm_ctx):
     assert abs(np.linalg.norm(fitted.vector) - 1) < 1e-5
     info = fitted.info
     assert info["steps"] == 6 and info["n_examples"] == 12 and len(info["l1"]) == 6
+    assert (info["epochs"], info["max_train_tokens"]) == (2, 12)
     assert np.isfinite(info["loss"]).all() and info["seconds"] > 0
     assert fitted.score == "relu"
     assert all(p.requires_grad for p in params)  # restored after training
