@@ -54,6 +54,9 @@ _LAZY: dict[str, str] = {
     "compare": "interpkit.match",
     "FeatureFingerprint": "interpkit.match",
     "match_fingerprints": "interpkit.match",
+    # bench
+    "run_bench": "interpkit.bench",
+    "load_task": "interpkit.bench",
     # sae
     "train_sae": "interpkit.sae",
     "load_sae": "interpkit.sae",
@@ -83,9 +86,11 @@ __all__ = [
     "load_model",
     "load_report",
     "load_sae",
+    "load_task",
     "make_toy_table",
     "match_fingerprints",
     "rank",
+    "run_bench",
     "save_sae",
     "score_prompts",
     "train_sae",

@@ -108,16 +108,8 @@ class BenchContext:
     def _split(self, which: str, cid: int) -> tuple[np.ndarray, np.ndarray]:
         key = (which, cid)
         if key not in self.memo:
-            frame = self.task.train
-            genre = self.task.concept(cid).genre
-            ids = frame["concept_id"].to_numpy()
-            pos = np.flatnonzero(ids == cid)
-            neg = np.flatnonzero((ids == -1) & (frame["concept_genre"].to_numpy() == genre))
-            if not len(neg):  # a generated task may lack that genre's negatives: use the whole pool
-                neg = np.flatnonzero(ids == -1)
-            idx = np.concatenate([pos, neg])
-            labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
-            self.memo[key] = (idx, labels)
+            rows = self.task.train_rows(cid)
+            self.memo[key] = (rows.index.to_numpy(dtype=np.int64), rows["label"].to_numpy() == 1)
         return self.memo[key]
 
     # ---- lazily built helpers --------------------------------------------------------------------

@@ -47,7 +47,7 @@ from interpkit.bench._task import (
 if TYPE_CHECKING:
     from interpkit.models import ChatModel, ModelWrapper
 
-__all__ = ["generate_task", "parse_genre"]
+__all__ = ["generate_task", "parse_genre", "read_concept_list"]
 
 MAX_CONSECUTIVE_ERRORS = 10
 
@@ -421,3 +421,64 @@ def generate_task(concepts: Sequence[str | Concept], *, chat: ChatModel, target_
                        generator=generator)
     save_task(task, out_path)
     return task
+
+
+def read_concept_list(path: str | os.PathLike[str]) -> list[str]:
+    """Concept descriptions from a file, as AxBench's ``generate.py`` accepts them (§2.1).
+
+    ``.txt``: one description per line (blank lines and ``#`` comments skipped). ``.json``: a
+    list of strings, or a Neuronpedia explanations export (objects with ``description``; only the
+    first description per ``(modelId, layer, index)`` is kept). ``.csv``: a ``description`` column
+    (or the first column). Duplicates are dropped, order kept.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an unreadable file or entry, with the file and line / item.
+    """
+    import csv
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"concept list {p} does not exist")
+    out: list[str] = []
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, list):
+            raise ValueError(f"{p}: expected a JSON list of descriptions or Neuronpedia explanation objects")
+        seen_features: set[tuple] = set()
+        for i, item in enumerate(data):
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("description"), str):
+                key = (item.get("modelId"), item.get("layer"), item.get("index"))
+                if key != (None, None, None) and key in seen_features:
+                    continue
+                seen_features.add(key)
+                out.append(item["description"])
+            else:
+                raise ValueError(f"{p} item {i}: expected a string or an object with a 'description' string")
+    elif suffix == ".csv":
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        if not rows:
+            raise ValueError(f"{p}: empty CSV")
+        header = [h.strip().lower() for h in rows[0]]
+        col = header.index("description") if "description" in header else 0
+        body = rows[1:] if "description" in header else rows
+        for n, row in enumerate(body, start=2 if "description" in header else 1):
+            if len(row) <= col:
+                raise ValueError(f"{p}:{n}: missing the description column")
+            out.append(row[col])
+    else:
+        for line in p.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                out.append(line)
+    cleaned = list(dict.fromkeys(x.strip() for x in out if x.strip()))
+    if not cleaned:
+        raise ValueError(f"{p}: no concept descriptions found")
+    return cleaned

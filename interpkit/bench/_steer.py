@@ -249,7 +249,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                       n_instructions: int = 10, max_new_tokens: int = 128, temperature: float = 1.0,
                       batch_size: int = 16, seed: int = 42, include_prompt: bool = True,
                       instruction_source: str | Path | None = None, fallback_magnitude: float | None = None,
-                      generations: str | Path | None = None, progress: bool = True) -> dict:
+                      generations: str | Path | None = None, progress: bool = True,
+                      concepts: Sequence[int] | None = None) -> dict:
     """The steering benchmark of AxBench §4 for fitted methods on ``ctx``'s model and site.
 
     Args:
@@ -271,6 +272,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
             at the site over ``ctx.eval_acts``, else 50).
         generations: a path; every generation with its ratings is written there as JSON lines.
         progress: show a progress bar (one step per method and concept).
+        concepts: only these concept ids (a torch.distributed shard); default: every fitted concept
+            (or every task concept when only the Prompt baseline runs).
 
     Returns:
         ``{"judge": judge.describe(), "settings": {...}, "methods": {label: {"mean_score", "ci95",
@@ -288,6 +291,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
     cids = sorted({int(c) for fitted in methods_fitted.values() for c in fitted})
     if not cids and include_prompt:
         cids = [int(c.id) for c in task.concepts]
+    if concepts is not None:
+        cids = [int(c) for c in concepts]
     if fallback_magnitude is None:
         fallback_magnitude = _mean_resid_norm(ctx) or FALLBACK_MAGNITUDE
     labels = [m for m in methods_fitted if not (include_prompt and m == "Prompt")]

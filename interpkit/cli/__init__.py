@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from interpkit.cli import (
+    _bench,
     _criterion,
     _demo,
     _doctor,
@@ -38,6 +39,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("score-prompts", _criterion.SCORE_HELP, _criterion.add_score_arguments, _criterion.run_score),
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
+    ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
 )
 
 

@@ -158,3 +158,7 @@ register_kind(StepKind(
 register_kind(StepKind(
     "match", "interpkit.cli._match", inputs=("left", "right", "left_table", "right_table"), outputs=("out",),
     default_out="{name}/matches.json"))
+# ``interpkit bench detect|steer`` (the mode is the step's ``mode`` argument)
+register_kind(StepKind(
+    "bench", "interpkit.cli._bench", add_arguments="add_step_arguments", run="run_step",
+    inputs=("task", "sae", "instructions_file"), outputs=("out",), maybe_inputs=("model",), default_out="{name}"))

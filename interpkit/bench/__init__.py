@@ -1,0 +1,77 @@
+"""AxBench-style benchmarks of concept detection and steering methods, on any model.
+
+The protocol is AxBench's (Wu et al. 2025; docs/benchmarks.md says where interpkit departs from
+it): tasks in AxBench's files (`load_task`, or `generate_task` with a chat model), per-token
+activations at one residual site computed once and cached (`build_context`), methods that learn or
+pick one direction per concept (DiffMean, PCA, LAT, Probe, SSV, ReFT-r1, SAE, SAE-A, BoW, Prompt,
+Random, and interpkit's criterion-only pick), detection AUROC per concept (`run_detect`) and
+steering judged on concept, instruction relevance and fluency (`run_steer`). `bench` runs a mode
+end to end and writes results.json, results.md, altair charts and the directions as a FeatureTable.
+
+Example:
+    >>> from interpkit.bench import bench  # doctest: +SKIP
+    >>> res = bench("detect", "prod_2b_l10_v1", model="smollm2-135m", methods=["diffmean"], out="out")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Concept": "._task",
+    "AxBenchTask": "._task",
+    "TaskFormatError": "._task",
+    "load_task": "._task",
+    "save_task": "._task",
+    "format_pair": "._task",
+    "chat_prompt": "._task",
+    "seed_instructions": "._task",
+    "steering_instructions": "._task",
+    "generate_task": "._generate",
+    "read_concept_list": "._generate",
+    "TokenActs": "._acts",
+    "token_activations": "._acts",
+    "BenchContext": "._context",
+    "build_context": "._context",
+    "default_layer": "._context",
+    "Fitted": "._methods",
+    "Method": "._methods",
+    "METHODS": "._methods",
+    "get_method": "._methods",
+    "fitted_table": "._methods",
+    "concept_detection": "._metrics",
+    "imbalanced_f1": "._metrics",
+    "select_factor": "._metrics",
+    "write_results": "._report",
+    "read_results": "._report",
+    "merge_results": "._report",
+    "auroc_chart": "._report",
+    "roc_chart": "._report",
+    "steering_chart": "._report",
+    "LMJudge": "._judge",
+    "LocalJudge": "._judge",
+    "evaluate_steering": "._steer",
+    "FACTORS": "._steer",
+    "bench": "._run",
+    "run_bench": "._run",
+    "run_detect": "._run",
+    "run_steer": "._run",
+    "fit_method": "._run",
+    "DETECT_METHODS": "._run",
+    "STEER_METHODS": "._run",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'interpkit.bench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,58 @@
+"""`interpkit bench detect|steer --quick` on the packaged SmolLM2, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interpkit.cli import main
+
+TASK = Path(__file__).resolve().parents[1] / "data" / "axbench_quick_l10"
+
+
+@pytest.fixture(scope="module")
+def smollm2_ready(smollm2_nnsight):
+    return smollm2_nnsight
+
+
+def test_bench_detect_quick(smollm2_ready, tmp_path):
+    out = tmp_path / "detect"
+    rc = main(["bench", "detect", "--quick", "--task", str(TASK), "--layer", "12", "--out", str(out), "--quiet",
+               "--methods", "diffmean,pca,lat,probe,ssv,reft-r1,sae,sae-a,bow,prompt,random,criterion",
+               "--options", '{"ssv": {"max_examples": 6}, "reft-r1": {"max_examples": 12}}'])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["mode"] == "detect" and res["quick"] is True and res["layer"] == 12
+    labels = set(res["methods"])
+    assert {"DiffMean", "Probe", "ReFT-r1", "SAE", "SAE-A", "BoW", "Prompt", "Random"} <= labels
+    for label, r in res["methods"].items():
+        assert set(r["per_concept"]) == {"0", "1"}, label
+        assert 0.0 <= r["mean_auroc"] <= 1.0, label
+    # a supervised direction separates two clear concepts even on 8+8 short texts
+    assert res["methods"]["DiffMean"]["mean_auroc"] > 0.75
+    assert (out / "results.md").read_text().count("DiffMean") >= 1
+    assert any(p.suffix == ".json" for p in (out / "charts").iterdir())
+    from interpkit.table import FeatureTable
+
+    table = FeatureTable.load(out / "features")
+    assert "DiffMean/c0" in table.feature_ids
+
+
+def test_bench_steer_quick(smollm2_ready, tmp_path):
+    out = tmp_path / "steer"
+    rc = main(["bench", "steer", "--quick", "--task", str(TASK), "--layer", "12", "--out", str(out), "--quiet",
+               "--methods", "prompt,diffmean,random", "--factors", "0.5,2", "--instructions", "2",
+               "--max-new-tokens", "12"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    steering = res["steering"]
+    assert {"Prompt", "DiffMean", "Random"} <= set(steering["methods"])
+    judge = steering["judge"]
+    assert judge["kind"] == "local" and 0.5 <= judge["concept"]["auroc"] <= 1.0
+    for label, r in steering["methods"].items():
+        assert set(r["per_concept"]) == {"0", "1"}, label
+        assert 0.0 <= r["mean_score"] <= 2.0
+    lines = (out / "generations.jsonl").read_text().splitlines()
+    assert lines and all("generation" in json.loads(line) for line in lines)
