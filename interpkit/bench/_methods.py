@@ -555,14 +555,17 @@ class SAECriterion(Method):
     picks it: the description is compiled with a criterion compiler (default ``embedding``) over
     the task's unlabelled train outputs into pseudo-labelled texts split train/held-out; every
     latent's max-pooled activation on those texts is ranked with ``interpkit.rank`` and the top
-    latent that is higher on the criterion's texts wins. psi is the SAE's own encoder for it:
+    latent that is higher on the criterion's texts wins (near-ties within ``tie_tolerance`` go to
+    the larger class gap, `criterion_pick`). psi is the SAE's own encoder for it:
     JumpReLU ``1[pre > θ]·ReLU(pre)``, else ``ReLU(pre)`` (a TopK SAE's choice among latents
     cannot be applied to one latent alone); steering adds the unit decoder row.
     """
 
     name, label = "sae", "SAE"
-    defaults: ClassVar[dict[str, Any]] = {"compiler": "embedding", "max_per_class": None, "n_bootstrap": 20}
+    defaults: ClassVar[dict[str, Any]] = {"compiler": "embedding", "max_per_class": None, "n_bootstrap": 20,
+                                          "tie_tolerance": 0.01}
     positive = ("max_per_class",)
+    numeric = integers = ("max_per_class",)
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
         t0 = time.perf_counter()
@@ -600,7 +603,8 @@ class CriterionOnly(Method):
     candidates are every neuron at the site (max-pooled raw activation), every SAE latent (when
     ``use_sae`` and the context provides an SAE) and the DiffMean direction of the pseudo-labels
     learned on the pseudo train split; ``interpkit.rank`` orders them by held-out association on the
-    pseudo held-out split and the top one oriented towards the criterion is taken. Its max-pooled
+    pseudo held-out split and the top one oriented towards the criterion is taken (near-ties within
+    ``tie_tolerance``: direction, then SAE latent, then neuron; see `criterion_pick`). Its max-pooled
     eval score is the detection score; ``info`` names the feature, its kind and its held-out
     association. Detection only (``steer_vector`` is still filled for users who want it).
     """
@@ -608,10 +612,11 @@ class CriterionOnly(Method):
     name, label = "criterion", "Criterion-only"
     steers = False
     defaults: ClassVar[dict[str, Any]] = {
-        "compiler": "embedding", "max_per_class": None, "n_bootstrap": 20, "use_sae": True,
+        "compiler": "embedding", "max_per_class": None, "n_bootstrap": 20, "tie_tolerance": 0.01, "use_sae": True,
         "neurons": True, "direction": True,
     }
     positive = ("max_per_class",)
+    numeric = integers = ("max_per_class",)
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
         t0 = time.perf_counter()
@@ -771,6 +776,10 @@ def _pseudo_diffmean(ctx: Any, rows: np.ndarray, positive: np.ndarray) -> np.nda
     return unit(x[y].mean(axis=0, dtype=np.float64) - x[~y].mean(axis=0, dtype=np.float64))
 
 
+_KIND_ORDER = {"direction": 0, "sae": 1, "neuron": 2}
+"""Tie-break order of candidate kinds in `criterion_pick`."""
+
+
 def _class_gap(values: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Per column ``(mean_pos - mean_neg) / pooled sd`` (Cohen's d; 0 where both classes are constant)."""
     x = np.asarray(values, dtype=np.float64)
@@ -789,9 +798,11 @@ def criterion_pick(ctx: Any, cid: int, method: Method, *, kinds: Sequence[str],
     latent of ``ctx.sae()``), ``"direction"`` (DiffMean of the pseudo-labels on the pseudo train
     split). Each one's max-pooled value on the compiled texts goes into a `FeatureTable` with the
     criterion scores and splits; ``interpkit.rank`` orders them and the best one that is higher on
-    criterion-positive texts is returned. Ties in rank order (common: the pseudo-labelled texts
-    are easy and many candidates reach a held-out AUROC of 1) go to the larger standardised gap
-    between the criterion's classes over all compiled texts (`_class_gap`). Kinds in ``optional``
+    criterion-positive texts is returned. Candidates within ``tie_tolerance`` of the best rank
+    score count as tied (common: the pseudo-labelled texts are easy and hundreds of candidates
+    reach a held-out AUROC of 1); among them the direction goes first, then SAE latents, then
+    neurons, then the larger standardised gap between the criterion's classes over all compiled
+    texts (`_class_gap`). Kinds in ``optional``
     are skipped (and the reason kept in ``info``) when they cannot be built. The labelled eval
     rows are never read.
     """
@@ -836,8 +847,9 @@ def criterion_pick(ctx: Any, cid: int, method: Method, *, kinds: Sequence[str],
     table = FeatureTable(np.hstack(blocks), examples, pd.DataFrame({"feature_id": ids}),
                          meta={"criterion": ex["provenance"]["criterion"]})
     result = rank(table, null="asymptotic", n_bootstrap=p["n_bootstrap"], seed=int(getattr(ctx, "seed", 42)))
-    # the pseudo-labelled texts are often easy: many candidates tie at a held-out AUROC of 1, so
-    # ties in (tier, score) go to the larger standardised gap between the criterion's classes
+    # the pseudo-labelled texts are often easy, so many candidates tie near a held-out AUROC of 1:
+    # within `tie_tolerance` of the best score, the kind order decides (a direction pools every
+    # dimension's evidence; latents are trained to be monosemantic), then the class gap
     gap = _class_gap(table.dense(), ex["positive"])
     oriented = [r for r in result.rows if r.association.effect_sign > 0
                 and (r.association.auroc_test is None or r.association.auroc_test > 0.5)]
@@ -845,7 +857,11 @@ def criterion_pick(ctx: Any, cid: int, method: Method, *, kinds: Sequence[str],
     if not oriented:
         oriented = list(result.rows[:1])
         warnings.append("no candidate is higher on criterion-positive texts; the top-ranked one is used")
-    chosen = min(oriented, key=lambda r: (r.tier_rank, -round(r.score, 9), -gap[r.index], r.index))
+    best_tier = min(r.tier_rank for r in oriented)
+    top = [r for r in oriented if r.tier_rank == best_tier]
+    best = max(r.score for r in top)
+    tied = [r for r in top if r.score >= best - p["tie_tolerance"]]
+    chosen = min(tied, key=lambda r: (_KIND_ORDER.get(r.feature_id.partition(":")[0], 9), -gap[r.index], r.index))
     kind, _, ref = chosen.feature_id.partition(":")
     if kind == "sae":
         fitted = sae_fitted(ctx, method, cid, int(ref))
@@ -858,7 +874,7 @@ def criterion_pick(ctx: Any, cid: int, method: Method, *, kinds: Sequence[str],
     a = chosen.association
     fitted.info.update(
         feature=chosen.feature_id, rank=chosen.rank, tier=chosen.tier, rank_score=chosen.score,
-        class_gap=float(gap[chosen.index]),
+        class_gap=float(gap[chosen.index]), n_tied=len(tied),
         association={"auroc_test": a.auroc_test, "auroc_train": a.auroc_train, "spearman_test": a.spearman_test,
                      "p_value": a.p_value, "q_value": a.q_value, "significant": a.significant,
                      "n_train": a.n_train, "n_test": a.n_test},
