@@ -1,0 +1,128 @@
+"""The benchmark runner: `bench` end to end on the tiny model, fit cache, shard merging, CLI and run steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from interpkit.bench import bench, build_context, load_task, run_detect
+from interpkit.bench._report import merge_results
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TASK = Path(__file__).resolve().parents[1] / "data" / "axbench_quick_l10"
+CHEAP = ["diffmean", "pca", "lat", "probe", "random", "bow"]
+# the tiny model's position table has 64 rows: every text is cut to 60 tokens
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from interpkit._testing import tiny_model
+
+    return tiny_model("nnsight")
+
+
+def test_bench_detect_writes_results_markdown_charts_and_features(tiny, tmp_path):
+    out = tmp_path / "out"
+    res = bench("detect", TASK, model=tiny, layer=1, methods=CHEAP, out=out, max_length=60, cache_dir=tmp_path / "cache",
+                options={"probe": {"epochs": 2}}, progress=False)
+    assert set(res["methods"]) == {"DiffMean", "PCA", "LAT", "Probe", "Random", "BoW"}
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["kind"] == "interpkit.bench" and on_disk["mode"] == "detect" and on_disk["site"] == "layer1.resid_post"
+    for r in on_disk["methods"].values():
+        assert set(r["per_concept"]) == {"0", "1"}
+        assert 0 <= r["mean_auroc"] <= 1
+        assert "f1_imbalanced" in r["per_concept"]["0"]
+    # BoW reads the words: two distinct concepts are separable from 8+8 examples
+    assert on_disk["methods"]["BoW"]["mean_auroc"] > 0.7
+    assert "| DiffMean |" in (out / "results.md").read_text()
+    from interpkit.table import FeatureTable
+
+    table = FeatureTable.load(out / "features")
+    assert {"DiffMean/c0", "Probe/c1"} <= set(table.feature_ids)
+    assert "BoW/c0" not in table.feature_ids  # a text classifier has no direction
+
+
+def test_a_second_run_reads_fitted_directions_from_the_cache(tiny, tmp_path):
+    kw = {"model": tiny, "layer": 1, "max_length": 60, "methods": ["probe"], "cache_dir": tmp_path / "cache", "progress": False,
+          "options": {"probe": {"epochs": 2}}}
+    first = bench("detect", TASK, **kw)
+    second = bench("detect", TASK, **kw)
+    a, b = first["methods"]["Probe"]["per_concept"]["0"], second["methods"]["Probe"]["per_concept"]["0"]
+    assert not a["info"].get("cached") and b["info"]["cached"] is True
+    assert a["auroc"] == pytest.approx(b["auroc"])
+
+
+def test_concept_shards_merge_to_the_unsharded_result(tiny, tmp_path):
+    ctx = build_context(load_task(TASK), tiny, layer=1, max_length=60, cache_dir=None, progress=False)
+    whole = merge_results([run_detect(ctx, CHEAP[:2], progress=False)])
+    parts = [run_detect(ctx, CHEAP[:2], concepts=[c], progress=False) for c in (0, 1)]
+    merged = merge_results(parts)
+    for label in whole["methods"]:
+        assert merged["methods"][label]["mean_auroc"] == pytest.approx(whole["methods"][label]["mean_auroc"])
+        assert list(merged["methods"][label]["per_concept"]) == ["0", "1"]
+
+
+def test_fitted_directions_are_unit_vectors_scored_by_max_pooling(tiny):
+    from interpkit.bench import fit_method, get_method
+
+    ctx = build_context(load_task(TASK), tiny, layer=1, max_length=60, cache_dir=None, progress=False)
+    method = get_method("diffmean")
+    fitted = fit_method(ctx, method, 0)
+    assert np.linalg.norm(fitted.vector) == pytest.approx(1.0, abs=1e-5)
+    idx = ctx.eval_split(0)
+    scores = method.scores(ctx, fitted, "eval", idx)
+    by_hand = [float((ctx.eval_acts.rows(i) @ fitted.vector).max()) for i in idx]
+    np.testing.assert_allclose(scores, by_hand, rtol=1e-4, atol=1e-4)
+
+
+def _cli(argv):
+    from interpkit.cli import main
+
+    return main(argv)
+
+
+def test_cli_reports_bad_options_and_unknown_methods(tmp_path, capsys):
+    rc = _cli(["bench", "detect", "--task", str(TASK), "--out", str(tmp_path / "o"), "--options", "{not json"])
+    assert rc == 2 and "--options: not valid JSON" in capsys.readouterr().err
+    rc = _cli(["bench", "detect", "--task", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "missing" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_read_concept_list_formats(tmp_path):
+    from interpkit.bench import read_concept_list
+
+    (tmp_path / "c.txt").write_text("# concepts\nreferences to dates\n\nterms about music\nreferences to dates\n")
+    assert read_concept_list(tmp_path / "c.txt") == ["references to dates", "terms about music"]
+    (tmp_path / "c.json").write_text(json.dumps([
+        {"modelId": "m", "layer": "1", "index": "5", "description": "first"},
+        {"modelId": "m", "layer": "1", "index": "5", "description": "second label of the same feature"},
+        {"modelId": "m", "layer": "1", "index": "6", "description": "other"}]))
+    assert read_concept_list(tmp_path / "c.json") == ["first", "other"]
+    (tmp_path / "c.csv").write_text("description,url\nsome concept,https://x\n")
+    assert read_concept_list(tmp_path / "c.csv") == ["some concept"]
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json item 0"):
+        read_concept_list(tmp_path / "bad.json")
+
+
+def test_a_run_config_can_hold_a_bench_step(tmp_path, capsys):
+    import shutil
+
+    from interpkit.cli import _run
+
+    shutil.copytree(TASK, tmp_path / "task")
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"name": "b", "steps": [
+        {"name": "detect", "kind": "bench", "args": {"mode": "detect", "task": "task", "model": "smollm2-135m",
+                                                      "methods": "diffmean", "quick": True}}]}))
+    parser = argparse.ArgumentParser()
+    _run.add_arguments(parser)
+    assert _run.run(parser.parse_args([str(cfg), "--dry-run"])) == 0
+    printed = capsys.readouterr().out
+    assert "interpkit bench" in printed and "nothing was run or written" in printed
