@@ -577,8 +577,9 @@ class SAECriterion(Method):
 class SAEAuc(Method):
     """SAE-A (§5.8): the SAE latent whose max-pooled activation has the best train AUROC (labels used).
 
-    Every latent is scored on the concept's training texts (max over kept tokens of its activation)
-    and the arg-max AUROC against the labels is taken; then it behaves like `SAECriterion`.
+    Every latent is scored on the concept's training texts (max over kept tokens of its
+    stand-alone activation, `sae_codes`) and the arg-max AUROC against the labels is taken; then
+    it behaves like `SAECriterion`.
     """
 
     name, label = "sae-a", "SAE-A"
@@ -722,7 +723,12 @@ def neuron_maxpool(ctx: Any) -> np.ndarray:
 
 
 def sae_codes(ctx: Any, chunk_tokens: int = 8192) -> np.ndarray:
-    """Max over kept tokens of every SAE latent, per train text (cached): ``[n_train, d_sae]``."""
+    """Max over kept tokens of every SAE latent's psi, per train text (cached): ``[n_train, d_sae]``.
+
+    Each latent's psi is its stand-alone activation, the one `sae_fitted` scores with:
+    ``1[pre > θ]·ReLU(pre)`` for JumpReLU, ``ReLU(pre)`` otherwise (a TopK SAE's competition
+    between latents is left out, so selection and detection read the same number).
+    """
     import torch
 
     memo = _memo(ctx)
@@ -731,11 +737,13 @@ def sae_codes(ctx: Any, chunk_tokens: int = 8192) -> np.ndarray:
         acts = ctx.train_acts
         idx = np.arange(len(acts))
         param = next(iter(sae.parameters()))
+        jump = sae.cfg.architecture == "jumprelu"
         out = np.zeros((len(acts), int(sae.cfg.d_sae)), dtype=np.float32)
         with torch.no_grad():
             for start, stop, x, owner in iter_token_chunks(acts, idx, chunk_tokens):
-                codes = sae.encode(torch.from_numpy(x).to(param.device)).float().cpu().numpy()
-                out[start:stop] = group_max(codes, owner - start, stop - start)
+                pre = sae.pre_activations(torch.from_numpy(x).to(param.device)).float()
+                codes = torch.relu(pre) * (pre > sae.threshold.float()) if jump else torch.relu(pre)
+                out[start:stop] = group_max(codes.cpu().numpy(), owner - start, stop - start)
         memo["sae_codes"] = out
     return memo["sae_codes"]
 

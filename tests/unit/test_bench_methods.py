@@ -96,7 +96,7 @@ def fake_context(n_pos: int = 60, n_neg: int = 60, n_eval: int = 12, data_seed: 
         train_texts=[f"{a}\n\n{b}" for a, b in zip(train["input"], train["output"], strict=True)],
         eval_texts=[f"{a}\n\n{b}" for a, b in zip(evals["input"], evals["output"], strict=True)],
         train_acts=_acts(train_owner, rng), eval_acts=_acts(eval_owner, rng), prefix_length=1,
-        encoder_spec=KeywordEncoder(), sae_spec=_sae(), progress=False, **kw)
+        **{"encoder_spec": KeywordEncoder(), "sae_spec": _sae(), "progress": False, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +322,32 @@ def test_ssv_trains_on_positives_and_lowers_the_loss(lm_ctx):
     assert fitted.info["n_examples"] == 6 and len(loss) == 8
     assert np.isfinite(loss).all() and loss[-1] < loss[0]
     assert fitted.info["final_norm"] != pytest.approx(0.01 * np.sqrt(D))  # w moved from its init
+
+
+def test_info_is_json_ready(ctx):
+    import json
+
+    for name, opts in (("diffmean", {}), ("pca", {}), ("lat", {}), ("probe", {"epochs": 2}), ("random", {}),
+                       ("sae", {}), ("sae-a", {}), ("criterion", {}), ("bow", {})):
+        fitted = get_method(name, **opts).fit(ctx, 0)
+        json.dumps(fitted.info, allow_nan=False)
+        assert fitted.method == name and fitted.concept_id == 0
+
+
+def test_jumprelu_sae_latent_keeps_its_threshold():
+    import torch
+
+    from interpkit.sae import SAEConfig, make_sae
+
+    sae = make_sae(SAEConfig(architecture="jumprelu", d_in=D, d_sae=8), seed=0)
+    with torch.no_grad():
+        sae.W_enc[:, 5] = torch.from_numpy(_dirs()[0])
+        sae.threshold.fill_(2.0)
+    c = fake_context(sae_spec=sae)
+    m = get_method("sae-a")
+    fitted = m.fit(c, 0)
+    assert fitted.info["latent"] == 5 and fitted.score == "jumprelu" and fitted.threshold == pytest.approx(2.0)
+    x = c.eval_acts.rows(0)
+    with torch.no_grad():
+        expected = sae.encode(torch.from_numpy(x))[:, 5].numpy()
+    np.testing.assert_allclose(m.token_scores(c, fitted, 0), expected, atol=1e-4)
