@@ -351,3 +351,26 @@ def test_jumprelu_sae_latent_keeps_its_threshold():
     with torch.no_grad():
         expected = sae.encode(torch.from_numpy(x))[:, 5].numpy()
     np.testing.assert_allclose(m.token_scores(c, fitted, 0), expected, atol=1e-4)
+
+
+def test_topk_sae_latent_reads_the_full_encoder():
+    import torch
+
+    from interpkit.sae import SAEConfig, make_sae
+
+    sae = make_sae(SAEConfig(architecture="topk", d_in=D, d_sae=8, k=2), seed=0)
+    with torch.no_grad():
+        sae.W_enc[:, 5] = torch.from_numpy(_dirs()[0]) * 3
+    c = fake_context(sae_spec=sae)
+    enc = get_method("sae-a").fit(c, 0)
+    assert enc.info["latent"] == 5 and enc.score == "sae"
+    x = c.eval_acts.rows(3)
+    with torch.no_grad():
+        expected = sae.encode(torch.from_numpy(x))[:, 5].numpy()
+    m = get_method("sae-a")
+    np.testing.assert_allclose(m.token_scores(c, enc, 3), expected, atol=1e-5)
+    assert np.isclose(m.scores(c, enc, "eval", [3])[0], expected.max(), atol=1e-5)
+    alone = get_method("sae-a", latent_psi="standalone").fit(c, 0)
+    assert alone.score == "relu" and alone.info["latent"] == 5
+    table = fitted_table(c, {("SAE-A", 0): enc})
+    np.testing.assert_allclose(table.dense()[3, 0], expected.max(), atol=1e-5)
