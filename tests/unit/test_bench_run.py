@@ -126,3 +126,39 @@ def test_a_run_config_can_hold_a_bench_step(tmp_path, capsys):
     assert _run.run(parser.parse_args([str(cfg), "--dry-run"])) == 0
     printed = capsys.readouterr().out
     assert "interpkit bench" in printed and "nothing was run or written" in printed
+
+
+def _shard_worker(rank: int, world: int, port: int, out: str, cache: str) -> None:
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch
+
+    torch.set_num_threads(1)
+    from interpkit._testing import tiny_model
+
+    bench("detect", TASK, model=tiny_model("nnsight"), layer=1, methods=["diffmean"], out=out if rank == 0 else None,
+          max_length=60, cache_dir=cache, progress=False, charts=False)
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_torch_distributed_shards_concepts_and_rank0_writes_the_merge(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "dist"
+    mp.spawn(_shard_worker, args=(2, port, str(out), str(tmp_path / "cache")), nprocs=2, join=True)
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["world_size"] == 2
+    assert list(res["methods"]["DiffMean"]["per_concept"]) == ["0", "1"]
+    from interpkit._testing import tiny_model
+
+    single = bench("detect", TASK, model=tiny_model("nnsight"), layer=1, methods=["diffmean"], max_length=60, cache_dir=tmp_path / "cache2", progress=False)
+    assert res["methods"]["DiffMean"]["mean_auroc"] == pytest.approx(single["methods"]["DiffMean"]["mean_auroc"], abs=1e-6)
