@@ -1,0 +1,321 @@
+"""`SteeringPanel`: strength sliders for steering vectors, baseline and steered generations side by side.
+
+Each feature is a steering vector at a site (a contrast direction, an SAE decoder row, a probe).
+Moving a slider sets its strength (negative strengths steer away); the panel then generates from
+the prompt twice with the same seed, without edits and inside ``model.edits(AddVector(...))`` for
+every non-zero strength, and scores both continuations:
+
+- ``criterion_score``: the criterion compiler's score of the continuation (when a criterion is
+  given), and ``metric``: a `~interpkit.causal.CriterionMetric` (e.g. the target-token
+  `~interpkit.causal.LogitTargetMetric`) on the prompt under each setting, when given;
+- ``perplexity``: of the continuation given the prompt under the *unsteered* model (fluency, as
+  the AxBench steering evaluation measures it), and ``next_token_tv``: the total-variation
+  distance between the unsteered and steered next-token distributions after the prompt.
+
+`SteeringPanel.export_spec` writes the settings as an intervention spec (site, strength and the
+vector with its sha256) that `SteeringPanel.edits_from_spec` turns back into edits.
+
+Example:
+    >>> import numpy as np
+    >>> from interpkit._testing import tiny_model
+    >>> model = tiny_model()
+    >>> panel = SteeringPanel(model, {"v": ("layer1.resid_post", np.ones(16))}, prompt="the cat",
+    ...                       max_new_tokens=4, debounce=0)
+    >>> panel.strengths = {"v": 6.0}  # live, with debounce=0: regenerates at once
+    >>> panel.version, panel.scores["strengths"], len(panel.export_spec()["edits"])
+    (1, {'v': 6.0}, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from ._debounce import Debouncer
+from ._static import asset
+
+__all__ = ["SPEC_KIND", "SteeringPanel", "vector_sha256"]
+
+SPEC_KIND = "intervention_spec"
+"""``kind`` of the dict `SteeringPanel.export_spec` returns."""
+
+
+def vector_sha256(vector: Any) -> str:
+    """Hex sha256 of a vector's float32 little-endian bytes (how a spec names its vector)."""
+    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
+
+
+class SteeringPanel(anywidget.AnyWidget):
+    """Steering sliders, a prompt box, and baseline vs steered generations with their scores.
+
+    Args:
+        model: a ``ModelWrapper``.
+        features: ``{name: (site, vector)}``; vectors are ``[d_model]`` arrays or tensors, used as
+            given (strength 1 adds the vector once).
+        criterion: criterion text (or `~interpkit.criterion.Criterion`) the continuations are
+            scored for; None skips the score.
+        compiler: compiler name for ``criterion`` (``"keyword"`` needs no model; ``"embedding"``
+            loads MiniLM).
+        metric: an optional `~interpkit.causal.CriterionMetric` scored on the prompt.
+        prompt: the initial prompt.
+        strengths: initial strengths by name (default 0).
+        strength_range: the sliders' ``(min, max)``.
+        max_new_tokens, do_sample, chat, seed: generation settings (the same seed for both runs).
+        debounce: seconds of quiet after a slider or prompt edit before regenerating (0: at once).
+    """
+
+    _esm = asset("steering_panel.js")
+    _css = asset("steering_panel.css")
+
+    features = traitlets.List(traitlets.Dict()).tag(sync=True)
+    """One ``{name, site, norm, d_model}`` per steering vector (the vectors stay in the kernel)."""
+    strengths = traitlets.Dict().tag(sync=True)
+    """Strength per feature name."""
+    strength_min = traitlets.Float(-10.0).tag(sync=True)
+    """Slider minimum."""
+    strength_max = traitlets.Float(10.0).tag(sync=True)
+    """Slider maximum."""
+    prompt = traitlets.Unicode("").tag(sync=True)
+    """The prompt continued."""
+    max_new_tokens = traitlets.Int(32).tag(sync=True)
+    """Tokens generated per run."""
+    seed = traitlets.Int(0).tag(sync=True)
+    """Sampling seed shared by both runs."""
+    do_sample = traitlets.Bool(False).tag(sync=True)
+    """Sample (True) or decode greedily."""
+    chat = traitlets.Bool(False).tag(sync=True)
+    """Wrap the prompt in the chat template."""
+    live = traitlets.Bool(True).tag(sync=True)
+    """Regenerate after every slider or prompt edit (else only on ``generate``)."""
+    busy = traitlets.Bool(False).tag(sync=True)
+    """True while generating."""
+    error = traitlets.Unicode("").tag(sync=True)
+    """The last run's error ("" when it succeeded)."""
+    baseline = traitlets.Unicode("").tag(sync=True)
+    """The unsteered continuation."""
+    steered = traitlets.Unicode("").tag(sync=True)
+    """The steered continuation."""
+    scores = traitlets.Dict().tag(sync=True)
+    """``{"baseline": {...}, "steered": {...}, "next_token_tv": x, "strengths": {...}}``."""
+    version = traitlets.Int(0).tag(sync=True)
+    """Incremented after every finished run."""
+
+    def __init__(
+        self,
+        model: Any,
+        features: Mapping[str, tuple[str, Any]],
+        criterion: Any = None,
+        *,
+        compiler: str = "embedding",
+        compiler_options: Mapping[str, Any] | None = None,
+        metric: Any = None,
+        prompt: str = "",
+        strengths: Mapping[str, float] | None = None,
+        strength_range: tuple[float, float] = (-10.0, 10.0),
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        chat: bool = False,
+        seed: int = 0,
+        debounce: float = 0.4,
+        **kwargs: Any,
+    ) -> None:
+        import torch
+
+        if not features:
+            raise ValueError("SteeringPanel needs at least one feature: {name: (site, vector)}")
+        self.model = model
+        self.vectors: dict[str, tuple[str, torch.Tensor]] = {}
+        meta = []
+        for name, (site, vector) in features.items():
+            site = model.resolve_site(site)
+            vec = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
+            if vec.numel() != model.d_model:
+                raise ValueError(f"feature {name!r}: vector has {vec.numel()} values, the model's d_model is "
+                                 f"{model.d_model}")
+            self.vectors[str(name)] = (site, vec)
+            meta.append({"name": str(name), "site": site, "norm": float(vec.norm()), "d_model": int(vec.numel())})
+        self.criterion = criterion
+        self.compiler_name = compiler
+        self.compiler_options = dict(compiler_options or {})
+        self.metric = metric
+        self._baseline_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._debouncer = Debouncer(self._run, debounce)
+        self._ready = False
+        init = {n: float((strengths or {}).get(n, 0.0)) for n in self.vectors}
+        super().__init__(features=meta, strengths=init, strength_min=float(strength_range[0]),
+                         strength_max=float(strength_range[1]), prompt=prompt, max_new_tokens=max_new_tokens,
+                         do_sample=do_sample, chat=chat, seed=seed, **kwargs)
+        self.on_msg(self._on_front_msg)
+        self._ready = True
+
+    # ---- front-end events ----------------------------------------------------------------------
+
+    @traitlets.observe("strengths", "prompt")
+    def _on_edit(self, change: Mapping[str, Any]) -> None:
+        if self._ready and self.live and self.prompt.strip():
+            self._debouncer()
+
+    def _on_front_msg(self, _widget: Any, content: Any, _buffers: Sequence[Any] = ()) -> None:
+        if isinstance(content, Mapping) and content.get("type") == "generate":
+            self.generate()
+
+    # ---- actions ---------------------------------------------------------------------------------
+
+    def edits(self, strengths: Mapping[str, float] | None = None) -> list[Any]:
+        """The ``AddVector`` edits for ``strengths`` (default: the sliders); zero strengths are left out."""
+        from interpkit.models import AddVector
+
+        strengths = self.strengths if strengths is None else strengths
+        return [AddVector(site, vec, strength=float(strengths.get(name, 0.0)))
+                for name, (site, vec) in self.vectors.items() if float(strengths.get(name, 0.0)) != 0.0]
+
+    def generate(self) -> None:
+        """Generate and score now (a pending debounced run is dropped)."""
+        self._debouncer.run_now()
+
+    def run(self, prompt: str, strengths: Mapping[str, float]) -> dict[str, Any]:
+        """Baseline and steered continuations of ``prompt`` with their scores (the widget is not changed).
+
+        Returns:
+            ``{"baseline": {"text", "criterion_score", "perplexity", "metric"}, "steered": {...},
+            "next_token_tv": float, "strengths": {...}}``.
+        """
+        from interpkit.causal import next_token_probs
+
+        gen = {"max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
+               "chat": bool(self.chat), "seed": int(self.seed)}
+        key = (prompt, *sorted(gen.items()))
+        if key not in self._baseline_cache:
+            text = self.model.generate(prompt, **gen)[0]
+            self._baseline_cache[key] = {"text": text, **self._scores(prompt, text, [])}
+        base = self._baseline_cache[key]
+        edits = self.edits(strengths)
+        with self.model.edits(*edits):
+            text = self.model.generate(prompt, **gen)[0]
+        steered = {"text": text, **self._scores(prompt, text, edits)}
+        p = next_token_probs(self.model, [self._prompt_text(prompt)])
+        with self.model.edits(*edits):
+            q = next_token_probs(self.model, [self._prompt_text(prompt)])
+        tv = float(0.5 * (p - q).abs().sum())
+        return {"baseline": dict(base), "steered": steered, "next_token_tv": tv,
+                "strengths": {n: float(strengths.get(n, 0.0)) for n in self.vectors}}
+
+    def sweep(self, name: str, strengths: Sequence[float], prompt: str | None = None) -> list[dict[str, Any]]:
+        """Run one feature at several strengths (others at 0): rows for `interpkit.viz.steering_curve`.
+
+        Returns:
+            One ``{"feature", "strength", "criterion_score", "perplexity", "next_token_tv", "text"}`` per strength.
+        """
+        if name not in self.vectors:
+            raise KeyError(f"no feature {name!r}; known: {sorted(self.vectors)}")
+        rows = []
+        for s in strengths:
+            out = self.run(prompt if prompt is not None else self.prompt, {name: float(s)})
+            st = out["steered"]
+            rows.append({"feature": name, "strength": float(s), "criterion_score": st["criterion_score"],
+                         "perplexity": st["perplexity"], "next_token_tv": out["next_token_tv"], "text": st["text"]})
+        return rows
+
+    def export_spec(self) -> dict[str, Any]:
+        """The current settings as an intervention spec (JSON-ready).
+
+        One ``add_vector`` edit per non-zero strength: ``feature``, ``site``, ``strength``,
+        ``d_model``, ``norm``, ``vector`` (float32 values) and ``vector_sha256``; plus the model
+        name, the prompt and the generation settings.
+        """
+        from interpkit._constants import SCHEMA_VERSION
+
+        edits = []
+        for name, (site, vec) in self.vectors.items():
+            strength = float(self.strengths.get(name, 0.0))
+            if strength == 0.0:
+                continue
+            values = vec.detach().cpu().numpy().astype(np.float32)
+            edits.append({"type": "add_vector", "feature": name, "site": site, "strength": strength,
+                          "d_model": int(values.size), "norm": float(np.linalg.norm(values)),
+                          "vector": [float(v) for v in values], "vector_sha256": vector_sha256(values)})
+        crit = self.criterion
+        crit_text = getattr(crit, "text", crit)
+        return {"kind": SPEC_KIND, "schema_version": SCHEMA_VERSION, "model": getattr(self.model, "name", None),
+                "criterion": crit_text, "edits": edits,
+                "generation": {"prompt": self.prompt, "max_new_tokens": int(self.max_new_tokens),
+                               "seed": int(self.seed), "do_sample": bool(self.do_sample), "chat": bool(self.chat)}}
+
+    def save_spec(self, path: str | Path) -> Path:
+        """Write `export_spec` as JSON (atomically) and return the path."""
+        from interpkit._io import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.export_spec(), indent=2) + "\n")
+
+    @staticmethod
+    def edits_from_spec(spec: Mapping[str, Any] | str | Path) -> list[Any]:
+        """``AddVector`` edits from a spec dict or file; each vector is checked against its sha256.
+
+        Raises:
+            ValueError: not an intervention spec, or a vector that does not match its hash.
+        """
+        import torch
+
+        from interpkit.models import AddVector
+
+        if not isinstance(spec, Mapping):
+            spec = json.loads(Path(spec).read_text(encoding="utf-8"))
+        if spec.get("kind") != SPEC_KIND:
+            raise ValueError(f"not an intervention spec: kind {spec.get('kind')!r}")
+        out = []
+        for e in spec["edits"]:
+            values = np.asarray(e["vector"], dtype=np.float32)
+            if vector_sha256(values) != e["vector_sha256"]:
+                raise ValueError(f"edit {e.get('feature')!r}: vector does not match vector_sha256")
+            out.append(AddVector(e["site"], torch.from_numpy(values), strength=float(e["strength"])))
+        return out
+
+    # ---- the run ---------------------------------------------------------------------------------
+
+    def _prompt_text(self, prompt: str) -> str:
+        if not self.chat:
+            return prompt
+        return self.model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                         add_generation_prompt=True, tokenize=False)
+
+    def _scores(self, prompt: str, text: str, edits: Sequence[Any]) -> dict[str, Any]:
+        from interpkit.bench._judge import perplexity
+
+        out: dict[str, Any] = {"criterion_score": None, "metric": None}
+        if self.criterion is not None:
+            from interpkit.criterion import as_criterion, get_compiler
+
+            comp = get_compiler(self.compiler_name, **self.compiler_options)
+            out["criterion_score"] = comp.score_texts(as_criterion(self.criterion), [text])[0].score
+        if self.metric is not None:
+            with self.model.edits(*edits):
+                out["metric"] = float(np.asarray(self.metric.score(self.model, [self._prompt_text(prompt)]))[0])
+        ppl = float(perplexity(self.model, [self._prompt_text(prompt)], [text])[0]) if text else None
+        out["perplexity"] = ppl if ppl is not None and np.isfinite(ppl) else None
+        return out
+
+    def _run(self) -> None:
+        prompt = self.prompt
+        if not prompt.strip():
+            return
+        self.busy = True
+        try:
+            out = self.run(prompt, dict(self.strengths))
+        except Exception as exc:  # shown in the widget; the kernel keeps running
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        else:
+            self.error = ""
+            self.baseline = out["baseline"]["text"]
+            self.steered = out["steered"]["text"]
+            self.scores = out
+        finally:
+            self.version += 1
+            self.busy = False
