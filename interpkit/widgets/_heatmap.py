@@ -196,7 +196,7 @@ class FingerprintHeatmap(anywidget.AnyWidget):
         }
         if mt is not None:
             # the match's own component scores are the reference when the matrix is partial
-            pair["components"] = {**{k: _num(v) if v is not None else None for k, v in mt.components.items()},
+            pair["components"] = {**{k: _num(v) for k, v in mt.components.items() if v is not None},
                                   **{k: v for k, v in pair["components"].items() if v is not None}}
             if mt.validation is not None:
                 pair["validation"] = mt.validation
