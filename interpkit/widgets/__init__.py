@@ -40,7 +40,19 @@ _LAZY = {
     "asset": "._static",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "SPEC_KIND",
+    "STATIC",
+    "CriterionEditor",
+    "FeatureCard",
+    "FingerprintHeatmap",
+    "SteeringPanel",
+    "asset",
+    "card_html",
+    "feature_entry",
+    "ranking_rows",
+    "vector_sha256",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -248,7 +248,7 @@ def fingerprints():
     sigs = rng.normal(size=(6, 32))
     emb = rng.normal(size=(6, 8))
     left = [FeatureFingerprint(feature_id=f"a{i}", label=f"left {i}", activation_signature=s,
-                               explanation_embedding=e) for i, (s, e) in enumerate(zip(sigs, emb))]
+                               explanation_embedding=e) for i, (s, e) in enumerate(zip(sigs, emb, strict=True))]
     right = [FeatureFingerprint(feature_id=f"b{i}", label=f"right {i}",
                                 activation_signature=sigs[5 - i] + 0.2 * rng.normal(size=32),
                                 explanation_embedding=emb[5 - i]) for i in range(6)]

@@ -1,0 +1,73 @@
+"""Charts: pure functions that return altair charts (they neither display nor save).
+
+- `ranking_bars`: the top features' ranking components (effect size, specificity, stability, causal);
+- `activation_histogram`: one feature's activations, split by criterion class;
+- `roc_curves`: ROC curves from bench results or from ``{name: (scores, labels)}``;
+- `steering_curve`: criterion score (and side effect) against steering strength;
+- `match_heatmap`: a match result's (or a `~interpkit.widgets.FingerprintHeatmap`'s) similarities;
+- `auroc_bars`, `bench_roc`, `bench_steering`: the benchmark report's charts (``interpkit.bench``);
+- `save_chart`: PNG/SVG (offline, vl-convert), self-contained HTML, or the vega-lite JSON.
+
+Example:
+    >>> import interpkit
+    >>> from interpkit.viz import ranking_bars
+    >>> data = interpkit.make_toy_table(n_examples=80, n_features=6, seed=0)
+    >>> chart = ranking_bars(interpkit.rank(data.table, n_permutations=50), k=3)
+    >>> chart.to_dict()["mark"]["type"]
+    'bar'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._charts import (
+        activation_histogram,
+        auroc_bars,
+        bench_roc,
+        bench_steering,
+        match_heatmap,
+        ranking_bars,
+        roc_curves,
+        steering_curve,
+    )
+    from ._save import save_chart
+
+_LAZY = {
+    "activation_histogram": "._charts",
+    "match_heatmap": "._charts",
+    "ranking_bars": "._charts",
+    "roc_curves": "._charts",
+    "steering_curve": "._charts",
+    "auroc_bars": "._charts",
+    "bench_roc": "._charts",
+    "bench_steering": "._charts",
+    "save_chart": "._save",
+}
+
+__all__ = [
+    "activation_histogram",
+    "auroc_bars",
+    "bench_roc",
+    "bench_steering",
+    "match_heatmap",
+    "ranking_bars",
+    "roc_curves",
+    "save_chart",
+    "steering_curve",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interpkit.viz' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
