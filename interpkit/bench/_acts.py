@@ -97,6 +97,15 @@ class TokenActs:
             out[start : start + _CHUNK] = block @ w
         return out + np.asarray(bias, dtype=np.float32)
 
+    def select(self, keep: np.ndarray) -> TokenActs:
+        """Only the rows where ``keep`` (``[n_tokens]`` bool) is True; texts keep their order."""
+        keep = np.asarray(keep, dtype=bool)
+        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if self.n_tokens else np.zeros(0, np.int64)
+        counts = np.where(self.lengths() > 0, counts, 0)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return TokenActs(values=np.asarray(self.values[keep]), offsets=offsets, token_ids=self.token_ids[keep],
+                         site=self.site, n_excluded=self.n_excluded)
+
     def max_pool(self, token_scores: np.ndarray) -> np.ndarray:
         """Each text's maximum over its rows of ``token_scores`` (``[n_tokens]`` or ``[n_tokens, k]``).
 

@@ -28,12 +28,50 @@ import numpy as np
 
 from ._acts import TokenActs, token_activations
 
-__all__ = ["BenchContext", "build_context", "default_layer"]
+__all__ = ["TOKEN_SCOPES", "BenchContext", "build_context", "default_layer", "response_mask"]
 
 SAE_DEFAULTS: dict[str, Any] = {"architecture": "topk", "expansion_factor": 8, "k": 32, "epochs": 4,
                                 "batch_size": 1024, "lr": None, "seed": 0}
 """The SAE trained when no ``sae`` is given: TopK, 8x the model width, k=32, 4 epochs over the task's
 training-text token activations (no GemmaScope exists for most models; AxBench §5.7 used one)."""
+
+
+TOKEN_SCOPES = ("all", "response")
+"""Scored tokens: ``all`` = AxBench §3.1 (instruction, template glue and response after the chat
+header); ``response`` = only the tokens after the assistant header."""
+
+
+def response_mask(tokenizer: Any, acts: TokenActs) -> np.ndarray:
+    """``[n_tokens]`` True on rows after the last assistant header of each text (the response).
+
+    The header is the token sequence the chat template's generation prompt adds
+    (``<|im_start|>assistant\n`` for SmolLM2); without a chat template it is ``"\n\n"``. A text
+    whose header was cut off by truncation keeps no row.
+    """
+    from ._task import _has_template, _render, chat_prompt
+
+    if _has_template(tokenizer):
+        with_gen = tokenizer(chat_prompt(tokenizer, "x"), add_special_tokens=False)["input_ids"]
+        without = tokenizer(_render(tokenizer, [{"role": "user", "content": "x"}]), add_special_tokens=False)["input_ids"]
+        common = 0
+        while common < min(len(with_gen), len(without)) and with_gen[common] == without[common]:
+            common += 1
+        header = [int(i) for i in with_gen[common:]]
+    else:
+        header = [int(i) for i in tokenizer("\n\n", add_special_tokens=False)["input_ids"]]
+    keep = np.zeros(acts.n_tokens, dtype=bool)
+    n = len(header)
+    for i in range(len(acts)):
+        a, b = int(acts.offsets[i]), int(acts.offsets[i + 1])
+        ids = acts.token_ids[a:b].tolist()
+        start = None
+        for j in range(len(ids) - n, -1, -1):
+            if ids[j : j + n] == header:
+                start = j + n
+                break
+        if start is not None:
+            keep[a + start : b] = True
+    return keep
 
 
 def default_layer(model: Any) -> int:
@@ -71,6 +109,7 @@ class BenchContext:
     eval_acts: TokenActs
     prefix_length: int
     prepend_bos: bool = True
+    tokens: str = "all"
     max_length: int | None = 256
     seed: int = 42
     quick: bool = False
@@ -181,7 +220,7 @@ class BenchContext:
 
     def describe(self) -> dict[str, Any]:
         """Settings for results.json."""
-        return {"site": self.site, "layer": self.layer, "prefix_length": self.prefix_length,
+        return {"site": self.site, "layer": self.layer, "tokens": self.tokens, "prefix_length": self.prefix_length,
                 "prepend_bos": self.prepend_bos, "max_length": self.max_length, "seed": self.seed,
                 "quick": self.quick, "n_train_texts": len(self.train_texts), "n_eval_texts": len(self.eval_texts),
                 "n_train_tokens": self.train_acts.n_tokens, "n_eval_tokens": self.eval_acts.n_tokens,
@@ -213,6 +252,7 @@ def build_context(
     chat: Any = None,
     encoder: Any = None,
     backend: str = "nnsight",
+    tokens: str = "all",
     progress: bool = True,
 ) -> BenchContext:
     """Format the task's texts, read their activations at the site (cached) and return the context.
@@ -233,12 +273,16 @@ def build_context(
         chat: chat model spec for the Prompt baseline (default: the benchmarked model itself).
         encoder: sentence-encoder spec (default MiniLM).
         backend: backend used when ``model`` is a name.
+        tokens: which tokens methods train on and score (`TOKEN_SCOPES`): ``"all"`` as AxBench, or
+            ``"response"`` (the concept lives in the response; the instruction is shared context).
         progress: progress bars.
     """
     from interpkit.models import load_model
 
     from ._task import AxBenchTask, format_pair, load_task
 
+    if tokens not in TOKEN_SCOPES:
+        raise ValueError(f"tokens must be one of {TOKEN_SCOPES}, got {tokens!r}")
     if not isinstance(task, AxBenchTask):
         task = load_task(task)
     if isinstance(model, str | os.PathLike):
@@ -273,9 +317,13 @@ def build_context(
           "cache_dir": acts_root, "progress": progress}
     train_acts = token_activations(model, train_texts, site, **kw)
     eval_acts = token_activations(model, eval_texts, site, **kw)
+    if tokens == "response":
+        train_acts = train_acts.select(response_mask(tok, train_acts))
+        eval_acts = eval_acts.select(response_mask(tok, eval_acts))
     return BenchContext(
         task=task, model=model, site=site, layer=layer, train_texts=train_texts, eval_texts=eval_texts,
-        train_acts=train_acts, eval_acts=eval_acts, prefix_length=prefix, prepend_bos=bos, max_length=max_length,
+        train_acts=train_acts, eval_acts=eval_acts, prefix_length=prefix, prepend_bos=bos, tokens=tokens,
+        max_length=max_length,
         seed=seed, quick=quick, options={k: dict(v) for k, v in (options or {}).items()}, cache_dir=root,
         sae_spec=sae, sae_settings=dict(sae_settings or {}), chat_spec=chat, encoder_spec=encoder, progress=progress,
     )

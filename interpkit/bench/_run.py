@@ -261,6 +261,7 @@ def bench(
     cache_dir: Any = True,
     charts: bool = True,
     backend: str = "nnsight",
+    tokens: str = "all",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -293,6 +294,8 @@ def bench(
         cache_dir: activation / fit / SAE cache (True: the interpkit cache folder).
         charts: write altair charts.
         backend: backend used when ``model`` is a name.
+        tokens: ``"all"`` (AxBench: instruction, template glue and response are scored) or
+            ``"response"`` (only the response's tokens).
         progress: progress output.
         log: called with a line per (method, concept) result (the CLI passes ``print``).
     """
@@ -317,7 +320,8 @@ def bench(
     t0 = time.perf_counter()
     ctx = build_context(task, model, layer=layer, site=site, max_length=max_length, batch_size=batch_size,
                         cache_dir=cache_dir, options=options, seed=seed, quick=quick, sae=sae,
-                        sae_settings=sae_settings, chat=chat, backend=backend, progress=progress and rank == 0)
+                        sae_settings=sae_settings, chat=chat, backend=backend, tokens=tokens,
+                        progress=progress and rank == 0)
     cids = [c.id for c in task.concepts]
     mine = cids[rank::world]
     out_path = Path(out) if out is not None else None

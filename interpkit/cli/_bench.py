@@ -25,6 +25,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=256, help="token limit per formatted text (default 256)")
     p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default 8)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tokens", default="all", choices=("all", "response"),
+                   help="tokens methods train on and score: all (AxBench: instruction, template and response) "
+                        "or response (only the response)")
     p.add_argument("--options", default=None,
                    help='per-method overrides as JSON, e.g. \'{"probe": {"epochs": 4}, "reft-r1": {"epochs": 3}}\'')
     p.add_argument("--sae", default=None, help="SAE folder/file for the SAE rows (default: train one on the task)")
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         methods=methods, out=args.out, quick=args.quick, concepts=_ints(args.concepts, "--concepts"),
         max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, options=options, sae=args.sae,
         chat=args.chat, layer_choice=args.layer_choice, cache_dir=not args.no_cache, charts=not args.no_charts,
-        progress=not args.quiet, log=None if args.quiet else print, **kw,
+        tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print, **kw,
     )
     if "methods" in results:
         print(f"detection on {results['task']['name']} @ {results['site']} ({results['model']}):")

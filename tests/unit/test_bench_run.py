@@ -162,3 +162,28 @@ def test_torch_distributed_shards_concepts_and_rank0_writes_the_merge(tmp_path):
 
     single = bench("detect", TASK, model=tiny_model("nnsight"), layer=1, methods=["diffmean"], max_length=60, cache_dir=tmp_path / "cache2", progress=False)
     assert res["methods"]["DiffMean"]["mean_auroc"] == pytest.approx(single["methods"]["DiffMean"]["mean_auroc"], abs=1e-6)
+
+
+def test_response_scope_scores_only_tokens_after_the_assistant_header(tiny):
+    from interpkit._testing import tiny_tokenizer
+    from interpkit.bench._context import response_mask
+
+    task = load_task(TASK)
+    all_ctx = build_context(task, tiny, layer=1, max_length=60, cache_dir=None, progress=False)
+    resp_ctx = build_context(task, tiny, layer=1, max_length=60, cache_dir=None, progress=False, tokens="response")
+    assert resp_ctx.tokens == "response" and resp_ctx.describe()["tokens"] == "response"
+    assert 0 < resp_ctx.eval_acts.n_tokens < all_ctx.eval_acts.n_tokens
+    assert len(resp_ctx.eval_acts) == len(all_ctx.eval_acts)
+    # with a chat template: the rows after the last "<bos>"-free assistant header are kept
+    tok = tiny_tokenizer()
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}.{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    from interpkit.bench._acts import TokenActs
+
+    ids = tok("user: hi.assistant: yes", add_special_tokens=False)["input_ids"]
+    acts = TokenActs(values=np.zeros((len(ids), 2), np.float16), offsets=np.array([0, len(ids)]),
+                     token_ids=np.array(ids, np.int32), site="s")
+    keep = response_mask(tok, acts)
+    assert tok.decode([i for i, k in zip(ids, keep, strict=True) if k]).replace(" ", "") == "yes"
+    with pytest.raises(ValueError, match="tokens must be one of"):
+        build_context(task, tiny, layer=1, cache_dir=None, progress=False, tokens="instruction")
