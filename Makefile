@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.interpkit-installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install browser demo test test-fast lint clean
+.PHONY: install browser demo test test-fast lint clean notebooks
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow" -p no:cacheprovider
+
+# Re-run the tutorial notebooks one at a time and store their outputs (what the nbval test in
+# tests/integration/test_notebooks.py compares against); one thread, as that test runs them.
+notebooks: $(STAMP)
+	@for nb in notebooks/*.ipynb; do echo "$$nb"; \
+	  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TQDM_DISABLE=1 $(BIN)/jupyter nbconvert --to notebook --execute \
+	    --inplace --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.timeout=900 "$$nb" \
+	    >/dev/null || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check interpkit tests benchmarks
