@@ -234,9 +234,10 @@ def test_steering_panel_slider(notebook):
     assert after_text and after_text != before_text, (before_text, after_text)
     nb.shot(panel, "2-strength-minus48")
 
-    out = nb.run_code("print(panel.strengths, '|', repr(panel.steered), '|', panel.version)")
-    strengths, text, version = (s.strip() for s in out.split("|"))
-    assert strengths == "{'units': -48.0}", out
+    out = nb.run_code("print(panel.strengths == {'units': -48.0}, '|', repr(panel.steered), '|', panel.version, "
+                      "'|', panel.strengths)")
+    same, text, version, _ = (s.strip() for s in out.split("|"))
+    assert same == "True", out  # the front end sends -48 as a JSON number; the kernel holds it
     assert eval(text) == after_text  # noqa: S307 - a repr printed by our own cell
     assert int(version) == int(steered.get_attribute("data-version"))
     nb.check_clean()
@@ -245,10 +246,12 @@ def test_steering_panel_slider(notebook):
 def test_fingerprint_heatmap_click(notebook):
     nb = notebook("notebooks/05_cross_model_matching.ipynb")
     page = nb.page
-    heatmap = page.locator(".ik-hm").first
+    # the last heatmap (L10 vs L20, with the steering validation) is the kernel's `heatmap`
+    heatmap = page.locator(".ik-hm").last
     canvas = heatmap.locator("[data-testid=heatmap-canvas]")
     detail = heatmap.locator("[data-testid=heatmap-detail]")
     canvas.wait_for(state="visible", timeout=120_000)
+    assert page.locator(".ik-hm").count() == 2
     assert detail.get_attribute("data-left-id") == "L10/c8"  # the notebook's own `heatmap.select(5, 5)`
     nb.shot(heatmap, "1-selected-from-code")
 
@@ -259,25 +262,31 @@ def test_fingerprint_heatmap_click(notebook):
     assert (n, m) == (6, 6) and cell >= 4
     r = next(k for k, i in enumerate(row_order) if i != 5)  # a row other than the selected c8
     c = next(k for k, j in enumerate(col_order) if j != 5)
+    canvas.hover(position={"x": c * cell + cell / 2, "y": r * cell + cell / 2})
+    tooltip = heatmap.locator("[data-testid=heatmap-tooltip]")
+    tooltip.wait_for(state="visible", timeout=10_000)
     canvas.click(position={"x": c * cell + cell / 2, "y": r * cell + cell / 2})
     page.wait_for_function("el => el.dataset.leftId && el.dataset.leftId !== 'L10/c8'",
                            arg=detail.element_handle(), timeout=60_000, polling=250)
     left, right = detail.get_attribute("data-left-id"), detail.get_attribute("data-right-id")
-    assert left.startswith("L10/c") and right.startswith("MiniLM/c"), (left, right)
+    assert left.startswith("L10/c") and right.startswith("L20/c"), (left, right)
     assert left in detail.inner_text() and right in detail.inner_text()
+    assert left in tooltip.inner_text() and right in tooltip.inner_text()
     nb.shot(heatmap, "2-cell-clicked")
-    out = nb.run_code("print(heatmap.selected_pair['left_id'], heatmap.selected_pair['right_id'], "
-                      "heatmap.selected_pair['i'] if 'i' in heatmap.selected_pair else '')")
-    assert out.split()[:2] == [left, right], out
+    out = nb.run_code("print(heatmap.selected_pair['left_id'], heatmap.selected_pair['right_id'])")
+    assert out.split() == [left, right], out
 
-    # a matched pair in the side list selects that pair
-    match = heatmap.locator("[data-testid=heatmap-match]").last
-    i = int(match.get_attribute("data-i"))
+    # clicking the c8 pair in the side list of matches selects it again, with its validation
+    match = heatmap.locator("[data-testid=heatmap-match][data-i='5']")
+    assert match.count() == 1
     match.click()
-    page.wait_for_function("([el, l]) => el.dataset.leftId !== l", arg=[detail.element_handle(), left],
-                           timeout=60_000, polling=250) if row_order[r] != i else None
-    picked = detail.get_attribute("data-left-id")
-    assert picked in match.inner_text(), (picked, match.inner_text())
-    assert "matched" in heatmap.locator("[data-testid=heatmap-validated]").inner_text()
+    page.wait_for_function("el => el.dataset.leftId === 'L10/c8'", arg=detail.element_handle(),
+                           timeout=60_000, polling=250)
+    flag = heatmap.locator("[data-testid=heatmap-validated]")
+    expected = {"validated": "true", "rejected": "false", "untested": "null"}[match.get_attribute("data-validated")]
+    assert flag.get_attribute("data-validated") == expected
+    assert flag.inner_text().startswith("matched")
     nb.shot(heatmap, "3-match-clicked")
+    out = nb.run_code("print(heatmap.selected_pair['left_id'], heatmap.selected_pair['validated'])")
+    assert out.split()[0] == "L10/c8", out
     nb.check_clean()
