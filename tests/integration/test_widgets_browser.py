@@ -98,7 +98,7 @@ class Session:
 
     def __init__(self, browser, lab, notebook: str, screens: Path):
         self.lab, self.screens, self.name = lab, screens, Path(notebook).stem
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.page = browser.new_page(viewport={"width": 1400, "height": 2400})
         self.requests: list[str] = []
         self.errors: list[str] = []
         self.console: list[str] = []
