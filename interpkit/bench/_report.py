@@ -339,6 +339,20 @@ def _factor_rows(entry: Any) -> list[tuple[float, str, float]]:
     by = entry.get("by_factor")
     if not isinstance(by, Mapping):
         return rows
+    if isinstance(by.get("factor"), Sequence) and not isinstance(by.get("factor"), str):
+        # evaluate_steering's layout: lists aligned with by_factor["factor"]; None = factor-free (Prompt)
+        flist = list(by["factor"])
+        if all(f is None for f in flist):
+            v = _num(entry, "test_score")
+            return [] if v is None else [(0.0, "test", v)]
+        for split in ("selection", "test"):
+            for f, v in zip(flist, by.get(split) or [], strict=False):
+                if f is not None and _num(v) is not None:
+                    rows.append((float(f), split, float(v)))
+        if not rows:
+            rows = [(float(f), "all", float(v)) for f, v in zip(flist, by.get("score") or [], strict=False)
+                    if f is not None and _num(v) is not None]
+        return rows
     if any(k in by for k in ("selection", "test")):
         for split in ("selection", "test"):
             for f, v in (by.get(split) or {}).items():

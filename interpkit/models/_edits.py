@@ -107,6 +107,11 @@ class AddVector:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", _tuple(self.positions))
+        if not hasattr(self.vector, "to"):  # a numpy array or a list: hold a float32 tensor
+            import numpy as np
+            import torch
+
+            object.__setattr__(self, "vector", torch.as_tensor(np.array(self.vector, dtype=np.float32)))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

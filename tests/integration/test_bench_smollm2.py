@@ -50,7 +50,7 @@ def test_bench_steer_quick(smollm2_ready, tmp_path):
     steering = res["steering"]
     assert {"Prompt", "DiffMean", "Random"} <= set(steering["methods"])
     judge = steering["judge"]
-    assert judge["kind"] == "local" and 0.5 <= judge["concept"]["auroc"] <= 1.0
+    assert judge["kind"] == "local" and 0.5 <= judge["calibration"]["concept"]["auroc"] <= 1.0
     for label, r in steering["methods"].items():
         assert set(r["per_concept"]) == {"0", "1"}, label
         assert 0.0 <= r["mean_score"] <= 2.0

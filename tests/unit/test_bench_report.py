@@ -176,3 +176,18 @@ def test_merge_results_rejects_mismatches():
         merge_results([_shard(full, [1]), bad])
     with pytest.raises(ValueError, match="at least one part"):
         merge_results([])
+
+
+def test_steering_chart_reads_the_layout_evaluate_steering_writes():
+    from interpkit.bench._report import steering_chart
+
+    results = {"steering": {"methods": {
+        "DiffMean": {"mean_score": 0.5, "per_concept": {"0": {
+            "factor": 1.0, "test_score": 0.5,
+            "by_factor": {"factor": [0.5, 1.0], "score": [0.2, 0.6], "selection": [0.1, 0.7], "test": [0.3, 0.5]}}}},
+        "Prompt": {"mean_score": 0.9, "per_concept": {"0": {
+            "factor": None, "test_score": 0.9, "by_factor": {"factor": [None], "score": [0.8]}}}}}}}
+    spec = steering_chart(results).to_dict()
+    values = [v for layer in spec.get("layer", [spec]) for v in layer.get("data", {}).get("values", [])]
+    assert {(v["method"], v["factor"], v["split"]) for v in values} >= {
+        ("DiffMean", 0.5, "selection"), ("DiffMean", 1.0, "test"), ("Prompt", 0.0, "test")}
