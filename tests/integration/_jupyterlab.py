@@ -2,7 +2,7 @@
 
 The server runs from the repository's venv with a random free port and token, autosave switched
 off (the notebooks in the repository are never rewritten) and every Jupyter folder it writes to
-(runtime, data, config, workspaces, user settings, IPython) under a temporary directory.
+(runtime, data, config, workspaces, user settings, checkpoints, IPython) under a temporary directory.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def jupyter_lab(root: Path, tmp: Path, *, timeout: float = 120.0, env: dict[str,
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            "--LabApp.expose_app_in_browser=True", f"--LabApp.user_settings_dir={settings}",
            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+           # JupyterLab checkpoints a file when it first opens it: keep those copies out of the repository
+           f"--FileCheckpoints.checkpoint_dir={tmp / 'checkpoints'}",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
            "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI images often run as root
