@@ -349,8 +349,9 @@ def summarise_detection(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[st
     mean, ci = mean_ci([_scalar(per_concept[c], "auroc") for c in ids])
     hn, _ = mean_ci([_scalar(per_concept[c], "hard_negative", "macro_acc") for c in ids])
     f1, _ = mean_ci([_scalar(per_concept[c], "f1_imbalanced", "f1") for c in ids])
-    return {"mean_auroc": mean, "ci95": ci, "n_concepts": len(ids), "mean_hard_negative_acc": hn,
-            "mean_f1_imbalanced": f1}
+    failed = [c for c in ids if isinstance(per_concept[c], Mapping) and per_concept[c].get("error")]
+    return {"mean_auroc": mean, "ci95": ci, "n_concepts": len(ids), "n_failed": len(failed),
+            "failed": failed, "mean_hard_negative_acc": hn, "mean_f1_imbalanced": f1}
 
 
 def summarise_steering(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -246,6 +246,11 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                   "t-interval; hard-neg acc is the macro accuracy on positives and hard negatives at the "
                   "Youden threshold; F1 @1:100 is the best F1 with negatives weighted to 100 per positive.",
                   "", *_detection_table(results)]
+        failures = [(m, c, e["error"]) for m, r in _methods(results).items()
+                    for c, e in (r.get("per_concept") or {}).items() if isinstance(e, Mapping) and e.get("error")]
+        if failures:
+            lines += ["", "Concepts a method could not score (left out of its mean):", ""]
+            lines += [f"- {m}, concept {c}: {_cell(err)}" for m, c, err in failures]
     steering = results.get("steering") or {}
     if _steering_methods(results):
         lines += ["", "## Steering", "",

@@ -134,11 +134,19 @@ def run_detect(
         per: dict[str, Any] = {}
         t0 = time.perf_counter()
         for cid in cids:
-            fitted = fit_method(ctx, method, cid)
+            try:
+                fitted = fit_method(ctx, method, cid)
+                idx = ctx.eval_split(cid)
+                scores = np.asarray(method.scores(ctx, fitted, "eval", idx), dtype=np.float64)
+            except (ValueError, RuntimeError) as exc:
+                # one concept a method cannot handle (e.g. a criterion that leaves too few confident
+                # texts) is recorded with its reason; the method's mean is over the other concepts
+                per[str(cid)] = {"auroc": None, "error": f"{type(exc).__name__}: {exc}"}
+                if log is not None:
+                    log(f"  {method.label:<14} concept {cid}: failed ({exc})")
+                continue
             if keep_fitted is not None:
                 keep_fitted.setdefault(method.label, {})[cid] = fitted
-            idx = ctx.eval_split(cid)
-            scores = np.asarray(method.scores(ctx, fitted, "eval", idx), dtype=np.float64)
             cats = ctx.eval_categories(cid)
             res = concept_detection(scores, cats)
             if imbalance_ratio and getattr(method, "cheap_scoring", method.name != "prompt"):

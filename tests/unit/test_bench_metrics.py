@@ -167,6 +167,7 @@ def test_summaries():
         "2": {"auroc": 1.0, "hard_negative": {"macro_acc": 0.8}, "f1_imbalanced": {"f1": 0.4}},
     }
     s = summarise_detection(per)
-    assert list(s) == ["mean_auroc", "ci95", "n_concepts", "mean_hard_negative_acc", "mean_f1_imbalanced"]
+    assert list(s) == ["mean_auroc", "ci95", "n_concepts", "n_failed", "failed", "mean_hard_negative_acc",
+                       "mean_f1_imbalanced"]
     assert s["mean_auroc"] == 0.75 and s["mean_hard_negative_acc"] == 0.8 and s["mean_f1_imbalanced"] == pytest.approx(0.3)
     assert summarise_steering({"0": {"test_score": 1.0}, "1": {"test_score": 0.5}})["mean_score"] == 0.75

@@ -187,3 +187,23 @@ def test_response_scope_scores_only_tokens_after_the_assistant_header(tiny):
     assert tok.decode([i for i, k in zip(ids, keep, strict=True) if k]).replace(" ", "") == "yes"
     with pytest.raises(ValueError, match="tokens must be one of"):
         build_context(task, tiny, layer=1, cache_dir=None, progress=False, tokens="instruction")
+
+
+def test_a_concept_a_method_cannot_score_is_recorded_and_left_out_of_the_mean(tiny, tmp_path, monkeypatch):
+    from interpkit.bench import _methods
+
+    original = _methods.DiffMean.fit
+
+    def flaky(self, ctx, cid):
+        if cid == 1:
+            raise ValueError("need examples with scores in both splits")
+        return original(self, ctx, cid)
+
+    monkeypatch.setattr(_methods.DiffMean, "fit", flaky)
+    out = tmp_path / "o"
+    res = bench("detect", TASK, model=tiny, layer=1, methods=["diffmean"], out=out, max_length=60, cache_dir=None,
+                progress=False)
+    m = res["methods"]["DiffMean"]
+    assert m["n_failed"] == 1 and m["failed"] == ["1"]
+    assert m["mean_auroc"] == pytest.approx(m["per_concept"]["0"]["auroc"])
+    assert "concept 1: ValueError: need examples" in (out / "results.md").read_text()
