@@ -321,8 +321,11 @@ def bench(
     if quick:
         task = quick_task(task, seed=seed)
         max_length = min(max_length or QUICK["max_length"], QUICK["max_length"])
-    elif concepts is not None:
-        task = task.subset(concepts=list(concepts))
+    if concepts is not None:
+        # keep the whole task: the activation cache and the fitted directions are keyed by its texts
+        unknown = sorted(set(concepts) - {c.id for c in task.concepts})
+        if unknown:
+            raise ValueError(f"--concepts: task {task.name!r} has no concept {unknown}; ids: {[c.id for c in task.concepts]}")
     methods = list(methods or (DETECT_METHODS if mode == "detect" else STEER_METHODS))
     rank, world = _world()
     t0 = time.perf_counter()
@@ -330,7 +333,7 @@ def bench(
                         cache_dir=cache_dir, options=options, seed=seed, quick=quick, sae=sae,
                         sae_settings=sae_settings, chat=chat, backend=backend, tokens=tokens,
                         progress=progress and rank == 0)
-    cids = [c.id for c in task.concepts]
+    cids = [c.id for c in task.concepts] if concepts is None else [int(c) for c in concepts]
     mine = cids[rank::world]
     out_path = Path(out) if out is not None else None
     fitted: dict[str, dict[int, Any]] = {}
@@ -356,7 +359,8 @@ def bench(
         "model": getattr(ctx.model, "name", str(model)), "site": ctx.site, "layer": ctx.layer,
         "layer_choice": layer_choice or ("given" if (layer is not None or site is not None)
                                          else "default: round(0.4 * n_layers), AxBench's shallower site"),
-        "quick": quick, "settings": {**ctx.describe(), "methods": methods, "imbalance_ratio": imbalance_ratio,
+        "quick": quick, "settings": {**ctx.describe(), "concepts": cids, "methods": methods,
+                                     "imbalance_ratio": imbalance_ratio,
                                      "world_size": world, "options": ctx.options,
                                      **({"sae": ctx.sae_info} if ctx._sae is not None else {})},
         "interpkit_version": __version__, "seconds": round(time.perf_counter() - t0, 1),

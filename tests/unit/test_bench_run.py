@@ -207,3 +207,13 @@ def test_a_concept_a_method_cannot_score_is_recorded_and_left_out_of_the_mean(ti
     assert m["n_failed"] == 1 and m["failed"] == ["1"]
     assert m["mean_auroc"] == pytest.approx(m["per_concept"]["0"]["auroc"])
     assert "concept 1: ValueError: need examples" in (out / "results.md").read_text()
+
+
+def test_concepts_option_runs_a_subset_on_the_whole_task_context(tiny, tmp_path):
+    res = bench("detect", TASK, model=tiny, layer=1, methods=["diffmean"], concepts=[1], max_length=60,
+                cache_dir=None, progress=False)
+    assert list(res["methods"]["DiffMean"]["per_concept"]) == ["1"] and res["settings"]["concepts"] == [1]
+    assert res["settings"]["n_eval_texts"] == len(load_task(TASK).eval)  # the context holds the whole task
+    with pytest.raises(ValueError, match="has no concept"):
+        bench("detect", TASK, model=tiny, layer=1, methods=["diffmean"], concepts=[7], max_length=60,
+              cache_dir=None, progress=False)
