@@ -18,8 +18,8 @@ Example:
     2.0
     >>> parse_rating("no verdict")
     0.0
-    >>> repetition("a b c d a b c d a b c d")
-    0.5
+    >>> round(repetition("a b c d a b c d a b c d"), 3)
+    0.556
 """
 
 from __future__ import annotations
