@@ -88,6 +88,30 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> contextlib.AbstractContext
     return _cm()
 
 
+def replace_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+    """Move the finished folder ``tmp`` to ``final``, replacing an existing ``final`` as one step.
+
+    The old folder is renamed aside first and removed only after the new one is in place, so a
+    crash leaves either the old or the new folder at ``final``, never a half-written one.
+    """
+    import shutil
+
+    final = Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def dir_mode() -> int:
+    """Permissions a new folder gets under the current umask (``mkdtemp`` folders are 0700)."""
+    return 0o777 & ~_umask()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

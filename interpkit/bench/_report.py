@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from interpkit._io import atomic_write_text
+from interpkit.bench._metrics import _scalar as _num
 from interpkit.bench._metrics import _sorted_ids, summarise_detection, summarise_steering, winrate
 
 RESULTS_KIND = "interpkit.bench"
@@ -110,16 +111,6 @@ def _cell(value: Any) -> str:
 
 def _ci(ci: Any) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, Sequence) and len(ci) == 2 and None not in ci else "–"
-
-
-def _num(entry: Any, *path: str) -> float | None:
-    for name in path:
-        if not isinstance(entry, Mapping):
-            break
-        entry = entry.get(name)
-    if isinstance(entry, bool) or not isinstance(entry, int | float) or not math.isfinite(entry):
-        return None
-    return float(entry)
 
 
 def _methods(results: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:

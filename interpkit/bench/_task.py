@@ -31,6 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from interpkit._io import dir_mode, replace_dir
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -452,25 +454,14 @@ def save_task(task: AxBenchTask, path: str | os.PathLike[str]) -> Path:
         if task.generator is not None:
             (tmp / "generator.json").write_text(json.dumps(task.generator, indent=2, default=str) + "\n",
                                                 encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        os.chmod(tmp, dir_mode())
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     task.path = final
     return final
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---- model input strings -------------------------------------------------------------------------

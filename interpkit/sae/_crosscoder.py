@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from interpkit._constants import CFG_NAME
-from interpkit._io import atomic_temp_path, atomic_write_text
+from interpkit._io import atomic_temp_path, atomic_write_text, replace_dir
 
 from ._base import torch_dtype
 
@@ -740,13 +740,7 @@ def save_crosscoder(crosscoder: Crosscoder, path: str | os.PathLike[str]) -> Pat
         tensors = {name: t.contiguous().cpu() for name, t in crosscoder.tensors().items()}
         with atomic_temp_path(tmp / WEIGHTS_NAME) as weights:
             save_file(tensors, str(weights), metadata={"format": FORMAT_TAG})
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
