@@ -93,22 +93,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true")
 
 
-def _ints(text: str | None, what: str) -> list[int] | None:
+def _numbers(text: str | None, what: str, kind: type = int) -> list | None:
+    """``"0,3,5"`` -> ``[0, 3, 5]`` (``kind`` int or float); None stays None."""
     if text is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
-
-
-def _floats(text: str | None, what: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+        noun = "integers" if kind is int else "numbers"
+        raise ValueError(f"{what}: expected comma-separated {noun}, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,12 +122,12 @@ def run(args: argparse.Namespace) -> int:
     if args.bench_mode == "detect":
         kw["imbalance_ratio"] = args.imbalance_ratio or None
     else:
-        kw.update(judge=args.judge, factors=_floats(args.factors, "--factors"), n_instructions=args.instructions,
+        kw.update(judge=args.judge, factors=_numbers(args.factors, "--factors", float), n_instructions=args.instructions,
                   instructions=args.instructions_file, max_new_tokens=args.max_new_tokens,
                   gen_batch_size=args.gen_batch_size)
     results = bench(
         args.bench_mode, args.task, model=args.model, backend=args.backend, layer=args.layer, site=args.site,
-        methods=methods, out=args.out, quick=args.quick, concepts=_ints(args.concepts, "--concepts"),
+        methods=methods, out=args.out, quick=args.quick, concepts=_numbers(args.concepts, "--concepts"),
         max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, options=options, sae=args.sae,
         chat=args.chat, layer_choice=args.layer_choice, cache_dir=not args.no_cache, charts=not args.no_charts,
         tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print, **kw,
