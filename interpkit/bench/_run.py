@@ -59,7 +59,9 @@ def _fit_key(ctx: Any, method: Any, cid: int) -> str:
     from ._context import _acts_key
 
     h = hashlib.sha256()
-    h.update(json.dumps({"acts": _acts_key(ctx.train_acts), "site": ctx.site, "method": method.name,
+    if "acts_key" not in ctx.memo:  # hashed once per context, not once per (method, concept)
+        ctx.memo["acts_key"] = _acts_key(ctx.train_acts)
+    h.update(json.dumps({"acts": ctx.memo["acts_key"], "site": ctx.site, "method": method.name,
                          "options": getattr(method, "options", {}), "seed": ctx.seed, "cid": cid,
                          "concept": ctx.task.concept(cid).description, "n_train": len(ctx.train_texts)},
                         sort_keys=True, default=str).encode())
