@@ -143,20 +143,11 @@ class LocalChat:
 
     def complete(self, messages: Messages, *, max_tokens: int = 128, temperature: float = 0.0) -> str:
         """Generate the answer (greedy when ``temperature == 0``), special tokens removed."""
-        import torch
-
         model = self.model
-        input_ids = torch.tensor([self.prompt_ids(messages)], dtype=torch.long, device=model.device)
-        new_ids = model.impl.generate(
-            input_ids,
-            torch.ones_like(input_ids),
-            edits=model.active_edits,
-            max_new_tokens=max_tokens,
-            do_sample=temperature > 0,
-            eos_token_id=model.tokenizer.eos_token_id,
-            pad_token_id=model.pad_token_id,
-        )
-        return model.tokenizer.decode(new_ids.tolist(), skip_special_tokens=True).strip()
+        sample = temperature > 0
+        new_ids = model.generate_ids([self.prompt_ids(messages)], max_new_tokens=max_tokens, do_sample=sample,
+                                     temperature=temperature if sample else 1.0)[0]
+        return model.tokenizer.decode(new_ids, skip_special_tokens=True).strip()
 
     def choice_ids(self, choices: Sequence[str]) -> list[int]:
         """The token id of each choice.

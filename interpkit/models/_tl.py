@@ -31,6 +31,7 @@ class TLBackend:
             if not hasattr(model, attr):
                 raise TypeError(f"{type(model).__name__} is not a TransformerLens model (no {attr!r})")
         self.model = model
+        _read_kv_cache_as_cache_kwarg(model)
         self.n_layers = int(model.cfg.n_layers)
         self.d_model = int(model.cfg.d_model)
         hooks = set(model.hook_dict)
@@ -133,3 +134,28 @@ class TLBackend:
     def unembed(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """``(model.W_U, model.ln_final)``."""
         return self.model.W_U, self.model.ln_final
+
+
+def _read_kv_cache_as_cache_kwarg(model: Any) -> None:
+    """Let a bridge's attention find the KV cache under transformers' new keyword.
+
+    transformers 5.24 renamed the cache keyword that decoder layers pass to attention from
+    ``past_key_values`` to ``cache``. TransformerLens 4.3's attention bridges that recompute
+    attention themselves read only ``past_key_values``/``layer_past``, so under a KV-cached
+    ``generate`` they silently drop the cache and every step attends to its own token alone.
+    Each such bridge's ``_update_kv_cache`` is wrapped to look at ``cache`` too (a no-op on
+    transformers versions that still pass ``past_key_values``, and on TL versions that read it).
+    """
+    for module in getattr(model, "modules", lambda: ())():
+        update = getattr(module, "_update_kv_cache", None)
+        if update is None or getattr(update, "_interpkit_cache_kwarg", False):
+            continue
+
+        def cache_aware(k: Any, v: Any, _update: Callable = update, **kwargs: Any) -> Any:
+            if kwargs.get("past_key_values") is None and kwargs.get("layer_past") is None:
+                if kwargs.get("cache") is not None:
+                    kwargs["past_key_values"] = kwargs["cache"]
+            return _update(k, v, **kwargs)
+
+        cache_aware._interpkit_cache_kwarg = True  # type: ignore[attr-defined]
+        module._update_kv_cache = cache_aware

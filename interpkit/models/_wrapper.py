@@ -211,33 +211,60 @@ class ModelWrapper:
             do_sample: sample instead of greedy decoding (plain sampling: no top-k/top-p).
             chat: wrap each prompt as a user turn with the tokenizer's chat template.
             temperature: sampling temperature (with ``do_sample``).
-            batch_size: prompts per ``generate`` call. Above 1 the prompts are left-padded and
-                run through the HF model's own ``generate`` with the edits as forward hooks; that
-                needs an HF-backed model and edits without ``positions`` (left padding shifts
-                absolute positions), otherwise prompts run one at a time.
+            batch_size: prompts per ``generate`` call. Above 1 the prompts are left-padded; edits
+                with ``positions`` always run one prompt at a time (left padding shifts absolute
+                positions).
             seed: seed the sampler (the global torch RNG state is restored afterwards).
+        """
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        rows = [self._prompt_ids(p, chat) for p in prompts]
+        new = self.generate_ids(rows, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                temperature=temperature, batch_size=batch_size, seed=seed)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in new]
+
+    def generate_ids(
+        self,
+        rows: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        batch_size: int = 1,
+        seed: int | None = None,
+    ) -> list[list[int]]:
+        """Continue each row of prompt token ids under the active edits; the new ids of each row.
+
+        A local model with an HF module (both backends) generates through that module's own
+        ``generate``, KV cache included, with the edits attached as the backend's hooks
+        (:meth:`hooks`); an :class:`~interpkit.models._base.EditApplier` per site counts the
+        positions across cached steps, so ``positions`` edits fire at the right generated token.
+        One generation loop whatever the backend means the two backends give the same tokens, and
+        it follows each transformers release's cache API instead of re-implementing it. Models
+        without a local HF module (a TL-native model, an nnsight model run remotely on NDIF) use
+        the backend's own ``generate``. Each row stops after the tokenizer's EOS, which is kept.
         """
         import contextlib
 
         import torch
 
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        rows = [self._prompt_ids(p, chat) for p in prompts]
+        rows = [[int(i) for i in r] for r in rows]
+        if any(not r for r in rows):
+            raise ValueError("generate needs at least one prompt token per row")
         rng = torch.random.fork_rng() if seed is not None else contextlib.nullcontext()
         with rng:
             if seed is not None:
                 torch.manual_seed(seed)
-            batched = (batch_size > 1 and len(rows) > 1 and self.hf_model is not None
-                       and hasattr(self.hf_model, "generate")
-                       and all(getattr(e, "positions", None) is None for e in self.active_edits))
-            if batched:
-                out: list[str] = []
-                for start in range(0, len(rows), batch_size):
-                    out.extend(self._generate_hf(rows[start : start + batch_size], max_new_tokens=max_new_tokens,
-                                                 do_sample=do_sample, temperature=temperature))
+            if self._generates_through_hf():
+                if any(getattr(e, "positions", None) is not None for e in self.active_edits):
+                    batch_size = 1
+                out: list[list[int]] = []
+                for start in range(0, len(rows), max(1, batch_size)):
+                    out.extend(self._generate_hf(rows[start : start + max(1, batch_size)],
+                                                 max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                                 temperature=temperature))
                 return out
             if do_sample and temperature != 1.0:
-                raise ValueError("temperature != 1 needs batch_size > 1 on an HF-backed model")
+                raise ValueError(f"temperature != 1 needs a local HF-backed model; {self.name} is not one")
             outputs = []
             for ids in rows:
                 input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -250,8 +277,26 @@ class ModelWrapper:
                     eos_token_id=self.tokenizer.eos_token_id,
                     pad_token_id=self.pad_token_id,
                 )
-                outputs.append(self.tokenizer.decode(new_ids.tolist(), skip_special_tokens=True))
+                outputs.append(self._until_eos(new_ids.tolist()))
             return outputs
+
+    def _generates_through_hf(self) -> bool:
+        """A local HF module that can generate (not a remote nnsight run, not meta weights)."""
+        model = self.hf_model
+        if model is None or not getattr(model, "can_generate", lambda: hasattr(model, "generate"))():
+            return False
+        if getattr(self.impl, "remote", False):
+            return False
+        try:
+            return not next(model.parameters()).is_meta
+        except StopIteration:
+            return False
+
+    def _until_eos(self, ids: list[int]) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and eos in ids:
+            return ids[: ids.index(eos) + 1]
+        return ids
 
     def _prompt_ids(self, prompt: str, chat: bool) -> list[int]:
         if not chat:
@@ -265,8 +310,8 @@ class ModelWrapper:
         return [int(i) for i in ids]
 
     def _generate_hf(self, rows: list[list[int]], *, max_new_tokens: int, do_sample: bool,
-                     temperature: float) -> list[str]:
-        """Left-padded batch through ``hf_model.generate`` with the active edits as forward hooks."""
+                     temperature: float) -> list[list[int]]:
+        """Left-padded batch through ``hf_model.generate`` with the active edits as hooks."""
         import torch
 
         from ._base import EditApplier, group_edits
@@ -281,13 +326,17 @@ class ModelWrapper:
                                   "pad_token_id": self.pad_token_id}
         if do_sample:
             kwargs.update(temperature=float(temperature), top_k=0, top_p=1.0)
+        else:
+            # Greedy: unset the sampling defaults a checkpoint's generation_config may carry, so
+            # transformers does not warn that they are ignored.
+            kwargs.update(temperature=None, top_k=None, top_p=None)
         if self.tokenizer.eos_token_id is not None:
             kwargs["eos_token_id"] = self.tokenizer.eos_token_id
         appliers = {site: EditApplier(group) for site, group in group_edits(self.active_edits).items()}
         with torch.no_grad(), self.hooks(appliers):
             out = self.hf_model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                          **kwargs)
-        return [self.tokenizer.decode(row[width:].tolist(), skip_special_tokens=True) for row in out]
+        return [self._until_eos(row[width:].tolist()) for row in out]
 
     # ---- edits -----------------------------------------------------------------------------------
 
