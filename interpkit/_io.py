@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,13 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def slug(text: str, *, max_len: int = 40, empty: str = "f") -> str:
+    """A file- and anchor-safe name for ``text``: runs of other characters become ``-``.
+
+    Example:
+        >>> slug("The next token is a unit (km, kg)!")
+        'The-next-token-is-a-unit-km-kg'
+    """
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:max_len] or empty

@@ -133,7 +133,8 @@ def run_score(args: argparse.Namespace) -> int:
     from interpkit.records import write_jsonl
     from interpkit.sources import read_prompt_dataset
 
-    rows = read_prompt_dataset(args.dataset)
+    # the command adds the scores, so rows may come without them (the other readers require the field)
+    rows = read_prompt_dataset(args.dataset, scores_optional=True)
     scored = score_prompts(rows, _criterion(args, rows), _compiler(args))
     write_jsonl(args.out, scored)
     unscored = sum(r.criterion_score is None for r in scored)

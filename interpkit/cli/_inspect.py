@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "rank and explain the features that carry a criterion; write report.json + report.md (+ HTML cards)"
 
@@ -65,12 +66,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--null", choices=("auto", "permutation", "asymptotic"), default="auto",
                    help="association null (default auto: permutation unless there are too many features for it "
                         "to pass the FDR correction)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: interpkit-out/<criterion-slug> in the current folder)")
+
+
+def default_out(criterion: str) -> str:
+    """``interpkit-out/<criterion-slug>``: where ``inspect`` writes without ``--out``."""
+    from interpkit._io import slug
+
+    return str(Path("interpkit-out") / slug(criterion.lower(), max_len=60, empty="criterion"))
 
 
 def run(args: argparse.Namespace) -> int:
     from interpkit.cli._export_records import parse_ints
     from interpkit.inspect_ import inspect
+
+    if args.out is None:
+        args.out = default_out(args.criterion)
 
     report = inspect(
         args.model,
@@ -106,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         neuronpedia_offline=args.offline,
         html_out=args.html_out,
     )
-    print(f"wrote {report.path} and {report.path.with_suffix('.md')}")
+    print(f"wrote {report.path} and {report.path.with_suffix('.md')} (output folder {args.out})")
     if args.html_out:
         print(f"wrote {args.html_out}")
     if report.synthetic:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from interpkit._io import slug
 from interpkit.report._markdown import _causal_text, _fmt
 
 if TYPE_CHECKING:
@@ -70,8 +71,7 @@ def _scalar(value: Any) -> Any:
     return value.get("value") if isinstance(value, Mapping) else value
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "f"
+_slug = slug
 
 
 # ---------------------------------------------------------------------------------------- tokens

@@ -99,21 +99,26 @@ class PromptRow:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, lenient: bool = False) -> PromptRow:
+    def from_dict(cls, d: Mapping[str, Any], *, lenient: bool = False, scores_optional: bool = False) -> PromptRow:
         """Parse a JSON row.
 
         Args:
             d: the parsed JSON object.
             lenient: keep unknown keys that look like misspelt field names as extras.
+            scores_optional: accept a row without ``criterion_score`` (read as unscored), for
+                readers whose job is to add the scores (``score-prompts``).
 
         Raises:
             RecordError: a field is missing or malformed (the error names the field).
         """
-        known, extra = split_fields(d, _FIELDS, _REQUIRED, lenient=lenient)
+        required = {k: v for k, v in _REQUIRED.items() if k != "criterion_score"} if scores_optional else _REQUIRED
+        known, extra = split_fields(d, _FIELDS, required, lenient=lenient)
         return cls(**known, extra=extra)
 
 
-def iter_prompt_dataset(path: str | os.PathLike[str], *, lenient: bool = False) -> Iterator[PromptRow]:
+def iter_prompt_dataset(
+    path: str | os.PathLike[str], *, lenient: bool = False, scores_optional: bool = False
+) -> Iterator[PromptRow]:
     """Stream the rows of a prompt-dataset JSONL file, one line at a time.
 
     Blank lines are skipped. Duplicate ``prompt_id`` values are refused (the id keys tables and
@@ -122,6 +127,7 @@ def iter_prompt_dataset(path: str | os.PathLike[str], *, lenient: bool = False) 
     Args:
         path: the JSONL file.
         lenient: see `PromptRow.from_dict`.
+        scores_optional: rows may leave out ``criterion_score`` (see `PromptRow.from_dict`).
 
     Yields:
         One `PromptRow` per non-blank line.
@@ -142,7 +148,7 @@ def iter_prompt_dataset(path: str | os.PathLike[str], *, lenient: bool = False) 
                     "a JSON object", rendered=f"invalid JSON ({exc.msg})", path=str(path), line=lineno
                 ) from None
             try:
-                row = PromptRow.from_dict(data, lenient=lenient)
+                row = PromptRow.from_dict(data, lenient=lenient, scores_optional=scores_optional)
             except RecordError as exc:
                 raise exc.located(path=str(path), line=lineno) from None
             if row.prompt_id in seen:
@@ -157,9 +163,11 @@ def iter_prompt_dataset(path: str | os.PathLike[str], *, lenient: bool = False) 
             yield row
 
 
-def read_prompt_dataset(path: str | os.PathLike[str], *, lenient: bool = False) -> list[PromptRow]:
+def read_prompt_dataset(
+    path: str | os.PathLike[str], *, lenient: bool = False, scores_optional: bool = False
+) -> list[PromptRow]:
     """All rows of a prompt-dataset JSONL file (see `iter_prompt_dataset`)."""
-    return list(iter_prompt_dataset(path, lenient=lenient))
+    return list(iter_prompt_dataset(path, lenient=lenient, scores_optional=scores_optional))
 
 
 def as_prompt_rows(rows: Iterable[PromptRow | Mapping[str, Any] | str]) -> list[PromptRow]:

@@ -302,6 +302,25 @@ def test_cli_compile_and_score_round_trip(tmp_path, capsys):
     assert [r.criterion_score for r in back] == [0.0] * 10 + [1.0] * 10
 
 
+def test_cli_score_prompts_accepts_rows_without_a_score(tmp_path, capsys):
+    # score-prompts exists to add criterion_score, so rows with only prompt_id and text are its input
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"prompt_id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(_pool())))
+    scored = tmp_path / "scored.jsonl"
+    assert main(["score-prompts", "--dataset", str(pool), "--criterion", "plain words", "--compiler", "keyword",
+                 "--out", str(scored)]) == 0
+    assert [r.criterion_score for r in read_prompt_dataset(scored)] == [0.0] * 10 + [1.0] * 10
+    # every other reader keeps the field required, with the file:line:field error
+    with pytest.raises(RecordError, match=r"pool.jsonl:1: field 'criterion_score'"):
+        read_prompt_dataset(pool)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt_id": 1, "text": "a"}\n{"prompt_id": 2, "text": "b", "criterion_score": "high"}\n')
+    assert main(["score-prompts", "--dataset", str(bad), "--criterion", "x", "--compiler", "keyword",
+                 "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "bad.jsonl:2: field 'criterion_score'" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_cli_errors_exit_2_with_location(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt_id": 1, "text": "a", "criterion_score": null}\n{"prompt_id": 2, "text": 5, "criterion_score": null}\n')

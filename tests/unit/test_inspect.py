@@ -144,6 +144,17 @@ def test_cli_inspect_and_errors(toy_files, tmp_path, capsys):
     assert rc == 2 and "bad_int.jsonl:4" in err and "tickle" in err
 
 
+def test_cli_inspect_writes_to_a_default_folder(toy_files, tmp_path, monkeypatch, capsys):
+    _, records, _ = toy_files
+    monkeypatch.chdir(tmp_path)
+    rc = main(["inspect", "--criterion", "The text mentions an animal!", "--records", str(records), "--top-k", "2",
+               "--n-permutations", "100", "--n-bootstrap", "5", "--no-explain"])
+    assert rc == 0
+    out = tmp_path / "interpkit-out" / "the-text-mentions-an-animal"
+    assert (out / "report.json").is_file() and (out / "report.md").is_file()
+    assert "interpkit-out/the-text-mentions-an-animal" in capsys.readouterr().out
+
+
 def test_cli_missing_file(tmp_path, capsys):
     rc = main(["inspect", "--criterion", CRIT, "--records", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path)])
     assert rc == 2
