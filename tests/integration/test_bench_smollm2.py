@@ -9,6 +9,8 @@ import pytest
 
 from interpkit.cli import main
 
+pytestmark = pytest.mark.slow
+
 TASK = Path(__file__).resolve().parents[1] / "data" / "axbench_quick_l10"
 
 
