@@ -44,6 +44,7 @@ def _rank(item: pytest.Item) -> int:
     return len(HEAVY_FIRST) if item.get_closest_marker("slow") else len(HEAVY_FIRST) + 1
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name not in SPLIT_MODULES and item.get_closest_marker("xdist_group") is None:

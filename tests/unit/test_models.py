@@ -359,6 +359,31 @@ def test_every_edit_kind_steers_generation(model, edit):
     assert model.generate(prompt, max_new_tokens=8) == baseline
 
 
+@pytest.mark.parametrize("pair_name", ["gpt2_pair", "llama_pair"])
+def test_generation_matches_the_plain_hf_model_and_uses_no_deprecated_argument(pair_name, request):
+    # Both backends generate through the HF module's own KV-cached loop; the TL bridge rewires that
+    # module in place, so its attention must still read the cache (transformers 5.24 renamed the
+    # keyword). The reference is an untouched copy of the same weights, with the cache off.
+    import warnings
+
+    pair = request.getfixturevalue(pair_name)
+    plain = T.tiny_hf_llama() if pair_name == "llama_pair" else T.tiny_hf_gpt2()
+    for backend, model in pair.items():
+        ids = model.tokenize("what a").input_ids
+        with torch.no_grad():
+            want = plain.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                                  use_cache=False, pad_token_id=model.pad_token_id, eos_token_id=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            got = model.generate_ids([ids[0].tolist()], max_new_tokens=8)[0]
+        eos = model.tokenizer.eos_token_id
+        expected = want[0, ids.shape[1]:].tolist()
+        if eos in expected:
+            expected = expected[: expected.index(eos) + 1]
+        assert got == expected, backend
+
+
 def test_positions_follow_cached_generation_steps(gpt2_pair):
     # An edit at a position past the prompt must fire exactly at that generated step.
     model = gpt2_pair["transformer_lens"]
