@@ -17,7 +17,7 @@ PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 # torch thread per worker, so two workers never fight over the cores.
 JOBS ?= 2
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-PYTEST_ARGS := -q -p no:cacheprovider -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=10
+PYTEST_ARGS := -q -p no:cacheprovider -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=10
 
 .PHONY: install browser demo test test-fast test-latest lock lint clean notebooks
 
