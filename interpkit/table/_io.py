@@ -34,21 +34,13 @@ from .._constants import (
     TABLE_VALUES_NAME,
 )
 from .._io import atomic_write_text, sha256_file
+from .._version import __version__
 from ._frames import TableError, scipy_sparse
 
 if TYPE_CHECKING:
     from ._table import FeatureTable
 
 KIND = "feature_table"
-
-
-def _version() -> str:
-    try:
-        from interpkit import __version__
-
-        return str(__version__)
-    except ImportError:
-        return "unknown"
 
 
 def _tensors(table: FeatureTable) -> dict[str, np.ndarray]:
@@ -113,7 +105,7 @@ def save_table(table: FeatureTable, path: str | os.PathLike[str], *, overwrite: 
         cfg = {
             "kind": KIND,
             "schema_version": SCHEMA_VERSION,
-            "interpkit_version": _version(),
+            "interpkit_version": __version__,
             "shape": list(table.shape),
             "sparse": table.is_sparse,
             "nnz": table.nnz,
