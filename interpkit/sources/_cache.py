@@ -35,16 +35,9 @@ import numpy as np
 from interpkit._constants import CFG_NAME, SCHEMA_VERSION
 from interpkit._io import atomic_write_text
 
+from ._chunks import ActivationSet, write_chunk
 from ._datasets import dataset_hash
-from ._stream import (
-    ActivationSet,
-    StreamResult,
-    _check_args,
-    _texts,
-    resolve_sites,
-    stream_activations,
-    write_chunk,
-)
+from ._stream import StreamResult, _check_args, _texts, resolve_sites, stream_activations
 
 __all__ = ["ActivationCache", "default_cache_root", "model_fingerprint"]
 
