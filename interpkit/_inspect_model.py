@@ -42,7 +42,7 @@ def criterion_rows(
     Returns:
         ``(rows, provenance)``; provenance describes where the scores came from.
     """
-    from interpkit.rank import assign_splits
+    from interpkit.rank import hash_splits
     from interpkit.sources import read_prompt_dataset
 
     if dataset is not None:
@@ -80,7 +80,7 @@ def criterion_rows(
             f"criterion {criterion!r}: only {n_pos} positive and {n_neg} negative prompts after scoring "
             f"({prov.get('compiler') or 'dataset scores'}); give a dataset with more matching texts "
             "(--dataset) or another compiler (--compiler)")
-    hashed = assign_splits([r.text for r in rows], 0.5, seed)
+    hashed = hash_splits([r.text for r in rows], 0.5, seed)
     rows = [r if r.split is not None else replace(r, split=str(s)) for r, s in zip(rows, hashed, strict=True)]
     return rows, prov
 

@@ -89,23 +89,69 @@ def atomic_temp_path(path: str | os.PathLike[str]) -> contextlib.AbstractContext
     return _cm()
 
 
-def replace_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+def replace_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str], *, keep_existing: bool = False) -> Path:
     """Move the finished folder ``tmp`` to ``final``, replacing an existing ``final`` as one step.
 
-    The old folder is renamed aside first and removed only after the new one is in place, so a
-    crash leaves either the old or the new folder at ``final``, never a half-written one.
+    The old folder is renamed aside first and removed only after the new one is in place (and put
+    back if that fails), so a crash leaves either the old or the new folder at ``final``, never a
+    half-written one.
+
+    Args:
+        tmp: the finished folder (beside ``final``, on the same file system).
+        final: the destination.
+        keep_existing: for content-keyed entries whose copies are equivalent (caches): when a
+            non-empty ``final`` exists (a concurrent writer got there first), keep it and remove
+            ``tmp`` instead of replacing it.
     """
     import shutil
 
     final = Path(final)
+    if keep_existing:
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
-    os.replace(tmp, final)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, prefix: str | None = None, keep_existing: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``path`` for the block to fill; `replace_dir` moves it to ``path``.
+
+    If the block raises, the temporary folder is removed and ``path`` is left as it was.
+
+    Args:
+        path: the final folder (its parent is created).
+        prefix: name prefix of the temporary folder (default ``.<name>.``; it ends in ``.tmp``).
+        keep_existing: passed to `replace_dir`.
+
+    Yields:
+        The temporary folder (mode 0700, as ``mkdtemp`` makes it).
+    """
+    import shutil
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, final, keep_existing=keep_existing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def dir_mode() -> int:

@@ -6,7 +6,8 @@ the first ``prefix_length`` positions (BOS and the chat template's header) dropp
 holds them as one ``[n_tokens, d]`` float16 matrix plus per-text offsets, so a task's ~250k
 tokens x 576 dims fit in ~300 MB, and is written to ``<cache>/bench_acts/<key>/`` keyed by the
 model's weights fingerprint, the site, the texts and every setting that changes the numbers. A
-second run (another method, another process) reads the files back memory-mapped.
+second run (another method, another process) reads the files back memory-mapped. Keys, the
+atomic entry write and the memory-mapped reads are those of `interpkit.sources` (``_cache``).
 
 Example:
     >>> from interpkit._testing import tiny_model
@@ -18,17 +19,23 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from interpkit.sources._cache import (
+    content_key,
+    default_cache_root,
+    load_arrays,
+    model_fingerprint,
+    save_arrays,
+    write_entry,
+)
 
 __all__ = ["TokenActs", "token_activations"]
 
@@ -122,45 +129,26 @@ class TokenActs:
 
 
 def _key(model: Any, texts: Sequence[str], site: str, settings: dict[str, Any]) -> str:
-    from interpkit.sources._cache import model_fingerprint
+    spec = {"v": _VERSION, "model": model_fingerprint(model), "site": site, **settings}
+    return content_key(spec, texts)[:32]
 
-    h = hashlib.sha256()
-    h.update(json.dumps({"v": _VERSION, "model": model_fingerprint(model), "site": site, **settings},
-                        sort_keys=True).encode())
-    for text in texts:
-        h.update(hashlib.sha256(text.encode()).digest())
-    return h.hexdigest()[:32]
+
+_ARRAYS = ("values", "offsets", "token_ids")
 
 
 def _read(path: Path, site: str) -> TokenActs | None:
     try:
         meta = json.loads((path / "meta.json").read_text())
-        return TokenActs(
-            values=np.load(path / "values.npy", mmap_mode="r"),
-            offsets=np.load(path / "offsets.npy"),
-            token_ids=np.load(path / "token_ids.npy"),
-            site=site,
-            n_excluded=int(meta.get("n_excluded", 0)),
-        )
+        arrays = load_arrays(path, _ARRAYS, mmap=("values",))
+        return TokenActs(**arrays, site=site, n_excluded=int(meta.get("n_excluded", 0)))
     except (OSError, ValueError, KeyError):
         return None
 
 
 def _write(path: Path, acts: TokenActs, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
-    try:
-        np.save(tmp / "values.npy", acts.values)
-        np.save(tmp / "offsets.npy", acts.offsets)
-        np.save(tmp / "token_ids.npy", acts.token_ids)
+    with write_entry(path, prefix=".tmp-") as tmp:
+        save_arrays(tmp, {name: getattr(acts, name) for name in _ARRAYS})
         (tmp / "meta.json").write_text(json.dumps({**meta, "n_excluded": acts.n_excluded}, indent=1))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process wrote the same entry first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def token_activations(
@@ -202,13 +190,9 @@ def token_activations(
     texts = list(texts)
     settings = {"prefix_length": int(prefix_length), "prepend_bos": bool(prepend_bos), "max_length": max_length,
                 "massive_factor": massive_factor}
-    root: Path | None
     if cache_dir is True:
-        from interpkit.models.zoo import cache_dir as interpkit_cache
-
-        root = interpkit_cache() / "bench_acts"
-    else:
-        root = Path(cache_dir) if cache_dir else None
+        cache_dir = default_cache_root("bench_acts")
+    root = Path(cache_dir) if cache_dir else None
     found: dict[str, TokenActs] = {}
     paths: dict[str, Path] = {}
     if root is not None:

@@ -7,7 +7,7 @@ kind's expected direction) and the train negatives the side effect (mean TV dist
 same-norm controls run on the TEST split, so the reported effect was not used to pick anything.
 
 Splits come from each row's ``split`` when set (`assign_prompt_splits`), otherwise from
-`interpkit.rank.assign_splits` (the hash split ``inspect`` uses for records without a split).
+`interpkit.rank.hash_splits` (the hash split ``inspect`` uses for records without a split).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def parse_strengths(text: str | Sequence[float]) -> tuple[float, ...]:
 
 def assign_prompt_splits(rows: Sequence[PromptRow], *, test_fraction: float = 0.5, seed: int = 0) -> list[str]:
     """The split of each row: its own ``split`` when set, else the hash split of its text."""
-    from interpkit.rank import assign_splits
+    from interpkit.rank import hash_splits
 
-    hashed = assign_splits([r.text for r in rows], test_fraction, seed) if rows else []
+    hashed = hash_splits([r.text for r in rows], test_fraction, seed) if rows else []
     return [r.split if r.split is not None else str(h) for r, h in zip(rows, hashed, strict=True)]
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from interpkit._version import __version__
 from interpkit.cli import (
     _bench,
     _criterion,
@@ -45,8 +46,6 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from interpkit import __version__
-
     parser = argparse.ArgumentParser(
         prog="interpkit", description="Criterion-driven mechanistic interpretability."
     )

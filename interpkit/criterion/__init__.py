@@ -34,7 +34,7 @@ from ._base import (
     register_compiler,
     score_prompts,
 )
-from ._calibrate import Calibration, assign_splits, balance_classes, calibrate, label_posteriors
+from ._calibrate import Calibration, balance_classes, calibrate, label_posteriors, stratified_splits
 
 if TYPE_CHECKING:
     from ._embedding import EmbeddingCompiler
@@ -75,7 +75,6 @@ __all__ = [
     "MissingTargetTokensError",
     "ScoredExample",
     "as_criterion",
-    "assign_splits",
     "balance_classes",
     "calibrate",
     "compile_criterion",
@@ -87,6 +86,7 @@ __all__ = [
     "read_labelled",
     "register_compiler",
     "score_prompts",
+    "stratified_splits",
     "text_pool",
 ]
 

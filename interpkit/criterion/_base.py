@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._calibrate import LABELS, assign_splits, balance_classes
+from ._calibrate import LABELS, balance_classes, stratified_splits
 
 if TYPE_CHECKING:
     from interpkit.sources import PromptRow
@@ -157,7 +157,7 @@ class CriterionCompiler(ABC):
     Subclasses set ``name`` and implement `score_texts`; `compile` has a default (score a pool,
     drop uncertain texts, balance classes, assign a stratified seeded split) that compilers which
     write their own texts override. Shared calibration helpers live in
-    ``interpkit.criterion._calibrate`` (`calibrate`, `assign_splits`, `balance_classes`).
+    ``interpkit.criterion._calibrate`` (`calibrate`, `stratified_splits`, `balance_classes`).
     """
 
     name: ClassVar[str]
@@ -215,7 +215,7 @@ class CriterionCompiler(ABC):
             )
         keep = balance_classes([s.label for s in usable], max_per_class=max_per_class, seed=seed)
         kept = [usable[i] for i in keep]
-        splits = assign_splits([s.label for s in kept], test_fraction=test_fraction, seed=seed)
+        splits = stratified_splits([s.label for s in kept], test_fraction=test_fraction, seed=seed)
         return [dataclasses.replace(s, split=sp) for s, sp in zip(kept, splits, strict=True)]
 
 

@@ -5,13 +5,13 @@ mass). `calibrate` maps them to posteriors ``p`` in [0, 1] that increase with th
 `label_posteriors` cuts ``p`` into ``"positive"`` (``p >= hi``), ``"negative"`` (``p <= lo``) and
 ``"uncertain"`` (the band in between, recorded so a reader knows what was left out). Compiling a
 dataset then drops the uncertain texts, evens the classes (`balance_classes`) and assigns a
-stratified, seeded train/test split (`assign_splits`).
+stratified, seeded train/test split (`stratified_splits`).
 
 Example:
     >>> cal = calibrate([0.0, 0.05, 0.1, 0.8, 0.85, 0.9] * 4, method="gmm")
     >>> cal.labels[:6], cal.band
     (('negative', 'negative', 'negative', 'positive', 'positive', 'positive'), (0.2, 0.8))
-    >>> assign_splits(["positive"] * 4 + ["negative"] * 4, test_fraction=0.25, seed=0).count("test")
+    >>> stratified_splits(["positive"] * 4 + ["negative"] * 4, test_fraction=0.25, seed=0).count("test")
     2
 """
 
@@ -27,10 +27,10 @@ import numpy as np
 __all__ = [
     "LABELS",
     "Calibration",
-    "assign_splits",
     "balance_classes",
     "calibrate",
     "label_posteriors",
+    "stratified_splits",
 ]
 
 LABELS = ("positive", "negative", "uncertain")
@@ -212,7 +212,7 @@ def _log_odds(x: np.ndarray, m0: float, v0: float, m1: float, v1: float, pi1: fl
             + math.log(pi1 / (1 - pi1)))
 
 
-def assign_splits(labels: Sequence[str | None], *, test_fraction: float = 0.25, seed: int = 0) -> list[str]:
+def stratified_splits(labels: Sequence[str | None], *, test_fraction: float = 0.25, seed: int = 0) -> list[str]:
     """A stratified, seeded train/test split: each label keeps about ``test_fraction`` in test.
 
     Every stratum with at least two members puts at least one in test and one in train, so both

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._base import Criterion, CriterionCompiler, ScoredExample, as_criterion, get_compiler, register_compiler
-from ._calibrate import assign_splits, balance_classes, calibrate
+from ._calibrate import balance_classes, calibrate, stratified_splits
 
 __all__ = ["SEED_INSTRUCTIONS", "GenerativeCompiler", "generation_messages"]
 
@@ -233,7 +233,7 @@ class GenerativeCompiler(CriterionCompiler):
         if include_uncertain:
             chosen += [dataclasses.replace(s, label="uncertain") for s in every if not s.provenance["kept"]]
             chosen.sort(key=lambda s: int(str(s.prompt_id)[1:]))
-        splits = assign_splits([s.label for s in chosen], test_fraction=test_fraction, seed=seed)
+        splits = stratified_splits([s.label for s in chosen], test_fraction=test_fraction, seed=seed)
         return [dataclasses.replace(s, split=sp) for s, sp in zip(chosen, splits, strict=True)]
 
     def score_texts(self, criterion: Criterion | str, texts: Sequence[str]) -> list[ScoredExample]:

@@ -20,7 +20,7 @@ significant. Interventional evidence outranks correlation because it answers the
 are ordered by ``score = |2 * auroc_test - 1| * stability``; ties keep the table's feature order.
 ``combined = 2 * (5 - tier_rank) + score`` expresses the same order as one number.
 
-Splits come from ``examples.split`` when present, else :func:`assign_splits` (a stable hash of the
+Splits come from ``examples.split`` when present, else :func:`hash_splits` (a stable hash of the
 normalised text, so duplicates share a split). Synthetic inputs give ``result.synthetic = True``.
 
 Example:
@@ -42,7 +42,7 @@ from interpkit.rank._result import (
     RankingResult,
     RankSettings,
 )
-from interpkit.rank._splits import assign_splits, normalize_text
+from interpkit.rank._splits import hash_splits, normalize_text
 from interpkit.rank._stats import auroc, benjamini_hochberg
 
 __all__ = [
@@ -54,9 +54,9 @@ __all__ = [
     "FeatureRanking",
     "RankSettings",
     "RankingResult",
-    "assign_splits",
     "auroc",
     "benjamini_hochberg",
+    "hash_splits",
     "normalize_text",
     "rank",
 ]

@@ -19,7 +19,7 @@ from interpkit.rank._result import (
     RankSettings,
     _clean,
 )
-from interpkit.rank._splits import assign_splits
+from interpkit.rank._splits import hash_splits
 
 NullKind = Literal["permutation", "asymptotic"]
 _MIN_CLASS_TEST = 2
@@ -39,9 +39,9 @@ def _splits_of(table: Any, test_fraction: float, seed: int) -> tuple[np.ndarray,
                 raise ValueError(
                     f"examples.split must be 'train', 'test' or missing, got {sorted(map(str, bad))}"
                 )
-            hashed = assign_splits(ex["text"].astype(str), test_fraction, seed)
+            hashed = hash_splits(ex["text"].astype(str), test_fraction, seed)
             return np.where(vals == None, hashed, vals), "table"  # noqa: E711
-    return assign_splits(ex["text"].astype(str), test_fraction, seed), "hash"
+    return hash_splits(ex["text"].astype(str), test_fraction, seed), "hash"
 
 
 def _tier(assoc: Association, causal: Causal) -> int:

@@ -239,7 +239,7 @@ class RankSettings:
     binarize_threshold: float
     """Criterion scores ``>= threshold`` are positives for AUROC and specificity."""
     split_source: str
-    """``"table"`` (examples.split) or ``"hash"`` (:func:`assign_splits`)."""
+    """``"table"`` (examples.split) or ``"hash"`` (:func:`hash_splits`)."""
     test_fraction: float
     """Held-out share requested when splits were hashed."""
     n_examples: int

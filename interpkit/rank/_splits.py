@@ -29,7 +29,7 @@ def _unit_interval(key: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def assign_splits(texts: Iterable[str], test_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+def hash_splits(texts: Iterable[str], test_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
     """Assign each text to ``"train"`` or ``"test"`` by a stable hash of its normalised form.
 
     Args:

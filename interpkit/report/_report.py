@@ -11,6 +11,7 @@ from typing import Any
 
 from interpkit._constants import REPORT_JSON_NAME, REPORT_MD_NAME
 from interpkit._io import atomic_write_text
+from interpkit._version import __version__
 
 REPORT_KIND = "interpkit_report"
 SCHEMA_VERSION = 2
@@ -141,8 +142,6 @@ class Report:
     """Where ``report.json`` was saved or loaded from (not serialised)."""
 
     def to_dict(self) -> dict[str, Any]:
-        from interpkit import __version__
-
         return {
             "kind": REPORT_KIND,
             "schema_version": SCHEMA_VERSION,

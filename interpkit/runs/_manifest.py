@@ -35,7 +35,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from interpkit._io import atomic_write_text
+from interpkit._io import atomic_write_text, sha256_file
+from interpkit._version import __version__
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
@@ -71,18 +72,7 @@ def environment() -> dict[str, Any]:
 
 def tool() -> dict[str, str]:
     """interpkit's name and version."""
-    from interpkit import __version__
-
     return {"name": "interpkit", "version": __version__}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(path: Path) -> list[Path]:

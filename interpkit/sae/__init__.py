@@ -45,18 +45,9 @@ from ._crosscoder import (
     train_crosscoder,
 )
 from ._data import ActivationSource, ArraySource, ModelSource, RecordsSource, reservoir_sample
+from ._edits import clamp_latent, latent_feature, sae_interventions, splice
 from ._export import SAEInterventionExport, export_sae_interventions, export_sae_records
-from ._features import (
-    clamp_latent,
-    encode_texts,
-    inference,
-    latent_feature,
-    sae_feature_ids,
-    sae_interventions,
-    sae_records,
-    sae_table,
-    splice,
-)
+from ._features import encode_texts, inference, sae_feature_ids, sae_records, sae_table
 from ._formats import FORMATS, SAEFormatError, detect_format, load_sae, save_sae
 from ._hub import KNOWN_RELEASES, SAEDownloadError, resolve_saelens
 from ._metrics import evaluate_sae, format_metrics, lm_loss_recovered

@@ -24,11 +24,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from interpkit._io import atomic_dir
 
 from ._base import SAE
 
@@ -94,19 +95,12 @@ def save_checkpoint(
     root = Path(out) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{int(state['step'])}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in sae.tensors().items()}, str(tmp / _WEIGHTS))
         tensors, groups = _flatten_optimizer(optimizer)
         torch.save(tensors, tmp / _OPTIM)
         payload = {**state, "optimizer_param_groups": groups, "cfg": sae.cfg.to_dict()}
         (tmp / _STATE).write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for _, old in _checkpoints(Path(out))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -172,7 +172,8 @@ def export_sae_interventions(
 
     from interpkit.causal import assign_prompt_splits, metric_for_criterion, split_by_score, sweep_strengths
 
-    from ._features import encode_texts, latent_feature, sae_feature_ids
+    from ._edits import latent_feature
+    from ._features import encode_texts, sae_feature_ids
 
     rows = list(rows)
     scores = np.asarray([np.nan if r.criterion_score is None else r.criterion_score for r in rows], dtype=float)

@@ -199,7 +199,8 @@ def lm_loss_recovered(
 
     from interpkit.models import Ablate
 
-    from ._features import _site, splice
+    from ._edits import splice
+    from ._features import _site
 
     texts = _texts(texts)
     if not texts:

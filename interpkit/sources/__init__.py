@@ -3,7 +3,8 @@
 ``toy`` generates synthetic tables with planted ground truth (always marked synthetic); ``dumps``
 builds a table from feature-dump JSONL; ``neuronpedia`` fetches (or reads exported) Neuronpedia
 features as feature dumps and explanations; ``_stream`` streams a model's activations over a prompt
-dataset (``_datasets``). Submodules load on first use, so importing this package stays cheap.
+dataset (``_datasets``) into chunks held in memory or on disk (``_chunks``). Submodules load on
+first use, so importing this package stays cheap.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ _LAZY: dict[str, str] = {
     "ToyTruth": "interpkit.sources.toy",
     "TOY_CRITERION": "interpkit.sources.toy",
     "table_from_feature_dumps": "interpkit.sources.dumps",
-    "ActivationChunk": "interpkit.sources._stream",
-    "ActivationSet": "interpkit.sources._stream",
+    "ActivationChunk": "interpkit.sources._chunks",
+    "ActivationSet": "interpkit.sources._chunks",
     "StreamResult": "interpkit.sources._stream",
     "stream_activations": "interpkit.sources._stream",
     "PromptRow": "interpkit.sources._datasets",
@@ -95,6 +96,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from interpkit.sources._cache import ActivationCache, default_cache_root, model_fingerprint
+    from interpkit.sources._chunks import ActivationChunk, ActivationSet
     from interpkit.sources._datasets import (
         PromptRow,
         as_prompt_rows,
@@ -102,7 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover
         iter_prompt_dataset,
         read_prompt_dataset,
     )
-    from interpkit.sources._stream import ActivationChunk, ActivationSet, StreamResult, stream_activations
+    from interpkit.sources._stream import StreamResult, stream_activations
     from interpkit.sources.directions import (
         DIRECTION_KINDS,
         DirectionSet,

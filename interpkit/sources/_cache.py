@@ -10,6 +10,11 @@ pooling, ``max_length``, the excluded positions, the chat-template and BOS flags
 projection matrix if any. Token-level sets are not cached (they are the large ones; stream them).
 While ``model.edits(...)`` is active nothing is read from or written to the cache.
 
+The entry machinery is shared with other on-disk activation caches (``interpkit.bench``'s
+per-token activations): `content_key` (sha256 of a canonical JSON spec, then of each text),
+`write_entry` (a temporary folder renamed into place; an entry a concurrent writer put there first
+is kept) and `save_arrays` / `load_arrays` (``.npy`` files, memory-mapped on read when asked).
+
 Example:
     >>> cache = ActivationCache(tmp_path)  # doctest: +SKIP
     >>> res = cache.get_or_compute(model, texts, "layer1.resid_post", pooling="mean")  # doctest: +SKIP
@@ -24,29 +29,29 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from interpkit._constants import CFG_NAME, SCHEMA_VERSION
-from interpkit._io import atomic_write_text
+from interpkit._io import atomic_dir, atomic_write_text
 
+from ._chunks import ActivationSet, write_chunk
 from ._datasets import dataset_hash
-from ._stream import (
-    ActivationSet,
-    StreamResult,
-    _check_args,
-    _texts,
-    resolve_sites,
-    stream_activations,
-    write_chunk,
-)
+from ._stream import StreamResult, _check_args, _texts, resolve_sites, stream_activations
 
-__all__ = ["ActivationCache", "default_cache_root", "model_fingerprint"]
+__all__ = [
+    "ActivationCache",
+    "content_key",
+    "default_cache_root",
+    "load_arrays",
+    "model_fingerprint",
+    "save_arrays",
+    "write_entry",
+]
 
 _KIND = "activation_cache_entry"
 _FINGERPRINTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -54,15 +59,55 @@ _SAMPLED_TENSORS = 8
 _MAX_HASHED_ELEMENTS = 1 << 20
 
 
-def default_cache_root() -> Path:
-    """``<interpkit cache dir>/activations`` (``$INTERPKIT_CACHE`` or ``~/.cache/interpkit``)."""
+def default_cache_root(name: str = "activations") -> Path:
+    """``<interpkit cache dir>/<name>`` (``$INTERPKIT_CACHE`` or ``~/.cache/interpkit``)."""
     try:
         from interpkit.models.zoo import cache_dir
     except ImportError:  # pragma: no cover - models is part of the package
         base = Path(os.environ.get("INTERPKIT_CACHE") or Path.home() / ".cache" / "interpkit")
     else:
         base = cache_dir()
-    return base / "activations"
+    return base / name
+
+
+def content_key(spec: Mapping[str, Any], texts: Iterable[str] = ()) -> str:
+    """Hex sha256 of the canonical JSON of ``spec`` (keys sorted), then of each text's sha256 digest.
+
+    Example:
+        >>> content_key({"b": 1, "a": 2}) == content_key({"a": 2, "b": 1})
+        True
+        >>> content_key({"a": 2}, ["x"]) == content_key({"a": 2})
+        False
+    """
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for text in texts:
+        h.update(hashlib.sha256(text.encode()).digest())
+    return h.hexdigest()
+
+
+def write_entry(folder: str | os.PathLike[str], *, prefix: str | None = None) -> contextlib.AbstractContextManager[Path]:
+    """A temporary folder beside ``folder`` for the block to fill; renamed to ``folder`` on success.
+
+    Entries are content-keyed, so when a concurrent writer put ``folder`` there first its entry is
+    kept and the new one dropped (`interpkit._io.replace_dir` with ``keep_existing``); a failing
+    block leaves nothing behind.
+    """
+    return atomic_dir(folder, prefix=prefix, keep_existing=True)
+
+
+def save_arrays(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write each array as ``<folder>/<name>.npy``."""
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+
+
+def load_arrays(folder: Path, names: Sequence[str], *, mmap: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Read ``<folder>/<name>.npy`` for each name; those in ``mmap`` memory-mapped read-only.
+
+    Raises:
+        OSError, ValueError: a missing or unreadable file.
+    """
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in mmap else None) for name in names}
 
 
 def _find_module(model: Any) -> Any:
@@ -140,7 +185,7 @@ class ActivationCache:
             "pooling": pooling,
             **settings,
         }
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        return content_key(spec)
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -172,9 +217,7 @@ class ActivationCache:
         if aset.pooling == "tokens":
             raise ValueError("the activation cache stores pooled sets only; stream token-level sets")
         final = self._dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
-        try:
+        with write_entry(final, prefix=f".{key[:12]}.") as tmp:
             names = []
             for i, chunk in enumerate(aset.iter_chunks()):
                 names.append(f"shard-{i:05d}.safetensors")
@@ -191,13 +234,6 @@ class ActivationCache:
                 "spec": dict(spec or {}),
             }
             atomic_write_text(tmp / CFG_NAME, json.dumps(cfg, indent=2, sort_keys=True))
-            try:
-                os.replace(tmp, final)
-            except OSError:  # a concurrent writer got there first; its entry is equivalent
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return final
 
     def get_or_compute(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,22 +31,14 @@ from .._constants import (
     TABLE_TOKENS_NAME,
     TABLE_VALUES_NAME,
 )
-from .._io import atomic_write_text, sha256_file
+from .._io import atomic_dir, atomic_write_text, sha256_file
+from .._version import __version__
 from ._frames import TableError, scipy_sparse
 
 if TYPE_CHECKING:
     from ._table import FeatureTable
 
 KIND = "feature_table"
-
-
-def _version() -> str:
-    try:
-        from interpkit import __version__
-
-        return str(__version__)
-    except ImportError:
-        return "unknown"
 
 
 def _tensors(table: FeatureTable) -> dict[str, np.ndarray]:
@@ -100,9 +90,7 @@ def save_table(table: FeatureTable, path: str | os.PathLike[str], *, overwrite: 
                 )
             if not overwrite:
                 raise FileExistsError(f"{final}: a FeatureTable is already saved here (pass overwrite=True)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         save_file(_tensors(table), str(tmp / TABLE_VALUES_NAME), metadata={"format": f"interpkit.{KIND}"})
         _write_parquet(table.examples, tmp / TABLE_EXAMPLES_NAME)
         _write_parquet(table.features, tmp / TABLE_FEATURES_NAME)
@@ -113,7 +101,7 @@ def save_table(table: FeatureTable, path: str | os.PathLike[str], *, overwrite: 
         cfg = {
             "kind": KIND,
             "schema_version": SCHEMA_VERSION,
-            "interpkit_version": _version(),
+            "interpkit_version": __version__,
             "shape": list(table.shape),
             "sparse": table.is_sparse,
             "nnz": table.nnz,
@@ -124,21 +112,6 @@ def save_table(table: FeatureTable, path: str | os.PathLike[str], *, overwrite: 
             "files": {n: {"sha256": sha256_file(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names},
         }
         atomic_write_text(tmp / CFG_NAME, json.dumps(cfg, indent=2, allow_nan=False) + "\n")
-        backup = None
-        if final.exists():
-            backup = final.with_name(f".{final.name}.{os.getpid()}.old")
-            os.replace(final, backup)
-        try:
-            os.replace(tmp, final)
-        except BaseException:
-            if backup is not None:
-                os.replace(backup, final)
-            raise
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return str(final)
 
 

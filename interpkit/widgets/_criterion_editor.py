@@ -252,7 +252,7 @@ class CriterionEditor(anywidget.AnyWidget):
     def _model_rows(self, text: str) -> tuple[list[Any], dict[str, Any]]:
         from interpkit._inspect_model import criterion_rows
         from interpkit.criterion import compile_criterion
-        from interpkit.rank import assign_splits
+        from interpkit.rank import hash_splits
         from interpkit.sources import PromptRow
 
         s = self.settings
@@ -266,7 +266,7 @@ class CriterionEditor(anywidget.AnyWidget):
             prov = {"compiler": self.compiler, "pool": "given rows", "n_rows": len(rows)}
         pinned = self._pinned()
         rows = [r for r in rows if r.text not in pinned]
-        splits = assign_splits(list(pinned), 0.5, s["seed"])
+        splits = hash_splits(list(pinned), 0.5, s["seed"])
         rows += [PromptRow(prompt_id=f"pinned{i}", text=t, criterion_score=v, split=str(sp))
                  for i, ((t, v), sp) in enumerate(zip(pinned.items(), splits, strict=True))]
         prov["n_pinned"] = len(pinned)

@@ -14,7 +14,6 @@ from interpkit.criterion import (
     KeywordCompiler,
     LabelledCompiler,
     ScoredExample,
-    assign_splits,
     balance_classes,
     calibrate,
     compile_criterion,
@@ -22,6 +21,7 @@ from interpkit.criterion import (
     get_compiler,
     list_compilers,
     score_prompts,
+    stratified_splits,
     text_pool,
 )
 from interpkit.records import RecordError
@@ -107,14 +107,14 @@ def test_calibrate_small_inputs_use_fixed_map_and_nan_stays_unscored():
         calibrate([0.1], lo=0.9, hi=0.1)
 
 
-def test_assign_splits_stratified_and_seeded():
+def test_stratified_splits_stratified_and_seeded():
     labels = ["positive"] * 8 + ["negative"] * 12
-    a = assign_splits(labels, test_fraction=0.25, seed=3)
-    assert a == assign_splits(labels, test_fraction=0.25, seed=3)
-    assert a != assign_splits(labels, test_fraction=0.25, seed=4)
+    a = stratified_splits(labels, test_fraction=0.25, seed=3)
+    assert a == stratified_splits(labels, test_fraction=0.25, seed=3)
+    assert a != stratified_splits(labels, test_fraction=0.25, seed=4)
     assert sum(s == "test" for s, lab in zip(a, labels, strict=True) if lab == "positive") == 2
     assert sum(s == "test" for s, lab in zip(a, labels, strict=True) if lab == "negative") == 3
-    assert assign_splits(["positive", "positive"], test_fraction=0.1).count("test") == 1
+    assert stratified_splits(["positive", "positive"], test_fraction=0.1).count("test") == 1
 
 
 def test_balance_classes():

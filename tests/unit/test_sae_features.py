@@ -12,16 +12,8 @@ from interpkit.causal import LogitTargetMetric, run_interventions
 from interpkit.models import apply_edit
 from interpkit.records import read_activation_records, write_jsonl
 from interpkit.sae import SAEConfig, make_sae
-from interpkit.sae._features import (
-    clamp_latent,
-    encode_texts,
-    latent_feature,
-    sae_feature_ids,
-    sae_interventions,
-    sae_records,
-    sae_table,
-    splice,
-)
+from interpkit.sae._edits import clamp_latent, latent_feature, sae_interventions, splice
+from interpkit.sae._features import encode_texts, sae_feature_ids, sae_records, sae_table
 from interpkit.sources import PromptRow
 
 SITE = "layer1.resid_post"
