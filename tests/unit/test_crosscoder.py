@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("safetensors")
+import torch
 
 from interpkit.sae._crosscoder import (  # noqa: E402
     CrosscoderConfig,

@@ -6,9 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
 from test_stream import SITE, TEXTS, tiny_wrapper  # noqa: E402
 
 from interpkit.sources._cache import ActivationCache, default_cache_root, model_fingerprint  # noqa: E402

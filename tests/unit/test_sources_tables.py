@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-
 from test_stream import SITE, manual, tiny_wrapper  # noqa: E402
 
 from interpkit.sources._cache import ActivationCache  # noqa: E402

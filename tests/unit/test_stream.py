@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from interpkit.sources._stream import ActivationSet, stream_activations  # noqa: E402
 
