@@ -123,8 +123,8 @@ def run_detect(
         means (`interpkit.bench._report.merge_results` adds them) and the max raw activation per
         concept (``max_act``, the steering magnitude's scale).
     """
-    from .methods import get_method
     from ._metrics import concept_detection, imbalanced_f1
+    from .methods import get_method
 
     cids = [c.id for c in ctx.task.concepts] if concepts is None else list(concepts)
     neg_pool = np.flatnonzero(ctx.task.eval["category"].to_numpy() == "negative")
@@ -184,8 +184,8 @@ def run_steer(
     The steering magnitude per concept is the method's max detection score on the concept's eval
     rows (§4.2), so detection scores are computed here too (cheap once activations are cached).
     """
-    from .methods import get_method
     from ._steer import FACTORS, evaluate_steering
+    from .methods import get_method
 
     cids = [c.id for c in ctx.task.concepts] if concepts is None else list(concepts)
     fitted: dict[str, dict[int, Any]] = {}

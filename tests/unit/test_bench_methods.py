@@ -8,9 +8,9 @@ import pytest
 
 from interpkit.bench._acts import TokenActs
 from interpkit.bench._context import BenchContext
-from interpkit.bench.methods._lmloss import grad_forward_available
-from interpkit.bench.methods import METHODS, Fitted, fitted_table, get_method, pooled_scores
 from interpkit.bench._task import AxBenchTask, Concept
+from interpkit.bench.methods import METHODS, Fitted, fitted_table, get_method, pooled_scores
+from interpkit.bench.methods._lmloss import grad_forward_available
 from interpkit.rank import auroc
 
 D = 16
