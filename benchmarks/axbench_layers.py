@@ -29,9 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     from interpkit.bench._acts import token_activations
     from interpkit.bench._context import build_context
-    from interpkit.bench._methods import get_method
     from interpkit.bench._metrics import concept_detection
     from interpkit.bench._task import load_task
+    from interpkit.bench.methods import get_method
     from interpkit.models import load_model
 
     model = load_model(args.model, "nnsight")

@@ -70,7 +70,7 @@ def _fit_key(ctx: Any, method: Any, cid: int) -> str:
 
 def fit_method(ctx: Any, method: Any, cid: int) -> Any:
     """``method.fit(ctx, cid)``, read from / written to the fitted-direction cache for vector methods."""
-    from ._methods import Fitted
+    from .methods import Fitted
 
     cacheable = ctx.cache_dir is not None and getattr(method, "cacheable", method.name not in ("bow", "prompt"))
     path = None
@@ -123,8 +123,8 @@ def run_detect(
         means (`interpkit.bench._report.merge_results` adds them) and the max raw activation per
         concept (``max_act``, the steering magnitude's scale).
     """
-    from ._methods import get_method
     from ._metrics import concept_detection, imbalanced_f1
+    from .methods import get_method
 
     cids = [c.id for c in ctx.task.concepts] if concepts is None else list(concepts)
     neg_pool = np.flatnonzero(ctx.task.eval["category"].to_numpy() == "negative")
@@ -184,8 +184,8 @@ def run_steer(
     The steering magnitude per concept is the method's max detection score on the concept's eval
     rows (§4.2), so detection scores are computed here too (cheap once activations are cached).
     """
-    from ._methods import get_method
     from ._steer import FACTORS, evaluate_steering
+    from .methods import get_method
 
     cids = [c.id for c in ctx.task.concepts] if concepts is None else list(concepts)
     fitted: dict[str, dict[int, Any]] = {}
@@ -379,7 +379,7 @@ def bench(
 
 def _save_features(ctx: Any, fitted: Mapping[str, Mapping[int, Any]], out: Path) -> None:
     """The learned directions as a FeatureTable (``out/features``): rank, explain and match read it."""
-    from ._methods import fitted_table
+    from .methods import fitted_table
 
     flat = {(label, cid): f for label, per in fitted.items() for cid, f in per.items()
             if f.vector is not None and f.score != "text"}

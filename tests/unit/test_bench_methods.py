@@ -8,9 +8,9 @@ import pytest
 
 from interpkit.bench._acts import TokenActs
 from interpkit.bench._context import BenchContext
-from interpkit.bench._lmloss import grad_forward_available
-from interpkit.bench._methods import METHODS, Fitted, fitted_table, get_method, pooled_scores
 from interpkit.bench._task import AxBenchTask, Concept
+from interpkit.bench.methods import METHODS, Fitted, fitted_table, get_method, pooled_scores
+from interpkit.bench.methods._lmloss import grad_forward_available
 from interpkit.rank import auroc
 
 D = 16
@@ -289,7 +289,7 @@ def lm_ctx() -> BenchContext:
 def test_lm_schedule_follows_the_device():
     from types import SimpleNamespace
 
-    from interpkit.bench._lmloss import resolve_schedule
+    from interpkit.bench.methods._lmloss import resolve_schedule
 
     p = get_method("reft-r1").params()
     assert resolve_schedule(SimpleNamespace(device="cuda:0"), p)["epochs"] == 3

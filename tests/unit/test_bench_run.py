@@ -190,16 +190,16 @@ def test_response_scope_scores_only_tokens_after_the_assistant_header(tiny):
 
 
 def test_a_concept_a_method_cannot_score_is_recorded_and_left_out_of_the_mean(tiny, tmp_path, monkeypatch):
-    from interpkit.bench import _methods
+    from interpkit.bench import methods
 
-    original = _methods.DiffMean.fit
+    original = methods.DiffMean.fit
 
     def flaky(self, ctx, cid):
         if cid == 1:
             raise ValueError("need examples with scores in both splits")
         return original(self, ctx, cid)
 
-    monkeypatch.setattr(_methods.DiffMean, "fit", flaky)
+    monkeypatch.setattr(methods.DiffMean, "fit", flaky)
     out = tmp_path / "o"
     res = bench("detect", TASK, model=tiny, layer=1, methods=["diffmean"], out=out, max_length=60, cache_dir=None,
                 progress=False)

@@ -1,4 +1,4 @@
-"""LM-loss training of one steering vector per concept (SSV §5.5, ReFT-r1 §5.6).
+"""The LM-loss methods, SSV (§5.5) and ReFT-r1 (§5.6), and their training of one vector per concept.
 
 Each training example is the chat-templated instruction (`chat_prompt`) followed by the response,
 tokenized as two pieces and concatenated (so the response starts at a known position); responses
@@ -23,11 +23,22 @@ import inspect
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["CPU_SCHEDULE", "GPU_SCHEDULE", "grad_forward_available", "lm_examples", "resolve_schedule", "train_lm_vector"]
+from ._base import Fitted, Method, register_method
+
+__all__ = [
+    "CPU_SCHEDULE",
+    "GPU_SCHEDULE",
+    "ReFTr1",
+    "SteeringVector",
+    "grad_forward_available",
+    "lm_examples",
+    "resolve_schedule",
+    "train_lm_vector",
+]
 
 
 def grad_forward_available(model: Any = None) -> bool:
@@ -238,3 +249,70 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
     if kind == "reft":
         info["l1"] = [round(v, 5) for v in l1s]
     return vec.astype(np.float32), info
+
+
+# ---- the LM-loss methods --------------------------------------------------------------------------
+
+
+class _LMLossMethod(Method):
+    """A vector trained through the model with `train_lm_vector` (``kind``); psi ``ReLU(h·w)``, steering ``α w``."""
+
+    kind: ClassVar[str]
+    needs_model_grad = True
+    numeric = integers = ("epochs", "max_train_tokens", "max_examples")
+
+    def fit(self, ctx: Any, cid: int) -> Fitted:
+        p = self.params(ctx)
+        w, info = train_lm_vector(ctx, cid, kind=self.kind, params=p)
+        return self._fitted(cid, w, steer_vector=w, score="relu", info=info)
+
+
+@register_method
+class SteeringVector(_LMLossMethod):
+    """SSV (§5.5): a vector added at every non-prefix position, trained with the LM loss on positives.
+
+    Maths: ``min_w CE(LM(h + w))`` on the positives' responses; score ``ReLU(h·w)``.
+
+    ``w`` starts at 0.01 in every coordinate and is not normalised; the model reads
+    ``h_t + w`` at ``ctx.site`` for positions ``prefix_length`` to the end, and the loss is
+    next-token cross-entropy on the response tokens only (the chat-templated instruction is
+    context). Detection psi ``ReLU(h·w)``; steering adds ``α w``. AxBench: batch 6, 3 epochs,
+    lr 1e-2, weight decay 0, positives only, responses of 128 tokens. Adaptation: ``epochs`` and
+    ``max_train_tokens`` left at None mean AxBench's 3 and 128 when the model is on a GPU, 1 and 64
+    on a CPU (a step of a 135M model over 6 examples takes ~15 s on 2 CPU cores); the values used
+    are in ``info``. ``max_examples`` caps the training examples (None: all).
+    """
+
+    name, label = "ssv", "SSV"
+    order = 5
+    kind = "ssv"
+    defaults: ClassVar[dict[str, Any]] = {
+        "epochs": None, "batch_size": 6, "lr": 1e-2, "weight_decay": 0.0, "max_train_tokens": None,
+        "max_examples": None, "init": 0.01,
+    }
+    positive = ("epochs", "batch_size", "lr", "max_train_tokens", "max_examples")
+
+
+@register_method
+class ReFTr1(_LMLossMethod):
+    """ReFT-r1 (§5.6): a unit vector with a top-k gated addition and a ramped L1 on the other latents.
+
+    Latents ``a_t = ReLU(h_t·w)`` at every non-prefix position; training adds ``ā·w`` where ``ā``
+    is the mean of the sequence's top-``k`` latents; loss = response-only next-token cross-entropy
+    over positives and negatives + ``λ_t · L1`` (mean over examples of the summed non-top-k latents
+    per valid position, ``λ_t`` ramping linearly from 0 to ``l1``); each step clips the gradient
+    norm at 1, unit-normalises ``w``, removes the parallel gradient, then AdamW (linear LR decay to
+    0). ``w`` is unit-normed at the end. Detection psi ``ReLU(h·w)``; steering adds ``α w`` (no
+    gate). AxBench 2B: batch 6, 3 epochs, lr 1e-2, wd 0, k 8, L1 5e-3, 128-token responses.
+    Adaptation as for `SteeringVector`: ``epochs``/``max_train_tokens`` None = 3/128 on a GPU, 1/64
+    on a CPU; ``max_examples`` caps the examples (positives and negatives drawn together).
+    """
+
+    name, label = "reft-r1", "ReFT-r1"
+    order = 6
+    kind = "reft"
+    defaults: ClassVar[dict[str, Any]] = {
+        "epochs": None, "batch_size": 6, "lr": 1e-2, "weight_decay": 0.0, "topk": 8, "l1": 5e-3,
+        "grad_clip": 1.0, "max_train_tokens": None, "max_examples": None, "init": 0.01,
+    }
+    positive = ("epochs", "batch_size", "lr", "topk", "max_train_tokens", "max_examples", "grad_clip")
