@@ -152,9 +152,9 @@ def _read_kv_cache_as_cache_kwarg(model: Any) -> None:
             continue
 
         def cache_aware(k: Any, v: Any, _update: Callable = update, **kwargs: Any) -> Any:
-            if kwargs.get("past_key_values") is None and kwargs.get("layer_past") is None:
-                if kwargs.get("cache") is not None:
-                    kwargs["past_key_values"] = kwargs["cache"]
+            no_cache = kwargs.get("past_key_values") is None and kwargs.get("layer_past") is None
+            if no_cache and kwargs.get("cache") is not None:
+                kwargs["past_key_values"] = kwargs["cache"]
             return _update(k, v, **kwargs)
 
         cache_aware._interpkit_cache_kwarg = True  # type: ignore[attr-defined]
