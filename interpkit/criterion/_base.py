@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from interpkit._registry import register
+
 from ._calibrate import LABELS, balance_classes, stratified_splits
 
 if TYPE_CHECKING:
@@ -251,11 +253,7 @@ def register_compiler(cls: C) -> C:
     Raises:
         ValueError: another class already holds the name.
     """
-    name = cls.name
-    if name in COMPILERS and COMPILERS[name] is not cls:
-        raise ValueError(f"criterion compiler {name!r} is already registered by {COMPILERS[name].__qualname__}")
-    COMPILERS[name] = cls
-    return cls
+    return register(COMPILERS, cls.name, cls, "criterion compiler")
 
 
 def list_compilers() -> list[str]:

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from interpkit._registry import register
+
 NORMALIZATIONS = ("none", "expected_average_only_in", "constant_norm_rescale")
 """Input normalisations (SAELens's names). ``expected_average_only_in`` scales inputs by a fixed
 ``norm_scaling_factor`` so their mean norm is ``sqrt(d_in)`` and un-scales the reconstruction;
@@ -349,11 +351,8 @@ def register_architecture(name: str) -> Callable[[type[SAE]], type[SAE]]:
     """Class decorator: register an `SAE` subclass under ``name``."""
 
     def wrap(cls: type[SAE]) -> type[SAE]:
-        if name in ARCHITECTURES and ARCHITECTURES[name] is not cls:
-            raise ValueError(f"SAE architecture {name!r} is already registered")
         cls.architecture = name
-        ARCHITECTURES[name] = cls
-        return cls
+        return register(ARCHITECTURES, name, cls, "SAE architecture")
 
     return wrap
 

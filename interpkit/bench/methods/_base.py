@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from interpkit._registry import register
+
 if TYPE_CHECKING:
     from interpkit.table import FeatureTable
 
@@ -382,10 +384,7 @@ def register_method(cls: M) -> M:
     Raises:
         ValueError: another class already holds the name.
     """
-    name = cls.name
-    if name in METHODS and METHODS[name] is not cls:
-        raise ValueError(f"bench method {name!r} is already registered by {METHODS[name].__qualname__}")
-    METHODS[name] = cls
+    register(METHODS, cls.name, cls, "bench method")
     ordered = sorted(METHODS.items(), key=lambda kv: kv[1].order)
     METHODS.clear()
     METHODS.update(ordered)
