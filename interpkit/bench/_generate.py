@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from interpkit import __version__
+from interpkit._version import __version__
 from interpkit.bench._task import (
     EMPTY_CONCEPT,
     GENRES,

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from interpkit._version import __version__
+
 __all__ = [
     "DETECT_METHODS",
     "STEER_METHODS",
@@ -309,8 +311,6 @@ def bench(
         progress: progress output.
         log: called with a line per (method, concept) result (the CLI passes ``print``).
     """
-    from interpkit import __version__
-
     from ._context import build_context
     from ._report import merge_results, write_results
     from ._task import AxBenchTask, load_task
