@@ -10,7 +10,6 @@ from interpkit.bench._acts import TokenActs
 from interpkit.bench._context import BenchContext
 from interpkit.bench._task import AxBenchTask, Concept
 from interpkit.bench.methods import METHODS, Fitted, fitted_table, get_method, pooled_scores
-from interpkit.bench.methods._lmloss import grad_forward_available
 from interpkit.rank import auroc
 
 D = 16
@@ -276,9 +275,6 @@ def test_fitted_validates():
 
 # ---- LM-loss methods on the tiny model -------------------------------------------------------------
 
-needs_grad = pytest.mark.skipif(not grad_forward_available(), reason="ModelWrapper.forward(grad=True) not available")
-
-
 @pytest.fixture(scope="module")
 def lm_ctx() -> BenchContext:
     from interpkit._testing import tiny_model
@@ -298,7 +294,6 @@ def test_lm_schedule_follows_the_device():
     assert resolve_schedule(SimpleNamespace(device="cpu"), {**p, "epochs": 5})["epochs"] == 5
 
 
-@needs_grad
 def test_reft_r1_trains_end_to_end(lm_ctx):
     model = lm_ctx.model
     params = list(model.hf_model.parameters())
@@ -314,7 +309,6 @@ def test_reft_r1_trains_end_to_end(lm_ctx):
     assert all(p.grad is None for p in params)
 
 
-@needs_grad
 def test_ssv_trains_on_positives_and_lowers_the_loss(lm_ctx):
     m = get_method("ssv", batch_size=6, epochs=8, max_train_tokens=12, lr=5e-2)
     fitted = m.fit(lm_ctx, 1)

@@ -220,7 +220,6 @@ def test_a_failing_step_leaves_a_failed_manifest_and_earlier_outputs(tmp_path, c
 
 
 def test_a_match_step_compares_two_earlier_reports(tmp_path, capsys):
-    pytest.importorskip("interpkit.match")
     cfg = _project(tmp_path, [
         {"name": "a", "kind": "inspect", "args": {**TOY, **QUICK}},
         {"name": "b", "kind": "inspect", "args": {**TOY, **QUICK, "seed": 1}},
