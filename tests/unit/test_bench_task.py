@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from interpkit._testing import tiny_tokenizer
-from interpkit.bench._prompts import chat_prompt, format_pair, needs_bos, seed_instructions, steering_instructions
+from interpkit.bench._prompts import (
+    chat_prompt,
+    format_pair,
+    needs_bos,
+    seed_instructions,
+    steering_instructions,
+)
 from interpkit.bench._task import (
     EMPTY_CONCEPT,
     AxBenchTask,
