@@ -6,7 +6,9 @@ activations at one residual site computed once and cached (`build_context`), met
 pick one direction per concept (DiffMean, PCA, LAT, Probe, SSV, ReFT-r1, SAE, SAE-A, BoW, Prompt,
 Random, and interpkit's criterion-only pick), detection AUROC per concept (`run_detect`) and
 steering judged on concept, instruction relevance and fluency (`run_steer`). `bench` runs a mode
-end to end and writes results.json, results.md, altair charts and the directions as a FeatureTable.
+end to end and writes results.json, results.md and the directions as a FeatureTable, plus the
+charts when given a chart writer (``charts=interpkit.viz.write_bench_charts``, as ``interpkit bench``
+does: the chart builders live in ``interpkit.viz``, a layer above this one).
 
 Example:
     >>> from interpkit.bench import bench  # doctest: +SKIP
@@ -24,10 +26,10 @@ _LAZY: dict[str, str] = {
     "TaskFormatError": "._task",
     "load_task": "._task",
     "save_task": "._task",
-    "format_pair": "._task",
-    "chat_prompt": "._task",
-    "seed_instructions": "._task",
-    "steering_instructions": "._task",
+    "format_pair": "._prompts",
+    "chat_prompt": "._prompts",
+    "seed_instructions": "._prompts",
+    "steering_instructions": "._prompts",
     "generate_task": "._generate",
     "read_concept_list": "._generate",
     "TokenActs": "._acts",
@@ -46,9 +48,6 @@ _LAZY: dict[str, str] = {
     "write_results": "._report",
     "read_results": "._report",
     "merge_results": "._report",
-    "auroc_chart": "._report",
-    "roc_chart": "._report",
-    "steering_chart": "._report",
     "LMJudge": "._judge",
     "LocalJudge": "._judge",
     "evaluate_steering": "._steer",

@@ -224,7 +224,7 @@ def repetition(text: str, n: int = 4) -> float:
 
 
 def _prompt_ids(model: ModelWrapper, prompt: str) -> list[int]:
-    from interpkit.bench._task import needs_bos
+    from interpkit.bench._prompts import needs_bos
 
     tok = model.tokenizer
     ids = [int(i) for i in tok(prompt, add_special_tokens=False)["input_ids"]]
@@ -360,7 +360,7 @@ class LocalJudge:
         return self.model
 
     def _prompt(self, instruction: str) -> str:
-        from interpkit.bench._task import chat_prompt
+        from interpkit.bench._prompts import chat_prompt
 
         text = instruction if self.fluency_context == "instruction" else NEUTRAL_INSTRUCTION
         return chat_prompt(self._model().tokenizer, text)

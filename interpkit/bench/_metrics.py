@@ -324,7 +324,7 @@ def _sorted_ids(keys: Any) -> list:
     return sorted(keys, key=key)
 
 
-def _scalar(entry: Any, *path: str) -> float | None:
+def finite_at(entry: Any, *path: str) -> float | None:
     """The finite number at ``path`` (a number met early ends the walk: ``f1_imbalanced`` may be a float)."""
     node = entry
     for name in path:
@@ -346,9 +346,9 @@ def summarise_detection(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[st
         ``{"mean_auroc", "ci95", "n_concepts", "mean_hard_negative_acc", "mean_f1_imbalanced"}``.
     """
     ids = _sorted_ids(per_concept)
-    mean, ci = mean_ci([_scalar(per_concept[c], "auroc") for c in ids])
-    hn, _ = mean_ci([_scalar(per_concept[c], "hard_negative", "macro_acc") for c in ids])
-    f1, _ = mean_ci([_scalar(per_concept[c], "f1_imbalanced", "f1") for c in ids])
+    mean, ci = mean_ci([finite_at(per_concept[c], "auroc") for c in ids])
+    hn, _ = mean_ci([finite_at(per_concept[c], "hard_negative", "macro_acc") for c in ids])
+    f1, _ = mean_ci([finite_at(per_concept[c], "f1_imbalanced", "f1") for c in ids])
     failed = [c for c in ids if isinstance(per_concept[c], Mapping) and per_concept[c].get("error")]
     return {"mean_auroc": mean, "ci95": ci, "n_concepts": len(ids), "n_failed": len(failed),
             "failed": failed, "mean_hard_negative_acc": hn, "mean_f1_imbalanced": f1}
@@ -357,5 +357,5 @@ def summarise_detection(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[st
 def summarise_steering(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Method-level steering summary: mean of each concept's ``test_score`` with its 95 % CI."""
     ids = _sorted_ids(per_concept)
-    mean, ci = mean_ci([_scalar(per_concept[c], "test_score") for c in ids])
+    mean, ci = mean_ci([finite_at(per_concept[c], "test_score") for c in ids])
     return {"mean_score": mean, "ci95": ci, "n_concepts": len(ids)}

@@ -94,7 +94,7 @@ def _sample(model: ModelWrapper, texts: Sequence[str], *, max_new_tokens: int, t
             batch_size: int, seed: int | None) -> list[str]:
     """Generate an answer to each user text: chat template when the tokenizer has one, else
     ``chat_prompt``'s plain ``"<text>\\n\\n"`` form."""
-    from interpkit.bench._task import chat_prompt
+    from interpkit.bench._prompts import chat_prompt
 
     templated = bool(getattr(model.tokenizer, "chat_template", None))
     prompts = list(texts) if templated else [chat_prompt(model.tokenizer, t) for t in texts]
@@ -216,7 +216,7 @@ def _judge_all(ctx: Any, judge: Any, concept: str, instructions: Sequence[str],
     ppl = np.array([d.get("perplexity", np.nan) if same else np.nan for d in details], dtype=np.float64)
     todo = [k for k in range(len(gens)) if not np.isfinite(ppl[k]) and gens[k][2].strip()]
     if todo:
-        from interpkit.bench._task import chat_prompt
+        from interpkit.bench._prompts import chat_prompt
 
         tok = ctx.model.tokenizer
         ppl[todo] = perplexity(ctx.model, [chat_prompt(tok, instructions[gens[k][0]]) for k in todo],
@@ -284,7 +284,7 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
         and its ``steering_prompt``.
     """
     from interpkit.bench._metrics import harmonic, select_factor, summarise_steering
-    from interpkit.bench._task import steering_instructions
+    from interpkit.bench._prompts import steering_instructions
 
     factors = sorted(float(f) for f in factors)
     task, model, site = ctx.task, ctx.model, ctx.site

@@ -56,7 +56,7 @@ def lm_examples(ctx: Any, rows: np.ndarray, *, max_train_tokens: int) -> list[tu
     the template does not write); the response is tokenized alone and cut to ``max_train_tokens``.
     A row whose prompt exceeds ``ctx.max_length`` keeps its last tokens.
     """
-    from interpkit.bench._task import chat_prompt, needs_bos
+    from interpkit.bench._prompts import chat_prompt, needs_bos
 
     tok = ctx.model.tokenizer
     frame = ctx.task.train
