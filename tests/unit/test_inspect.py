@@ -6,7 +6,7 @@ import pytest
 
 import interpkit
 from interpkit.cli import main
-from interpkit.inspect_ import InspectError
+from interpkit.inspect import InspectError
 from interpkit.records import write_jsonl
 
 CRIT = "the text mentions an animal"
