@@ -40,7 +40,7 @@ _LAZY: dict[str, str] = {
     # report / inspect
     "Report": "interpkit.report",
     "load_report": "interpkit.report",
-    "inspect": "interpkit.inspect_",
+    "inspect": "interpkit.inspect",
     "doctor": "interpkit._doctor",
     # criterion / explain
     "Criterion": "interpkit.criterion",
@@ -100,12 +100,19 @@ __all__ = [
 # system's binding of the submodule (on any `import interpkit.rank...`) would shadow it.
 from interpkit.rank import rank  # noqa: E402
 
+# `inspect` is both a subpackage and its main function too, but its module is callable (see
+# interpkit/inspect/__init__.py): hand out the module itself, the object the import system binds
+# here on any `import interpkit.inspect...`, so `interpkit.inspect` is one object, callable and
+# holding `interpkit.inspect.rank_criterion`, whichever import ran first.
+_CALLABLE_MODULES = frozenset({"inspect"})
+
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'interpkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if name in _CALLABLE_MODULES else getattr(imported, name)
     globals()[name] = value
     return value
 
@@ -118,7 +125,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from interpkit._doctor import doctor
     from interpkit.criterion import Criterion, compile_criterion, get_compiler, score_prompts
     from interpkit.explain import FeatureExplanation, explain_feature, explain_features
-    from interpkit.inspect_ import inspect
+    from interpkit.inspect import inspect
     from interpkit.match import FeatureFingerprint, compare, match_fingerprints
     from interpkit.models import load_model
     from interpkit.rank import RankingResult

@@ -122,6 +122,64 @@ class FeatureEntry:
         d["causal_records"] = tuple(d.get("causal_records", ()))
         return cls(**d)
 
+    @classmethod
+    def from_table(
+        cls,
+        table: Any,
+        feature_id: str,
+        *,
+        ranking: Any = None,
+        interventions: Sequence[Any] = (),
+        imported_causal_effects: Mapping[str, float] | None = None,
+        explanation: Any = None,
+        n_top_examples: int = 5,
+    ) -> FeatureEntry:
+        """The entry of one feature of a :class:`~interpkit.table.FeatureTable`.
+
+        Args:
+            table: the table; the feature's label, model, site, layer and source come from its
+                feature metadata, the top examples from its column.
+            feature_id: the feature.
+            ranking: a :class:`~interpkit.rank.RankingResult` holding the feature (rank and
+                components); None gives rank 0 and no components.
+            interventions: intervention records; those of this feature are summed up per
+                intervention kind (filter them by criterion first: this does not).
+            imported_causal_effects: effects copied from a feature dump (reported, never ranked).
+            explanation: a `~interpkit.explain.FeatureExplanation` or its dict; its label serves
+                when the table has none.
+            n_top_examples: highest-activating examples kept.
+
+        Raises:
+            KeyError: the feature is not in the table (or not in ``ranking``).
+        """
+        from interpkit.report._evidence import causal_summary, meta_value, top_examples
+
+        fid = str(feature_id)
+        j = table.feature_index(fid)
+        meta = table.features.iloc[j]
+        expl = None
+        if explanation is not None:
+            expl = explanation.to_dict() if hasattr(explanation, "to_dict") else dict(explanation)
+        label = meta_value(meta, "label")
+        if expl is not None and not label:
+            label = expl.get("label")
+        row = ranking.row(fid) if ranking is not None else None
+        mine = [r for r in interventions if str(r.feature_id) == fid]
+        return cls(
+            rank=row.rank if row is not None else 0,
+            feature_id=fid,
+            label=label,
+            model=meta_value(meta, "model"),
+            site=meta_value(meta, "site"),
+            layer=meta_value(meta, "layer"),
+            source=meta_value(meta, "source"),
+            components=row.to_dict() if row is not None else {},
+            top_examples=top_examples(table, j, n_top_examples),
+            causal_records=tuple(causal_summary(mine).get(fid, ())),
+            imported_causal_effects={} if imported_causal_effects is None else imported_causal_effects,
+            explanation=expl,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Report:

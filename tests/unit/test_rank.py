@@ -301,3 +301,18 @@ def test_side_effects_alone_do_not_make_a_suppressor():
     c = result.row("x0").causal
     assert c.status == "inert"
     assert c.value == pytest.approx(c.effect - 0.3) and c.value < 0
+
+
+def test_auto_null_is_permutation_unless_too_few_permutations_for_fdr():
+    data = make_toy_table(n_examples=200, n_features=12, seed=0)  # 12 features
+    kw = {"n_bootstrap": 5, "seed": 0}
+    ok = rank(data.table, n_permutations=300, null="auto", **kw)  # 12 / 301 <= 0.05
+    assert ok.settings.null == "permutation"
+    assert ok.to_dict() == rank(data.table, n_permutations=300, null="permutation", **kw).to_dict()
+    coarse = rank(data.table, n_permutations=100, null="auto", **kw)  # 12 / 101 > 0.05
+    assert coarse.settings.null == "asymptotic" and coarse.settings.n_permutations == 0
+    assert coarse.to_dict() == rank(data.table, n_permutations=100, null="asymptotic", **kw).to_dict()
+    # the rule follows the FDR level
+    assert rank(data.table, n_permutations=100, null="auto", fdr_alpha=0.2, **kw).settings.null == "permutation"
+    with pytest.raises(ValueError, match="null must be one of"):
+        rank(data.table, null="exact")
