@@ -55,7 +55,7 @@ _LAZY: dict[str, str] = {
     "FeatureFingerprint": "interpkit.match",
     "match_fingerprints": "interpkit.match",
     # bench
-    "run_bench": "interpkit.bench",
+    "run_bench": "interpkit.runs._bench",
     "load_task": "interpkit.bench",
     # sae
     "train_sae": "interpkit.sae",

@@ -53,7 +53,6 @@ _LAZY: dict[str, str] = {
     "evaluate_steering": "._steer",
     "FACTORS": "._steer",
     "bench": "._run",
-    "run_bench": "._run",
     "run_detect": "._run",
     "run_steer": "._run",
     "fit_method": "._run",

@@ -40,7 +40,6 @@ __all__ = [
     "bench",
     "fit_method",
     "quick_task",
-    "run_bench",
     "run_detect",
     "run_steer",
 ]
@@ -392,6 +391,3 @@ def _save_features(ctx: Any, fitted: Mapping[str, Mapping[int, Any]], out: Path)
     table = fitted_table(ctx, flat, which="eval")
     table.save(out / "features")
 
-
-run_bench = bench
-"""`bench` under the name ``interpkit.run_bench`` (``interpkit.bench`` is the subpackage)."""

@@ -237,3 +237,15 @@ def test_cli_gives_bench_the_viz_chart_writer(tmp_path, monkeypatch):
     base = ["bench", "detect", "--task", str(TASK), "--out", str(tmp_path / "o"), "--quiet"]
     assert _cli(base) == 0 and _cli([*base, "--no-charts"]) == 0
     assert seen == [write_bench_charts, None]
+
+
+def test_interpkit_run_bench_writes_the_charts_unless_told_not_to(tiny, tmp_path):
+    """`interpkit.run_bench` (the runs-layer entry point) gives Python users the command's charts/."""
+    import interpkit
+
+    kw = dict(model=tiny, layer=1, methods=["diffmean"], max_length=60, cache_dir=tmp_path / "cache", progress=False)
+    interpkit.run_bench("detect", TASK, out=tmp_path / "with", **kw)
+    interpkit.run_bench("detect", TASK, out=tmp_path / "without", charts=False, **kw)
+    assert (tmp_path / "with" / "charts" / "auroc_by_method.vl.json").is_file()
+    assert not (tmp_path / "without" / "charts").exists()
+    assert (tmp_path / "without" / "results.json").is_file()
