@@ -16,9 +16,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from interpkit._lazy import lazy_exports
 from interpkit._version import __version__
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562).
@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "Report": "interpkit.report",
     "load_report": "interpkit.report",
     "inspect": "interpkit.inspect",
+    "rank": "interpkit.rank",
     "doctor": "interpkit._doctor",
     # criterion / explain
     "Criterion": "interpkit.criterion",
@@ -96,29 +97,11 @@ __all__ = [
     "train_sae",
 ]
 
-# `rank` is both a subpackage and its main function: bind the function eagerly, or the import
-# system's binding of the submodule (on any `import interpkit.rank...`) would shadow it.
-from interpkit.rank import rank  # noqa: E402
-
-# `inspect` is both a subpackage and its main function too, but its module is callable (see
-# interpkit/inspect/__init__.py): hand out the module itself, the object the import system binds
-# here on any `import interpkit.inspect...`, so `interpkit.inspect` is one object, callable and
-# holding `interpkit.inspect.rank_criterion`, whichever import ran first.
-_CALLABLE_MODULES = frozenset({"inspect"})
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interpkit' has no attribute {name!r}")
-    imported = importlib.import_module(module)
-    value = imported if name in _CALLABLE_MODULES else getattr(imported, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# `rank` and `inspect` are subpackages named after their main function; both modules are callable
+# (interpkit._lazy.callable_package), and this package hands out the module itself: the object the
+# import system binds here on any `import interpkit.rank...`, so the name is one object, callable
+# and holding the subpackage's names, whichever import ran first.
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, modules=frozenset({"inspect", "rank"}))
 
 
 if TYPE_CHECKING:  # pragma: no cover

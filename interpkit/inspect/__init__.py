@@ -36,10 +36,7 @@ Example:
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
+from interpkit._lazy import callable_package
 from interpkit.inspect._backends import BACKENDS, TOY_MODEL_NAMES, Backend, InspectError
 from interpkit.inspect._criterion import CriterionRanking, rank_criterion
 from interpkit.inspect._explain import explain_entries, labeler_chat
@@ -72,19 +69,5 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """This package's module type: calling the module calls `inspect`.
-
-    Why: ``interpkit.inspect`` names both this subpackage and its main function. Python binds a
-    subpackage as an attribute of its parent when it is imported, so after any ``import
-    interpkit.inspect`` (or ``from interpkit.inspect import ...``) the name ``interpkit.inspect`` is
-    this module, not the function. A callable module keeps the documented ``interpkit.inspect(model,
-    criterion, ...)`` working whatever was imported first, and ``interpkit.inspect.rank_criterion``
-    working too (``interpkit/__init__.py`` hands out this module for ``inspect``, never the function).
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return inspect(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# `interpkit.inspect(...)` calls `inspect` whether `interpkit.inspect` is reached as this module or not
+callable_package(__name__, inspect)

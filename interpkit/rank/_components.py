@@ -132,11 +132,12 @@ def stability(boot: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarra
     n = valid.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         agree = np.where(n > 0, hits / n, np.nan)
-        sd = (
-            np.nanstd(np.where(valid, boot, np.nan), axis=0, ddof=1)
-            if boot.shape[0] > 1
-            else np.full(boot.shape[1], np.nan)
-        )
+    # a sample SD needs two usable resamples; computed only where there are (nanstd with ddof=1 warns
+    # "degrees of freedom <= 0" otherwise, and np.errstate does not silence that warning)
+    sd = np.full(boot.shape[1], np.nan)
+    enough = n > 1
+    if enough.any():
+        sd[enough] = np.nanstd(np.where(valid, boot, np.nan)[:, enough], axis=0, ddof=1)
     return np.clip(2.0 * agree - 1.0, 0.0, 1.0), sd
 
 
