@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from interpkit.sources import StreamOptions
 
 __all__ = ["FeatureReader", "feature_reader"]
 
@@ -34,7 +37,7 @@ _NEURON_ID = re.compile(r"^(?P<site>.+):n(?P<i>\d+)$")
 class _SiteTokens:
     """Kept-token activations ``[n_kept, d]`` and token strings of texts at one site, cached."""
 
-    def __init__(self, model: Any, site: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model: Any, site: str, settings: StreamOptions) -> None:
         self.model = model
         self.site = site
         self.settings = settings
@@ -45,9 +48,7 @@ class _SiteTokens:
 
         missing = list(dict.fromkeys(t for t in texts if t not in self.memo))
         if missing:
-            result = stream_activations(
-                self.model, missing, self.site, pooling="tokens", progress=False, **self.settings
-            )
+            result = stream_activations(self.model, missing, self.site, pooling="tokens", stream=self.settings)
             d = int(self.model.d_model)
             per_text: dict[int, tuple[list[str], list[np.ndarray]]] = {i: ([], []) for i in range(len(missing))}
             if (self.site, "tokens") in result.sets:
@@ -104,13 +105,17 @@ class FeatureReader:
         return float(acts[-1])
 
 
-def _settings(meta: dict[str, Any]) -> dict[str, Any]:
-    exclude = meta.get("exclude_positions", ["bos"])
-    return {
-        "max_length": meta.get("max_length", 128),
-        "chat_template": bool(meta.get("chat_template", False)),
-        "exclude_positions": tuple(exclude) if not isinstance(exclude, str) else (exclude,),
-    }
+def _settings(meta: dict[str, Any]) -> StreamOptions:
+    """The streaming options a table's ``meta`` records (without a progress bar)."""
+    from interpkit.sources import StreamOptions
+
+    return StreamOptions(
+        max_length=meta.get("max_length", 128),
+        chat_template=bool(meta.get("chat_template", False)),
+        prepend_bos=bool(meta.get("prepend_bos", True)),
+        exclude_positions=meta.get("exclude_positions", ["bos"]),
+        progress=False,
+    )
 
 
 def _feature_row(table: Any, fid: str) -> dict[str, Any]:
@@ -169,7 +174,7 @@ def feature_reader(
     if transform is None:
         return None
     settings = _settings(meta)
-    key = (id(model), site, repr(sorted(settings.items())))
+    key = (id(model), site, settings)
     shared = cache if cache is not None else {}
     if key not in shared:
         shared[key] = _SiteTokens(model, site, settings)

@@ -112,6 +112,7 @@ def model_table(
     from interpkit.sources import (
         ActivationCache,
         DirectionSet,
+        StreamOptions,
         contrast_direction,
         direction_table,
         neuron_table,
@@ -120,14 +121,12 @@ def model_table(
 
     site = wrapper.resolve_site(site or default_site(wrapper))
     cache = ActivationCache()
-    exclude = tuple(exclude_positions)
-    kw = {"batch_size": batch_size, "max_length": max_length, "cache": cache, "progress": progress,
-          "exclude_positions": exclude}
+    opts = StreamOptions(batch_size=batch_size, max_length=max_length, progress=progress,
+                         exclude_positions=tuple(exclude_positions))
     poolings = (pooling, "mean") if directions and pooling != "mean" else (pooling,)
-    cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling=poolings, batch_size=batch_size,
-                         max_length=max_length, progress=progress, exclude_positions=exclude)
-    table = neuron_table(wrapper, list(rows), site, pooling=pooling, **kw)
-    info: dict[str, Any] = {"site": site, "pooling": pooling, "exclude_positions": list(exclude)}
+    cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling=poolings, stream=opts)
+    table = neuron_table(wrapper, list(rows), site, pooling=pooling, cache=cache, stream=opts)
+    info: dict[str, Any] = {"site": site, "pooling": pooling, "exclude_positions": list(opts.exclude_positions)}
     if not directions:
         return table, info
     train = [i for i, r in enumerate(rows) if r.split == "train" and r.criterion_score is not None]
@@ -135,16 +134,15 @@ def model_table(
     if labels.all() or not labels.any():
         info["direction"] = "skipped: the train split lacks positives or negatives"
         return table, info
-    mean = cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling="mean", batch_size=batch_size,
-                                max_length=max_length, progress=progress,
-                                exclude_positions=exclude)[site, "mean"].to_numpy()
+    mean = cache.get_or_compute(wrapper, [r.text for r in rows], site, pooling="mean",
+                                stream=opts)[site, "mean"].to_numpy()
     vec = contrast_direction(mean[train], labels)
     name = f"{site}:diffmean"
     dset = DirectionSet(names=(name,), vectors=vec[None, :], site=site, kind="contrast",
                         model=getattr(wrapper, "name", None),
                         metadata={"method": "DiffMean of mean-pooled activations, train split only",
                                   "n_train_positive": int(labels.sum()), "n_train_negative": int((~labels).sum())})
-    dtable = direction_table(wrapper, list(rows), dset, pooling=pooling, **kw)
+    dtable = direction_table(wrapper, list(rows), dset, pooling=pooling, cache=cache, stream=opts)
     info["direction"] = {"feature_id": name, "n_train_positive": int(labels.sum()),
                          "n_train_negative": int((~labels).sum())}
     return FeatureTable.hstack([table, dtable]), info

@@ -28,6 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
 
     from interpkit.records import ActivationRecord
+    from interpkit.sources import StreamOptions
     from interpkit.table import FeatureTable
 
     from ._base import SAE
@@ -94,10 +95,16 @@ def sae_feature_ids(sae: SAE, prefix: str | None = None) -> list[str]:
 # ---- encoding ---------------------------------------------------------------------------------
 
 
+def _stream_options(stream: StreamOptions | None, caller: str, options: dict[str, Any]) -> StreamOptions:
+    """``stream`` with ``options`` over it; without ``stream``, ``StreamOptions(progress=False)`` (the SAE
+    functions' one default that differs from `stream_activations`')."""
+    from interpkit.sources import StreamOptions
+
+    return StreamOptions.merge(stream, caller=caller, default=StreamOptions(progress=False), **options)
+
+
 def _pooled_blocks(
-    sae: SAE, model: Any, texts: list[str], site: str, *, pooling: str, batch_size: int,
-    max_length: int | None, exclude_positions: str | Sequence[str], chat_template: bool,
-    progress: bool, memory_budget_mb: float,
+    sae: SAE, model: Any, texts: list[str], site: str, *, pooling: str, stream: StreamOptions,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, Any]]:
     """Per block of examples: ``(example_idx [m], pooled codes [m, d_sae], argmax row [m, d_sae]
     (max pooling) or None, the chunk)``; argmax rows index into the chunk's token rows."""
@@ -107,11 +114,7 @@ def _pooled_blocks(
 
     if pooling not in _POOLINGS:
         raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
-    result = stream_activations(
-        model, texts, site, pooling="tokens", batch_size=batch_size, max_length=max_length,
-        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
-        memory_budget_mb=memory_budget_mb,
-    )
+    result = stream_activations(model, texts, site, pooling="tokens", stream=stream)
     if (site, "tokens") not in result.sets:
         return
     dev = sae.W_enc.device
@@ -152,12 +155,8 @@ def encode_texts(
     *,
     site: str | None = None,
     pooling: str = "max",
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    exclude_positions: str | Sequence[str] = ("bos",),
-    chat_template: bool = False,
-    progress: bool = False,
-    memory_budget_mb: float = 512.0,
+    stream: StreamOptions | None = None,
+    **options: Any,
 ) -> np.ndarray:
     """SAE codes of each text, pooled over its tokens: ``[n_texts, d_sae]`` float32.
 
@@ -171,27 +170,23 @@ def encode_texts(
         texts: strings or rows with a ``text`` attribute.
         site: the site the SAE reads (default: from its config).
         pooling: ``"max"``, ``"mean"`` or ``"last"``.
-        batch_size: texts per forward pass.
-        max_length: truncation length in tokens.
-        exclude_positions: see `stream_activations`.
-        chat_template: wrap each text in the tokenizer's chat template.
-        progress: show a progress bar.
-        memory_budget_mb: streaming budget before token activations spill to disk.
+        stream: how the model runs over the texts: a `~interpkit.sources.StreamOptions`
+            (default ``StreamOptions(progress=False)``: no progress bar, unlike `stream_activations`).
+        **options: any ``StreamOptions`` field (``batch_size=4``, ``max_length=32``, ...), over
+            ``stream``'s value.
 
     Returns:
         Dense codes (use `sae_table` for a sparse table).
 
     Raises:
-        ValueError: a bad pooling, or a site whose width is not the SAE's ``d_in``.
+        TypeError: a keyword that is not a ``StreamOptions`` field.
+        ValueError: a bad pooling or option, or a site whose width is not the SAE's ``d_in``.
     """
+    opts = _stream_options(stream, "encode_texts", options)
     texts = [t if isinstance(t, str) else t.text for t in texts]
     site = _site(sae, site, model)
     out = np.zeros((len(texts), sae.d_sae), dtype=np.float32)
-    for ex, pooled, _, _ in _pooled_blocks(
-        sae, model, texts, site, pooling=pooling, batch_size=batch_size, max_length=max_length,
-        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
-        memory_budget_mb=memory_budget_mb,
-    ):
+    for ex, pooled, _, _ in _pooled_blocks(sae, model, texts, site, pooling=pooling, stream=opts):
         out[ex] = pooled
     return out
 
@@ -204,14 +199,10 @@ def sae_table(
     site: str | None = None,
     pooling: str = "max",
     top_tokens: int = 8,
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    exclude_positions: str | Sequence[str] = ("bos",),
-    chat_template: bool = False,
     feature_ids: Sequence[str] | None = None,
     decoder_vectors: bool = True,
-    progress: bool = False,
-    memory_budget_mb: float = 512.0,
+    stream: StreamOptions | None = None,
+    **options: Any,
 ) -> FeatureTable:
     """A sparse FeatureTable of the SAE's latents on a prompt dataset (one row per prompt).
 
@@ -228,20 +219,18 @@ def sae_table(
         site: the site the SAE reads (default: from its config).
         pooling: ``"max"``, ``"mean"`` or ``"last"`` over the kept tokens.
         top_tokens: token maxima kept per example (``max`` pooling; 0: none).
-        batch_size: texts per forward pass.
-        max_length: truncation length in tokens.
-        exclude_positions: see `stream_activations` (BOS by default).
-        chat_template: wrap texts in the tokenizer's chat template.
         feature_ids: ids for the latents (default `sae_feature_ids`).
         decoder_vectors: attach each latent's write-out direction (`latent_feature`'s).
-        progress: show a progress bar.
-        memory_budget_mb: streaming budget before token activations spill to disk.
+        stream: how the model runs over the texts, as in `encode_texts` (default
+            ``StreamOptions(progress=False)``).
+        **options: any ``StreamOptions`` field, over ``stream``'s value.
 
     Returns:
         ``[n_examples, d_sae]`` sparse table.
 
     Raises:
-        ValueError: a bad pooling, a width mismatch, or ``feature_ids`` of the wrong length.
+        TypeError: a keyword that is not a ``StreamOptions`` field.
+        ValueError: a bad pooling or option, a width mismatch, or ``feature_ids`` of the wrong length.
     """
     import pandas as pd
 
@@ -249,6 +238,7 @@ def sae_table(
     from interpkit.table import FeatureTable
     from interpkit.table._frames import scipy_sparse
 
+    opts = _stream_options(stream, "sae_table", options)
     site = _site(sae, site, model)
     data = load_rows(rows)
     ids = list(feature_ids) if feature_ids is not None else sae_feature_ids(sae)
@@ -257,11 +247,7 @@ def sae_table(
     texts = [r.text for r in data]
     indptr_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     tok: dict[str, list[Any]] = {k: [] for k in ("example_idx", "feature_idx", "token_index", "token", "activation")}
-    for ex, pooled, argmax, chunk in _pooled_blocks(
-        sae, model, texts, site, pooling=pooling, batch_size=batch_size, max_length=max_length,
-        exclude_positions=exclude_positions, chat_template=chat_template, progress=progress,
-        memory_budget_mb=memory_budget_mb,
-    ):
+    for ex, pooled, argmax, chunk in _pooled_blocks(sae, model, texts, site, pooling=pooling, stream=opts):
         for j, e in enumerate(ex.tolist()):
             nz = np.flatnonzero(pooled[j])
             indptr_rows[e] = (nz.astype(np.int32), pooled[j, nz])
@@ -304,8 +290,7 @@ def sae_table(
         w = _write_direction_matrix(sae)
         decoders = {fid: w[i] for i, fid in enumerate(ids)}
     tokens = pd.DataFrame(tok) if pooling == "max" and top_tokens > 0 and len(data) else None
-    meta = table_meta(data, model=name, site=site, pooling=pooling, source="sae", max_length=max_length,
-                      exclude_positions=exclude_positions, chat_template=chat_template,
+    meta = table_meta(data, model=name, site=site, pooling=pooling, source="sae", stream=opts,
                       top_tokens=top_tokens if tokens is not None else 0,
                       sae={"architecture": sae.cfg.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
                            "k": sae.cfg.k, "hook_name": sae.cfg.hook_name, "model": sae.cfg.model})

@@ -3,8 +3,9 @@
 ``toy`` generates synthetic tables with planted ground truth (always marked synthetic); ``dumps``
 builds a table from feature-dump JSONL; ``neuronpedia`` fetches (or reads exported) Neuronpedia
 features as feature dumps and explanations; ``_stream`` streams a model's activations over a prompt
-dataset (``_datasets``) into chunks held in memory or on disk (``_chunks``). Submodules load on
-first use, so importing this package stays cheap.
+dataset (``_datasets``) into chunks held in memory or on disk (``_chunks``), run as one
+`StreamOptions` says (``_options``). Submodules load on first use, so importing this package stays
+cheap.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _LAZY: dict[str, str] = {
     "table_from_feature_dumps": "interpkit.sources.dumps",
     "ActivationChunk": "interpkit.sources._chunks",
     "ActivationSet": "interpkit.sources._chunks",
+    "StreamOptions": "interpkit.sources._options",
     "StreamResult": "interpkit.sources._stream",
     "stream_activations": "interpkit.sources._stream",
     "PromptRow": "interpkit.sources._datasets",
@@ -61,6 +63,7 @@ __all__ = [
     "ActivationChunk",
     "ActivationSet",
     "PromptRow",
+    "StreamOptions",
     "StreamResult",
     "ToyData",
     "ToyTruth",
@@ -94,6 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover
         iter_prompt_dataset,
         read_prompt_dataset,
     )
+    from interpkit.sources._options import StreamOptions
     from interpkit.sources._stream import StreamResult, stream_activations
     from interpkit.sources.directions import (
         DIRECTION_KINDS,

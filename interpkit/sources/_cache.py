@@ -41,7 +41,8 @@ from interpkit._io import atomic_dir, atomic_write_text
 
 from ._chunks import ActivationSet, write_chunk
 from ._datasets import dataset_hash
-from ._stream import StreamResult, _check_args, _texts, resolve_sites, stream_activations
+from ._options import StreamOptions
+from ._stream import StreamResult, _check_poolings, _texts, resolve_sites, stream_activations
 
 __all__ = [
     "ActivationCache",
@@ -243,27 +244,27 @@ class ActivationCache:
         sites: str | Sequence[str],
         *,
         pooling: str | Sequence[str] = ("max", "mean", "last"),
-        batch_size: int = 8,
-        max_length: int | None = 128,
-        exclude_positions: str | Sequence[str] = ("bos",),
-        chat_template: bool = False,
-        prepend_bos: bool = True,
         projections: Mapping[str, np.ndarray] | None = None,
-        progress: bool = True,
-        memory_budget_mb: float = 512.0,
+        stream: StreamOptions | None = None,
+        **options: Any,
     ) -> StreamResult:
         """Cached sets where present; one streaming pass computes (and stores) the rest.
 
-        Arguments are those of `stream_activations`. ``max`` sets are computed with
-        ``keep_argmax=True`` so a cached entry serves callers that want the argmax positions.
+        Arguments are those of `stream_activations` (``stream`` / ``**options``: any
+        `StreamOptions` field). ``max`` sets are computed with ``keep_argmax=True`` so a cached
+        entry serves callers that want the argmax positions. The key holds the options that
+        change the numbers (``max_length``, ``exclude_positions``, ``chat_template``,
+        ``prepend_bos``), not those that only change how the pass runs.
 
         Returns:
             A `StreamResult`; its ``computed`` lists the (site, pooling) keys the model ran for.
 
         Raises:
+            TypeError: a keyword that is not a `StreamOptions` field.
             ValueError: ``pooling`` includes ``"tokens"`` (not cached), or bad arguments.
         """
-        poolings, exclude = _check_args(pooling, exclude_positions, batch_size)
+        opts = StreamOptions.merge(stream, caller="ActivationCache.get_or_compute", **options)
+        poolings = _check_poolings(pooling)
         if "tokens" in poolings:
             raise ValueError(
                 "the activation cache stores pooled sets only; call stream_activations for tokens"
@@ -271,32 +272,16 @@ class ActivationCache:
         texts = list(_texts(texts))
         site_list = resolve_sites(model, sites)
         projections = dict(projections or {})
-        stream_kw = {
-            "batch_size": batch_size,
-            "max_length": max_length,
-            "exclude_positions": exclude,
-            "chat_template": chat_template,
-            "prepend_bos": prepend_bos,
-            "progress": progress,
-            "memory_budget_mb": memory_budget_mb,
-            "keep_argmax": True,
-        }
         if getattr(model, "active_edits", ()):
             return stream_activations(
-                model, texts, site_list, pooling=poolings, projections=projections, **stream_kw
+                model, texts, site_list, pooling=poolings, projections=projections, keep_argmax=True, stream=opts
             )
         data_hash = dataset_hash(texts)
         keys: dict[tuple[str, str], str] = {}
         specs: dict[tuple[str, str], dict[str, Any]] = {}
         for site in site_list:
             proj = projections.get(site)
-            settings = {
-                "max_length": max_length,
-                "exclude_positions": sorted(exclude),
-                "chat_template": chat_template,
-                "prepend_bos": prepend_bos,
-                "projection": None if proj is None else _array_hash(proj),
-            }
+            settings = _key_settings(opts, proj)
             for p in poolings:
                 keys[site, p] = self.key(model, site, data_hash=data_hash, pooling=p, settings=settings)
                 specs[site, p] = {
@@ -317,7 +302,8 @@ class ActivationCache:
                 need_sites,
                 pooling=need_pool,
                 projections={s: m for s, m in projections.items() if s in need_sites},
-                **stream_kw,
+                keep_argmax=True,
+                stream=opts,
             )
             peak, n_empty = res.peak_bytes, res.n_empty
             for k in missing:
@@ -330,6 +316,18 @@ class ActivationCache:
     def clear(self) -> None:
         """Delete every entry under ``root``."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _key_settings(opts: StreamOptions, projection: Any) -> dict[str, Any]:
+    """The options of an entry's key: those that change the numbers (their order and form are
+    part of existing keys: changing them orphans every cache on disk)."""
+    return {
+        "max_length": opts.max_length,
+        "exclude_positions": sorted(opts.exclude_positions),
+        "chat_template": opts.chat_template,
+        "prepend_bos": opts.prepend_bos,
+        "projection": None if projection is None else _array_hash(projection),
+    }
 
 
 def _array_hash(array: Any) -> str:

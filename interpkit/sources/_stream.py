@@ -8,6 +8,8 @@ example to one vector per pooling (``max``, ``mean``, ``last``) or keeps every t
 
 Results land in one `ActivationSet` per (site, pooling) (``_chunks``: chunks in memory, spilled
 to parquet shards in ``spill_dir`` once the bytes held by all sets pass ``memory_budget_mb``).
+How the model runs (batch size, truncation, exclusions, template, budget, ...) is one
+`StreamOptions` (``_options``), given as ``stream=`` or as loose keywords.
 
 Example:
     >>> from interpkit._testing import tiny_model
@@ -29,16 +31,15 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from ._chunks import ActivationChunk, ActivationSet, _concat, _take
+from ._options import EXCLUSIONS, Exclusion, StreamOptions  # noqa: F401 (EXCLUSIONS, Exclusion: older imports)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ActivationChunk", "ActivationSet", "StreamResult", "stream_activations"]
+__all__ = ["ActivationChunk", "ActivationSet", "StreamOptions", "StreamResult", "stream_activations"]
 
 Pooling = Literal["max", "mean", "last", "tokens"]
-Exclusion = Literal["bos", "chat_template", "massive"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
-EXCLUSIONS: tuple[str, ...] = get_args(Exclusion)
 MASSIVE_FACTOR = 10.0
 """``"massive"`` exclusion: a position whose activation norm at a site exceeds this many times the
 median norm of its text's kept positions there is left out (attention-sink tokens: Sun et al. 2024,
@@ -226,20 +227,13 @@ def _texts(items: Iterable[Any]) -> Iterator[str]:
         yield item if isinstance(item, str) else item.text
 
 
-def _check_args(
-    pooling: Any, exclude_positions: Any, batch_size: int
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _check_poolings(pooling: Any) -> tuple[str, ...]:
+    """``pooling`` as a tuple of distinct known poolings, in request order."""
     poolings = (pooling,) if isinstance(pooling, str) else tuple(pooling)
     bad = [p for p in poolings if p not in POOLINGS]
     if bad or not poolings:
         raise ValueError(f"pooling must be among {POOLINGS}, got {pooling!r}")
-    exclude = (exclude_positions,) if isinstance(exclude_positions, str) else tuple(exclude_positions)
-    bad = [e for e in exclude if e not in EXCLUSIONS]
-    if bad:
-        raise ValueError(f"exclude_positions must be among {EXCLUSIONS}, got {exclude_positions!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return tuple(dict.fromkeys(poolings)), exclude
+    return tuple(dict.fromkeys(poolings))
 
 
 def stream_activations(
@@ -248,17 +242,10 @@ def stream_activations(
     sites: str | Sequence[str],
     *,
     pooling: str | Sequence[str] = ("max", "mean", "last"),
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    exclude_positions: str | Sequence[str] = ("bos",),
-    chat_template: bool = False,
-    prepend_bos: bool = True,
     projections: Mapping[str, np.ndarray] | None = None,
     keep_argmax: bool = False,
-    progress: bool = True,
-    memory_budget_mb: float = 512.0,
-    spill_dir: str | Path | None = None,
-    sort_by_length: bool = True,
+    stream: StreamOptions | None = None,
+    **options: Any,
 ) -> StreamResult:
     """Run ``model`` over ``texts`` and collect activations at ``sites``.
 
@@ -269,64 +256,54 @@ def stream_activations(
         sites: site names or patterns (``model.resolve_site`` expands them).
         pooling: one or several of ``"max"``, ``"mean"``, ``"last"``, ``"tokens"`` (one row per
             kept token, with its position and decoded string), all computed in the same pass.
-        batch_size: texts per forward pass.
-        max_length: truncate each tokenised text to this many tokens (None: no truncation).
-        exclude_positions: positions left out of pooling and token rows: ``"bos"`` (the first
-            token when it is the tokenizer's BOS), ``"chat_template"`` (the tokens the chat
-            template adds around the text; only with ``chat_template=True``) and ``"massive"``
-            (attention-sink positions whose norm at the site exceeds `MASSIVE_FACTOR` x the
-            text's median; decided per site on the raw activations, before any projection).
-        chat_template: wrap each text as a user turn of the tokenizer's chat template, with the
-            generation prompt. Template tokens are found by matching the template's own prefix
-            and suffix ids; an example whose prefix does not match (a tokenizer merged across the
-            join) keeps them and counts a warning, and a suffix cut by truncation stays.
-        prepend_bos: passed to ``model.tokenize`` (turned off when the template starts with BOS).
         projections: site -> matrix ``[d_model, k]``; activations are projected per token before
             pooling, so ``max`` pools ``max_t (a_t @ W)``, not ``(max_t a_t) @ W``.
         keep_argmax: record the position of each dimension's maximum (``max`` pooling).
-        progress: show a ``tqdm.auto`` progress bar.
-        memory_budget_mb: bytes of results held in memory before every set spills to a shard.
-            Checked after each window of ``16 * batch_size`` texts, so the peak stays below the
-            budget plus one window's results.
-        spill_dir: folder for shards (default: a temporary folder removed with the sets).
-        sort_by_length: sort texts by length inside each window to cut padding.
+        stream: how the model runs over the texts (batch size, truncation, excluded positions,
+            chat template, BOS, progress bar, memory budget, spill folder, length sorting):
+            a `StreamOptions` (default ``StreamOptions()``).
+        **options: any `StreamOptions` field (``batch_size=4``, ``max_length=32``, ...), over
+            ``stream``'s value.
 
     Returns:
         A `StreamResult`: ``result[site, pooling]`` is an `ActivationSet`.
 
     Raises:
-        ValueError: an unknown pooling or exclusion, or a chat template the tokenizer lacks.
+        TypeError: a keyword that is not a `StreamOptions` field.
+        ValueError: an unknown pooling, a bad option (see `StreamOptions`), or a chat template
+            the tokenizer lacks.
     """
-    poolings, exclude = _check_args(pooling, exclude_positions, batch_size)
+    opts = StreamOptions.merge(stream, caller="stream_activations", **options)
+    poolings = _check_poolings(pooling)
     site_list = resolve_sites(model, sites)
-    template = _chat_template(model, prepend_bos) if chat_template else None
+    template = _chat_template(model, opts.prepend_bos) if opts.chat_template else None
     plan = _Plan(
         sites=tuple(site_list),
         poolings=poolings,
-        exclude=exclude,
+        exclude=opts.exclude_positions,
         projections=dict(projections or {}),
         template=template,
         bos_id=getattr(model.tokenizer, "bos_token_id", None),
-        add_bos=prepend_bos if template is None else template.prepend_bos,
-        max_length=max_length,
-        batch_size=batch_size,
+        add_bos=opts.prepend_bos if template is None else template.prepend_bos,
+        max_length=opts.max_length,
+        batch_size=opts.batch_size,
         keep_argmax=keep_argmax,
-        sort_by_length=sort_by_length,
+        sort_by_length=opts.sort_by_length,
         token_text=_TokenText(model.tokenizer),
     )
-    budget = int(memory_budget_mb * 2**20)
-    spill_path = None if spill_dir is None else Path(spill_dir)  # None: each set makes a temp dir on spill
+    budget = int(opts.memory_budget_mb * 2**20)
+    spill_path = None if opts.spill_dir is None else Path(opts.spill_dir)  # None: each set makes a temp dir on spill
     sets: dict[tuple[str, str], ActivationSet] = {}
     n_total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
     bar = None
-    if progress:
+    if opts.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_total, desc=f"activations @ {', '.join(site_list)}", unit="text")
     peak = n_empty = misses = n_seen = 0
     text_iter = _texts(texts)
     try:
-        while window := list(itertools.islice(text_iter, batch_size * _WINDOW_BATCHES)):
+        while window := list(itertools.islice(text_iter, opts.batch_size * _WINDOW_BATCHES)):
             chunks, empty, miss = _run_window(model, plan, window, n_seen, bar)
             n_empty, misses, n_seen = n_empty + empty, misses + miss, n_seen + len(window)
             for key, chunk in chunks.items():

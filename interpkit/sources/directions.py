@@ -30,6 +30,7 @@ import numpy as np
 from interpkit._constants import CFG_NAME, SCHEMA_VERSION
 from interpkit._io import atomic_temp_path, atomic_write_text
 
+from ._options import StreamOptions
 from ._stream import ActivationSet, resolve_sites
 from .neurons import Rows, load_rows, pooled_table
 
@@ -197,13 +198,9 @@ def direction_table(
     *,
     pooling: str = "max",
     top_tokens: int = 8,
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    exclude_positions: str | Sequence[str] = ("bos",),
-    chat_template: bool = False,
     cache: ActivationCache | None = None,
-    progress: bool = True,
-    memory_budget_mb: float = 512.0,
+    stream: StreamOptions | None = None,
+    **options: Any,
 ) -> FeatureTable:
     """A FeatureTable of projections onto each direction of ``directions``.
 
@@ -213,21 +210,20 @@ def direction_table(
         directions: the vectors and their site.
         pooling: ``"max"``, ``"mean"`` or ``"last"`` of the per-token projections.
         top_tokens: with ``max`` pooling, token maxima kept per example (its most active directions).
-        batch_size: texts per forward pass.
-        max_length: truncation length in tokens.
-        exclude_positions: see `stream_activations`.
-        chat_template: wrap texts in the tokenizer's chat template.
         cache: an `ActivationCache` (the key includes a hash of the vectors).
-        progress: show a progress bar.
-        memory_budget_mb: streaming budget before spilling to shards.
+        stream: how the model runs over the texts: a `StreamOptions` (default ``StreamOptions()``).
+        **options: any `StreamOptions` field (``batch_size=4``, ``max_length=32``, ...), over
+            ``stream``'s value.
 
     Returns:
         ``[n_examples, n_directions]`` table; feature ids are the direction names,
         ``source="direction"``, a ``direction_kind`` column, and ``decoder_vectors`` = the directions.
 
     Raises:
-        ValueError: the vectors' width differs from the model's ``d_model``.
+        TypeError: a keyword that is not a `StreamOptions` field.
+        ValueError: the vectors' width differs from the model's ``d_model``, or a bad option.
     """
+    opts = StreamOptions.merge(stream, caller="direction_table", **options)
     sites = resolve_sites(model, directions.site)
     if len(sites) != 1:
         raise ValueError(f"a direction set reads one site; {directions.site!r} matches {sites}")
@@ -249,11 +245,6 @@ def direction_table(
         decoder_vectors=dict(zip(directions.names, directions.vectors, strict=True)),
         meta_extra={"direction_kind": directions.kind, "directions_model": directions.model},
         top_tokens=top_tokens,
-        batch_size=batch_size,
-        max_length=max_length,
-        exclude_positions=exclude_positions,
-        chat_template=chat_template,
         cache=cache,
-        progress=progress,
-        memory_budget_mb=memory_budget_mb,
+        stream=opts,
     )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._datasets import PromptRow, as_prompt_rows, dataset_hash, iter_prompt_dataset
+from ._options import StreamOptions
 from ._stream import resolve_sites, stream_activations, tokenized_ids
 
 if TYPE_CHECKING:
@@ -81,21 +82,25 @@ def table_meta(
     site: str,
     pooling: str,
     source: str,
-    max_length: int | None,
-    exclude_positions: str | Sequence[str],
-    chat_template: bool,
+    stream: StreamOptions,
     top_tokens: int,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The ``meta`` of a table streamed from a model over ``rows`` (how to reproduce it)."""
+    """The ``meta`` of a table streamed from a model over ``rows`` (how to reproduce it).
+
+    Of the streaming options it records those that change the values (``prepend_bos`` only when
+    off, so tables streamed with the default keep the meta they always had).
+    """
+    bos = {} if stream.prepend_bos else {"prepend_bos": False}
     return {
         "model": model,
         "site": site,
         "pooling": pooling,
         "source": source,
-        "max_length": max_length,
-        "exclude_positions": [exclude_positions] if isinstance(exclude_positions, str) else list(exclude_positions),
-        "chat_template": chat_template,
+        "max_length": stream.max_length,
+        "exclude_positions": list(stream.exclude_positions),
+        "chat_template": stream.chat_template,
+        **bos,
         "dataset_hash": dataset_hash(rows),
         "top_tokens_per_example": top_tokens,
         **extra,
@@ -115,13 +120,8 @@ def pooled_table(
     decoder_vectors: Mapping[str, np.ndarray] | None = None,
     meta_extra: Mapping[str, Any] | None = None,
     top_tokens: int,
-    batch_size: int,
-    max_length: int | None,
-    exclude_positions: str | Sequence[str],
-    chat_template: bool,
     cache: ActivationCache | None,
-    progress: bool,
-    memory_budget_mb: float,
+    stream: StreamOptions,
 ) -> FeatureTable:
     """Stream ``rows`` once, pool at ``site`` (optionally projected) and assemble the table."""
     import pandas as pd
@@ -132,20 +132,11 @@ def pooled_table(
         raise ValueError("a FeatureTable needs one value per example: pool with 'max', 'mean' or 'last'")
     texts = [r.text for r in rows]
     projections = {site: projection} if projection is not None else None
-    kw: dict[str, Any] = {
-        "pooling": pooling,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "exclude_positions": exclude_positions,
-        "chat_template": chat_template,
-        "projections": projections,
-        "progress": progress,
-        "memory_budget_mb": memory_budget_mb,
-    }
     if cache is not None:
-        result = cache.get_or_compute(model, texts, site, **kw)
+        result = cache.get_or_compute(model, texts, site, pooling=pooling, projections=projections, stream=stream)
     else:
-        result = stream_activations(model, texts, site, keep_argmax=pooling == "max", **kw)
+        result = stream_activations(model, texts, site, pooling=pooling, projections=projections,
+                                    keep_argmax=pooling == "max", stream=stream)
     chunk = result[site, pooling].to_chunk()
     values = np.zeros((len(rows), len(feature_ids)), dtype=np.float32)
     values[chunk.example_idx] = chunk.values
@@ -167,9 +158,8 @@ def pooled_table(
     if pooling == "max" and top_tokens > 0 and chunk.argmax is not None and len(rows):
         argmax = np.zeros(values.shape, dtype=np.int64)
         argmax[chunk.example_idx] = chunk.argmax
-        tokens = _token_maxima(model, texts, values, argmax, top_tokens, max_length, chat_template)
-    meta = table_meta(rows, model=name, site=site, pooling=pooling, source=source, max_length=max_length,
-                      exclude_positions=exclude_positions, chat_template=chat_template,
+        tokens = _token_maxima(model, texts, values, argmax, top_tokens, stream)
+    meta = table_meta(rows, model=name, site=site, pooling=pooling, source=source, stream=stream,
                       top_tokens=top_tokens if tokens is not None else 0, **dict(meta_extra or {}))
     return FeatureTable(values, examples, features, decoder_vectors=decoder_vectors, tokens=tokens, meta=meta)
 
@@ -180,8 +170,7 @@ def _token_maxima(
     values: np.ndarray,
     argmax: np.ndarray,
     k: int,
-    max_length: int | None,
-    chat_template: bool,
+    stream: StreamOptions,
 ) -> Any:
     """Long-form rows for each example's ``k`` most active features, most active first."""
     import pandas as pd
@@ -196,7 +185,8 @@ def _token_maxima(
     act = values[ex, feat]
     keep = act != 0  # a zero maximum is an empty example or an inactive feature: nothing to show
     ex, feat, pos, act = ex[keep], feat[keep], pos[keep], act[keep]
-    ids = tokenized_ids(model, texts, max_length=max_length, chat_template=chat_template)
+    ids = tokenized_ids(model, texts, max_length=stream.max_length, chat_template=stream.chat_template,
+                        prepend_bos=stream.prepend_bos)
     decode = model.tokenizer.decode
     memo: dict[int, str] = {}
     tokens = []
@@ -218,13 +208,9 @@ def neuron_table(
     pooling: str = "max",
     neurons: Sequence[int] | None = None,
     top_tokens: int = 8,
-    batch_size: int = 8,
-    max_length: int | None = 128,
-    exclude_positions: str | Sequence[str] = ("bos",),
-    chat_template: bool = False,
     cache: ActivationCache | None = None,
-    progress: bool = True,
-    memory_budget_mb: float = 512.0,
+    stream: StreamOptions | None = None,
+    **options: Any,
 ) -> FeatureTable:
     """A FeatureTable of raw neurons at one site.
 
@@ -237,20 +223,21 @@ def neuron_table(
         neurons: indices to keep (default: all ``d_model``); selected per token before pooling.
         top_tokens: with ``max`` pooling, keep token maxima for this many of each example's most
             active neurons (0: none).
-        batch_size: texts per forward pass.
-        max_length: truncation length in tokens.
-        exclude_positions: see `stream_activations`.
-        chat_template: wrap texts in the tokenizer's chat template (see `stream_activations`).
         cache: an `ActivationCache` to read from and fill (None: always run the model).
-        progress: show a progress bar.
-        memory_budget_mb: streaming budget before spilling to shards.
+        stream: how the model runs over the texts: a `StreamOptions` (default ``StreamOptions()``:
+            batches of 8, 128 tokens, BOS excluded, a progress bar).
+        **options: any `StreamOptions` field (``batch_size=4``, ``max_length=32``, ...), over
+            ``stream``'s value.
 
     Returns:
         ``[n_examples, n_neurons]`` dense table; features ``"{site}:n{i}"``, ``source="neuron"``.
 
     Raises:
-        ValueError: a bad pooling, a neuron index out of range, or ``site`` matching several sites.
+        TypeError: a keyword that is not a `StreamOptions` field.
+        ValueError: a bad pooling or option, a neuron index out of range, or ``site`` matching
+            several sites.
     """
+    opts = StreamOptions.merge(stream, caller="neuron_table", **options)
     sites = resolve_sites(model, site)
     if len(sites) != 1:
         raise ValueError(f"neuron_table takes one site; {site!r} matches {sites}")
@@ -278,11 +265,6 @@ def neuron_table(
         source="neuron",
         feature_extra={"neuron": index},
         top_tokens=top_tokens,
-        batch_size=batch_size,
-        max_length=max_length,
-        exclude_positions=exclude_positions,
-        chat_template=chat_template,
         cache=cache,
-        progress=progress,
-        memory_budget_mb=memory_budget_mb,
+        stream=opts,
     )
