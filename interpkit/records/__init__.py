@@ -1,8 +1,10 @@
-"""Interchange formats: activation records, feature dumps and intervention records.
+"""Interchange formats: activation records, feature dumps, intervention records and intervention specs.
 
 Three frozen record types read from and written to streaming JSONL, field names fixed by the
 formats researchers already produce. Unknown fields are kept in each record's ``extra`` and
 written back, and every malformed input raises a `RecordError` naming file, line and field.
+An `InterventionSpec` (one JSON file: steering edits with their vectors and sha256) is what the
+steering panel saves; `read_intervention_spec` reads it as strictly.
 
 >>> from interpkit.records import InterventionRecord
 >>> rec = InterventionRecord.from_dict({"model": "m", "feature_id": 3, "intervention": "ablate",
@@ -37,19 +39,30 @@ from ._jsonl import (
     read_intervention_records,
     write_jsonl,
 )
+from ._spec import (
+    INTERVENTION_SPEC_KIND,
+    InterventionSpec,
+    SpecEdit,
+    read_intervention_spec,
+    vector_sha256,
+    write_intervention_spec,
+)
 
 __all__ = [
     "DECREASING_INTERVENTIONS",
     "INCREASING_INTERVENTIONS",
     "INTERVENTION_KINDS",
+    "INTERVENTION_SPEC_KIND",
     "ActivationRecord",
     "FeatureActivation",
     "FeatureDump",
     "FilterResult",
     "InterventionRecord",
+    "InterventionSpec",
     "RecordError",
     "RecordKind",
     "Source",
+    "SpecEdit",
     "canonical_intervention",
     "detect_record_kind",
     "filter_interventions",
@@ -61,5 +74,8 @@ __all__ = [
     "read_activation_records",
     "read_feature_dumps",
     "read_intervention_records",
+    "read_intervention_spec",
+    "vector_sha256",
+    "write_intervention_spec",
     "write_jsonl",
 ]
