@@ -11,10 +11,10 @@ and inside ``model.edits(*edits)``. Each continuation is scored (`GenerationScor
 The comparison adds ``next_token_tv``: the total-variation distance between the unsteered and
 steered next-token distributions after the prompt (the side-effect measure `run_interventions`
 uses). `steer_sweep` steers one vector at several strengths and returns one row per strength, the
-rows `interpkit.viz.steering_curve` plots; it looks at one prompt's generations, where
+rows the ``steering_curve`` chart plots; it looks at one prompt's generations, where
 `sweep_strengths` chooses a strength on a train split of many prompts by a metric.
 `spec_edits` turns an intervention spec (`interpkit.records.read_intervention_spec`) back into
-edits. The steering panel (`interpkit.widgets.SteeringPanel`) is a view over these functions.
+edits. The notebook steering panel (``SteeringPanel``) is a view over these functions.
 
 Example:
     >>> import numpy as np
@@ -192,7 +192,7 @@ def steer_sweep(
 
     Returns:
         One ``{"feature", "strength", "criterion_score", "perplexity", "next_token_tv", "text"}`` per
-        strength: rows for `interpkit.viz.steering_curve`.
+        strength: rows for the ``steering_curve`` chart.
     """
     from interpkit.models import AddVector
 

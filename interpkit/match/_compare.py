@@ -243,7 +243,7 @@ def similarity_matrices(
 
     The scores are the ones `match_fingerprints` computes for its candidates, for all ``n x m``
     pairs at once: memory grows with ``n * m`` per component, so this is for views of feature
-    subsets (`interpkit.widgets.FingerprintHeatmap`); the matcher itself never builds it.
+    subsets (the ``FingerprintHeatmap`` widget); the matcher itself never builds it.
 
     Args:
         left: fingerprints of one side.

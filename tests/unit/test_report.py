@@ -87,3 +87,27 @@ def test_failed_save_keeps_previous_report(toy_report, tmp_path, monkeypatch):
         toy_report.save(tmp_path)
     assert saved.path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_the_format_lives_in_records(toy_report):
+    from interpkit.records import ReportRecord, read_report
+
+    record = read_report(toy_report.path.parent)
+    assert type(record) is ReportRecord and isinstance(toy_report, ReportRecord)
+    assert isinstance(record.ranking, dict) and record.to_dict() == toy_report.to_dict()
+    assert record.to_json() == toy_report.path.read_text()
+    assert [f.feature_id for f in record.features] == [f.feature_id for f in toy_report.features]
+
+
+def test_readers_below_the_report_layer_do_not_import_it(toy_report):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from interpkit.match import fingerprints_from_report;"
+        f"fps = fingerprints_from_report({str(toy_report.path)!r});"
+        "import interpkit.causal._export;"
+        "print(len(fps), 'interpkit.report' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["5", "False"]
