@@ -16,9 +16,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from interpkit._lazy import lazy_exports
 from interpkit._version import __version__
 
 # public name -> module that defines it; resolved on first attribute access (PEP 562).
@@ -40,7 +40,8 @@ _LAZY: dict[str, str] = {
     # report / inspect
     "Report": "interpkit.report",
     "load_report": "interpkit.report",
-    "inspect": "interpkit.inspect_",
+    "inspect": "interpkit.inspect",
+    "rank": "interpkit.rank",
     "doctor": "interpkit._doctor",
     # criterion / explain
     "Criterion": "interpkit.criterion",
@@ -55,7 +56,7 @@ _LAZY: dict[str, str] = {
     "FeatureFingerprint": "interpkit.match",
     "match_fingerprints": "interpkit.match",
     # bench
-    "run_bench": "interpkit.bench",
+    "run_bench": "interpkit.runs._bench",
     "load_task": "interpkit.bench",
     # sae
     "train_sae": "interpkit.sae",
@@ -96,29 +97,18 @@ __all__ = [
     "train_sae",
 ]
 
-# `rank` is both a subpackage and its main function: bind the function eagerly, or the import
-# system's binding of the submodule (on any `import interpkit.rank...`) would shadow it.
-from interpkit.rank import rank  # noqa: E402
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interpkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# `rank` and `inspect` are subpackages named after their main function; both modules are callable
+# (interpkit._lazy.callable_package), and this package hands out the module itself: the object the
+# import system binds here on any `import interpkit.rank...`, so the name is one object, callable
+# and holding the subpackage's names, whichever import ran first.
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, modules=frozenset({"inspect", "rank"}))
 
 
 if TYPE_CHECKING:  # pragma: no cover
     from interpkit._doctor import doctor
     from interpkit.criterion import Criterion, compile_criterion, get_compiler, score_prompts
     from interpkit.explain import FeatureExplanation, explain_feature, explain_features
-    from interpkit.inspect_ import inspect
+    from interpkit.inspect import inspect
     from interpkit.match import FeatureFingerprint, compare, match_fingerprints
     from interpkit.models import load_model
     from interpkit.rank import RankingResult

@@ -76,7 +76,7 @@ def run_demo(
         log: receives one line per step (the CLI prints them).
     """
     from interpkit.causal import export_contrast, export_interventions, export_records
-    from interpkit.inspect_ import inspect
+    from interpkit.inspect import inspect
     from interpkit.models import load_model
     from interpkit.records import write_jsonl
     from interpkit.sources import read_prompt_dataset

@@ -6,7 +6,9 @@ activations at one residual site computed once and cached (`build_context`), met
 pick one direction per concept (DiffMean, PCA, LAT, Probe, SSV, ReFT-r1, SAE, SAE-A, BoW, Prompt,
 Random, and interpkit's criterion-only pick), detection AUROC per concept (`run_detect`) and
 steering judged on concept, instruction relevance and fluency (`run_steer`). `bench` runs a mode
-end to end and writes results.json, results.md, altair charts and the directions as a FeatureTable.
+end to end and writes results.json, results.md and the directions as a FeatureTable, plus the
+charts when given a chart writer (``charts=interpkit.viz.write_bench_charts``, as ``interpkit bench``
+does: the chart builders live in ``interpkit.viz``, a layer above this one).
 
 Example:
     >>> from interpkit.bench import bench  # doctest: +SKIP
@@ -15,8 +17,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interpkit._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "Concept": "._task",
@@ -24,10 +25,10 @@ _LAZY: dict[str, str] = {
     "TaskFormatError": "._task",
     "load_task": "._task",
     "save_task": "._task",
-    "format_pair": "._task",
-    "chat_prompt": "._task",
-    "seed_instructions": "._task",
-    "steering_instructions": "._task",
+    "format_pair": "._prompts",
+    "chat_prompt": "._prompts",
+    "seed_instructions": "._prompts",
+    "steering_instructions": "._prompts",
     "generate_task": "._generate",
     "read_concept_list": "._generate",
     "TokenActs": "._acts",
@@ -46,15 +47,11 @@ _LAZY: dict[str, str] = {
     "write_results": "._report",
     "read_results": "._report",
     "merge_results": "._report",
-    "auroc_chart": "._report",
-    "roc_chart": "._report",
-    "steering_chart": "._report",
     "LMJudge": "._judge",
     "LocalJudge": "._judge",
     "evaluate_steering": "._steer",
     "FACTORS": "._steer",
     "bench": "._run",
-    "run_bench": "._run",
     "run_detect": "._run",
     "run_steer": "._run",
     "fit_method": "._run",
@@ -65,13 +62,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'interpkit.bench' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -107,9 +107,10 @@ class TokenActs:
     def select(self, keep: np.ndarray) -> TokenActs:
         """Only the rows where ``keep`` (``[n_tokens]`` bool) is True; texts keep their order."""
         keep = np.asarray(keep, dtype=bool)
-        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if self.n_tokens else np.zeros(0, np.int64)
-        counts = np.where(self.lengths() > 0, counts, 0)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # kept rows before each offset, differenced per text: right for texts with no rows anywhere
+        # (np.add.reduceat fails on a start index equal to n_tokens, i.e. an empty last text)
+        before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+        offsets = before[np.asarray(self.offsets, dtype=np.int64)]
         return TokenActs(values=np.asarray(self.values[keep]), offsets=offsets, token_ids=self.token_ids[keep],
                          site=self.site, n_excluded=self.n_excluded)
 

@@ -48,7 +48,7 @@ def response_mask(tokenizer: Any, acts: TokenActs) -> np.ndarray:
     (``<|im_start|>assistant\n`` for SmolLM2); without a chat template it is ``"\n\n"``. A text
     whose header was cut off by truncation keeps no row.
     """
-    from ._task import _has_template, _render, chat_prompt
+    from ._prompts import _has_template, _render, chat_prompt
 
     if _has_template(tokenizer):
         with_gen = tokenizer(chat_prompt(tokenizer, "x"), add_special_tokens=False)["input_ids"]
@@ -279,7 +279,8 @@ def build_context(
     """
     from interpkit.models import load_model
 
-    from ._task import AxBenchTask, format_pair, load_task
+    from ._prompts import format_pair
+    from ._task import AxBenchTask, load_task
 
     if tokens not in TOKEN_SCOPES:
         raise ValueError(f"tokens must be one of {TOKEN_SCOPES}, got {tokens!r}")

@@ -7,7 +7,7 @@ training negatives itself (greedy, chat template), so detection must generalise 
 shift AxBench has. Without a target model the chat model writes them, and the provenance says so.
 The prompts are interpkit's own wording of AxBench's templates.
 
-Instructions come from the packaged pools (:func:`~interpkit.bench._task.seed_instructions`):
+Instructions come from the packaged pools (:func:`~interpkit.bench._prompts.seed_instructions`):
 training rows from the ``train`` split, evaluation rows from ``test``. LLM answers are cut to
 ``output_tokens`` tokens of the target tokenizer. A weak generator is tolerated: an empty answer is
 asked once more (sampled), then skipped and counted; only a generator that keeps failing (10 errors
@@ -33,15 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interpkit._version import __version__
+from interpkit.bench._prompts import chat_prompt, seed_instructions
 from interpkit.bench._task import (
     EMPTY_CONCEPT,
     GENRES,
     TRAIN_COLUMNS,
     AxBenchTask,
     Concept,
-    chat_prompt,
     save_task,
-    seed_instructions,
 )
 
 if TYPE_CHECKING:

@@ -306,7 +306,7 @@ class LocalJudge:
         return self.model
 
     def _prompt(self, instruction: str) -> str:
-        from interpkit.bench._task import chat_prompt
+        from interpkit.bench._prompts import chat_prompt
 
         text = instruction if self.fluency_context == "instruction" else NEUTRAL_INSTRUCTION
         return chat_prompt(self._model().tokenizer, text)

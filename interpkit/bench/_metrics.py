@@ -59,6 +59,8 @@ def _clean_scores(scores: Any, concept: Any = None) -> tuple[np.ndarray, int]:
         lo, hi = float(s[finite].min()), float(s[finite].max())
     else:
         return s, 0
+    # A NaN score (a failed rating, say) must not be dropped, which would silently change the class
+    # sizes; mapping it to the finite minimum ranks it as the least concept-like row.
     s[nan] = lo
     s[s == np.inf] = hi
     s[s == -np.inf] = lo
@@ -124,10 +126,15 @@ def concept_detection(scores: Any, categories: Sequence[str], *, concept: Any = 
     if not pos.any() or not neg.any():
         raise ValueError(f"{_where(concept)}: needs at least one positive and one negative row "
                          f"(got {int(pos.sum())} positive, {int(neg.sum())} negative)")
+    # Min-max is increasing and affine, so the AUROC is unchanged; it only puts the Youden threshold (and
+    # the hard-negative comparison) on a per-concept [0, 1] scale, as AxBench reports it.
     z = minmax(raw)
     keep = pos | neg
     y = pos[keep].astype(np.int64)
     fpr, tpr, thresholds = roc_curve(y, z[keep], drop_intermediate=True)
+    # Youden's J = TPR - FPR = sensitivity + specificity - 1, the threshold farthest above the chance diagonal.
+    # roc_curve's thresholds decrease and start at +inf (J = 0 there), so a curve that never beats chance
+    # yields tau = inf, reported as no threshold.
     j = tpr - fpr
     best = int(np.argmax(j >= j.max() - 1e-12))  # first (highest) threshold among float-equal optima
     tau = float(thresholds[best])
@@ -178,12 +185,15 @@ def imbalanced_f1(pos_scores: Any, neg_scores: Any, ratio: float | None = 100) -
     n, _ = _clean_scores(neg_scores, "negatives")
     if p.size == 0 or n.size == 0:
         raise ValueError(f"imbalanced_f1 needs positives and negatives (got {p.size} and {n.size})")
+    # F1 depends on the negatives only through FP, so weighting each negative by w is exactly F1 on a set
+    # with every negative repeated w times (n_neg * w = ratio * n_pos): the imbalance without 100x the texts.
     w = float(ratio) * p.size / n.size if ratio is not None else 1.0
     thresholds = np.unique(np.concatenate([p, n]))[::-1]
     tp = (p[None, :] >= thresholds[:, None]).sum(axis=1).astype(np.float64)
     fp_rows = (n[None, :] >= thresholds[:, None]).sum(axis=1)
     fp = fp_rows * w
     fn = p.size - tp
+    # F1 = 2TP / (2TP + FP + FN) (the harmonic mean of precision and recall, defined as 0 when TP = 0).
     f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300)
     best = int(np.argmax(f1))
     precision = tp[best] / (tp[best] + fp[best]) if tp[best] + fp[best] > 0 else 0.0
@@ -209,6 +219,9 @@ def harmonic(concept: Any, instruction: Any, fluency: Any) -> Any:
         [2.0, 0.0]
     """
     c, i, f = (np.asarray(v, dtype=np.float64) for v in (concept, instruction, fluency))
+    # The harmonic mean is dominated by the worst of the three ratings: fluent on-topic text without the
+    # concept, or concept word salad, scores low (AxBench §4.6). A 0 (or a failed parse) vetoes to 0; a
+    # missing rating (NaN) stays NaN rather than counting as a 0.
     veto = (c <= 0) | (i <= 0) | (f <= 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = 3.0 / (1.0 / c + 1.0 / i + 1.0 / f)
@@ -238,6 +251,8 @@ def select_factor(scores: Any, factors: Sequence[float], split: float = 0.5) -> 
     n = s.shape[0]
     if n < 2:
         raise ValueError(f"factor selection needs at least 2 instructions, got {n}")
+    # Select on one half, report on the other: the max over 14 factors of a noisy mean is biased upwards, so
+    # the reported score must come from instructions the selection never saw (AxBench §4.7).
     k = min(max(int(n * split), 1), n - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean is NaN, reported as None
@@ -285,6 +300,7 @@ def winrate(a: Any, b: Any) -> dict[str, Any]:
     if x.size == 0:
         raise ValueError("winrate needs at least one shared concept")
     d = x - y
+    # Per-concept comparison with ties as one half (paper Table 3), so a method equal to the baseline scores 50 %.
     ties = int(np.sum(np.abs(d) < TIE_TOLERANCE))
     wins = int(np.sum(d >= TIE_TOLERANCE))
     return {"win_rate": (wins + ties / 2) / x.size, "wins": wins, "losses": int(x.size - wins - ties),
@@ -308,6 +324,8 @@ def mean_ci(values: Any, level: float = 0.95) -> tuple[float | None, list[float]
         return None, None
     if x.size == 1:
         return float(x[0]), None
+    # A t interval over concepts treats concepts as the sampled units (the paper's tests are paired over
+    # concepts too); it says nothing about the noise within a concept's few texts or generations.
     mean, lo, hi = t_interval(x, level)
     return mean, [lo, hi]
 
@@ -324,7 +342,7 @@ def _sorted_ids(keys: Any) -> list:
     return sorted(keys, key=key)
 
 
-def _scalar(entry: Any, *path: str) -> float | None:
+def finite_at(entry: Any, *path: str) -> float | None:
     """The finite number at ``path`` (a number met early ends the walk: ``f1_imbalanced`` may be a float)."""
     node = entry
     for name in path:
@@ -346,9 +364,9 @@ def summarise_detection(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[st
         ``{"mean_auroc", "ci95", "n_concepts", "mean_hard_negative_acc", "mean_f1_imbalanced"}``.
     """
     ids = _sorted_ids(per_concept)
-    mean, ci = mean_ci([_scalar(per_concept[c], "auroc") for c in ids])
-    hn, _ = mean_ci([_scalar(per_concept[c], "hard_negative", "macro_acc") for c in ids])
-    f1, _ = mean_ci([_scalar(per_concept[c], "f1_imbalanced", "f1") for c in ids])
+    mean, ci = mean_ci([finite_at(per_concept[c], "auroc") for c in ids])
+    hn, _ = mean_ci([finite_at(per_concept[c], "hard_negative", "macro_acc") for c in ids])
+    f1, _ = mean_ci([finite_at(per_concept[c], "f1_imbalanced", "f1") for c in ids])
     failed = [c for c in ids if isinstance(per_concept[c], Mapping) and per_concept[c].get("error")]
     return {"mean_auroc": mean, "ci95": ci, "n_concepts": len(ids), "n_failed": len(failed),
             "failed": failed, "mean_hard_negative_acc": hn, "mean_f1_imbalanced": f1}
@@ -357,5 +375,5 @@ def summarise_detection(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[st
 def summarise_steering(per_concept: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Method-level steering summary: mean of each concept's ``test_score`` with its 95 % CI."""
     ids = _sorted_ids(per_concept)
-    mean, ci = mean_ci([_scalar(per_concept[c], "test_score") for c in ids])
+    mean, ci = mean_ci([finite_at(per_concept[c], "test_score") for c in ids])
     return {"mean_score": mean, "ci95": ci, "n_concepts": len(ids)}

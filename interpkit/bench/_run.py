@@ -6,7 +6,8 @@ positives vs negatives, hard-negative accuracy at the Youden threshold, and F1 i
 imbalanced setting (§2.7). `run_steer` follows §4 through `evaluate_steering`. `bench` is what the
 CLI calls: it builds the context (one activation pass, cached), optionally shards concepts over
 ``torch.distributed`` ranks (``torchrun``: each rank takes every ``world``-th concept, rank 0
-merges), and writes results.json, results.md, charts and the learned directions as a FeatureTable.
+merges), and writes results.json, results.md, the learned directions as a FeatureTable and, with a
+chart writer (the CLI passes `interpkit.viz.write_bench_charts`), the charts.
 
 Fitted directions are cached on disk per (activations, method, options, seed, concept), so a
 steering run after a detection run on the same site does not train ReFT-r1 again.
@@ -39,7 +40,6 @@ __all__ = [
     "bench",
     "fit_method",
     "quick_task",
-    "run_bench",
     "run_detect",
     "run_steer",
 ]
@@ -271,7 +271,7 @@ def bench(
     imbalance_ratio: float | None = 100.0,
     layer_choice: str | None = None,
     cache_dir: Any = True,
-    charts: bool = True,
+    charts: Callable[[Mapping[str, Any], Path], Any] | None = None,
     backend: str = "nnsight",
     tokens: str = "all",
     progress: bool = True,
@@ -285,7 +285,8 @@ def bench(
         model: a ``ModelWrapper`` or name (default: the packaged SmolLM2-135M-Instruct).
         layer / site: where to read and steer (default: `default_layer`, ~40 % depth).
         methods: registry names (default `DETECT_METHODS` / `STEER_METHODS`).
-        out: output folder (results.json, results.md, charts/, features/; steering adds generations.jsonl).
+        out: output folder (results.json, results.md, features/, charts/ with a ``charts`` writer;
+            steering adds generations.jsonl).
         quick: the reduced run of `QUICK` (tests, smoke checks).
         concepts: only these concept ids.
         max_length: token limit per text (``quick``: 64).
@@ -304,7 +305,8 @@ def bench(
         imbalance_ratio: negatives per positive for the imbalanced F1 (None skips it).
         layer_choice: a sentence for the results saying how the layer was chosen.
         cache_dir: activation / fit / SAE cache (True: the interpkit cache folder).
-        charts: write altair charts.
+        charts: writes the chart files, ``writer(results, folder)``: `interpkit.viz.write_bench_charts`
+            for the ``charts/`` of ``interpkit bench``; None: no charts (see `write_results`).
         backend: backend used when ``model`` is a name.
         tokens: ``"all"`` (AxBench: instruction, template glue and response are scored) or
             ``"response"`` (only the response's tokens).
@@ -312,11 +314,12 @@ def bench(
         log: called with a line per (method, concept) result (the CLI passes ``print``).
     """
     from ._context import build_context
-    from ._report import merge_results, write_results
+    from ._report import chart_writer, merge_results, write_results
     from ._task import AxBenchTask, load_task
 
     if mode not in ("detect", "steer"):
         raise ValueError(f"mode must be 'detect' or 'steer', got {mode!r}")
+    charts = chart_writer(charts)  # a wrong charts= fails now, not after the run
     if not isinstance(task, AxBenchTask):
         task = load_task(task)
     full_task = task
@@ -388,6 +391,3 @@ def _save_features(ctx: Any, fitted: Mapping[str, Mapping[int, Any]], out: Path)
     table = fitted_table(ctx, flat, which="eval")
     table.save(out / "features")
 
-
-run_bench = bench
-"""`bench` under the name ``interpkit.run_bench`` (``interpkit.bench`` is the subpackage)."""

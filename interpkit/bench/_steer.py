@@ -58,6 +58,10 @@ def steering_magnitude(max_act: float | None, *, fallback: float = FALLBACK_MAGN
     A missing value (None or NaN: the method gave no score for the concept) gives 1.0, as in
     AxBench.
     """
+    # Tying alpha to the concept's own largest detection score makes the factor grid unit-free across methods
+    # and layers: factor 1 adds the direction about as strongly as its strongest natural occurrence (for
+    # psi = h·w with unit w, m_c is the largest projection seen on the eval rows). For a non-unit vector
+    # (SSV) alpha·w scales with |w|^2, as in AxBench.
     if max_act is None or not math.isfinite(float(max_act)):
         return 1.0
     return float(max_act) if float(max_act) > 0 else float(fallback)
@@ -94,7 +98,7 @@ def _sample(model: ModelWrapper, texts: Sequence[str], *, max_new_tokens: int, t
             batch_size: int, seed: int | None) -> list[str]:
     """Generate an answer to each user text: chat template when the tokenizer has one, else
     ``chat_prompt``'s plain ``"<text>\\n\\n"`` form."""
-    from interpkit.bench._task import chat_prompt
+    from interpkit.bench._prompts import chat_prompt
 
     templated = bool(getattr(model.tokenizer, "chat_template", None))
     prompts = list(texts) if templated else [chat_prompt(model.tokenizer, t) for t in texts]
@@ -132,6 +136,8 @@ def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequ
         raise ValueError(f"steer_generations: vector has {vec.numel()} values, model {model.name} has "
                          f"d_model {model.d_model}")
     out = []
+    # Reseeding each factor with the same seed (common random numbers) makes the factor-to-factor differences
+    # reflect the edit, not sampling luck, which lowers the variance of the argmax in select_factor.
     for factor in factors:
         with model.edits(AddVector(site, vec, strength=float(factor) * float(m_c))):
             gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -153,6 +159,7 @@ def prompt_generations(model: ModelWrapper, chat: Any, concept: str, prompts: Se
         steering_prompt, source = write_steering_prompt(chat, concept)
     else:
         source = "given"
+    # AxBench's steered_input format (§4.1): the steering prompt, a blank line, then "Question: <instruction>".
     texts = [f"{steering_prompt}\n\nQuestion: {p}" for p in prompts]
     gens = _sample(model, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                    batch_size=batch_size, seed=seed)
@@ -180,6 +187,8 @@ def _mean_resid_norm(ctx: Any, max_rows: int = 4096) -> float | None:
     values = getattr(acts, "values", None)
     if values is None or len(values) == 0:
         return None
+    # The model's own residual scale replaces AxBench's Gemma-2 constant 50: adding a unit direction times the
+    # typical residual norm is a strong but same-order edit on any model.
     rows = np.asarray(values[: min(len(values), max_rows)], dtype=np.float32)
     return float(np.linalg.norm(rows, axis=1).mean())
 
@@ -212,11 +221,12 @@ def _judge_all(ctx: Any, judge: Any, concept: str, instructions: Sequence[str],
             ratings[k] = r[j]
             details[k] = dict(d[j]) if j < len(d) else {}
     # §4.5's perplexity is of the generation after its own instruction: reuse the judge's when it is that.
+    # Perplexity under the unsteered model measures how unusual the steered text is; it is recorded, not scored.
     same = getattr(judge, "fluency_context", None) == "instruction"
     ppl = np.array([d.get("perplexity", np.nan) if same else np.nan for d in details], dtype=np.float64)
     todo = [k for k in range(len(gens)) if not np.isfinite(ppl[k]) and gens[k][2].strip()]
     if todo:
-        from interpkit.bench._task import chat_prompt
+        from interpkit.bench._prompts import chat_prompt
 
         tok = ctx.model.tokenizer
         ppl[todo] = perplexity(ctx.model, [chat_prompt(tok, instructions[gens[k][0]]) for k in todo],
@@ -284,7 +294,7 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
         and its ``steering_prompt``.
     """
     from interpkit.bench._metrics import harmonic, select_factor, summarise_steering
-    from interpkit.bench._task import steering_instructions
+    from interpkit.bench._prompts import steering_instructions
 
     factors = sorted(float(f) for f in factors)
     task, model, site = ctx.task, ctx.model, ctx.site
@@ -318,6 +328,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                 ratings, ppl, details = _judge_all(ctx, judge, concept, instructions, gens, batch_size)
                 scores = harmonic(ratings[:, 0], ratings[:, 1], ratings[:, 2])
                 recs = _records(label, cid, instructions, gens, ratings, scores, ppl, details, None)
+                # The same selection/test cut as select_factor, so Prompt is scored on the very instructions the
+                # factor-based methods report on (one generation each, as the paper's factor-free baselines).
                 k = min(max(int(len(instructions) * 0.5), 1), len(instructions) - 1)
                 by_iid = np.full(len(instructions), np.nan)
                 for (iid, _, _), s in zip(gens, scores, strict=True):

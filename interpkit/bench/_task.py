@@ -1,19 +1,14 @@
-"""AxBench tasks: concepts, labelled training and evaluation rows, and how rows become model input.
+"""AxBench tasks: concepts and labelled training and evaluation rows; reading and writing task folders.
 
 A task is an AxBench folder (``metadata.jsonl``, ``train_data*.parquet``, ``latent_eval_data*.parquet``;
 see AXBENCH.md §2): one line per concept, 72 positives per concept plus a shared pool of 72 negatives
 per genre for training, and per concept 36 positives, 36 genre-balanced negatives and a few hard
 negatives for evaluation. :func:`load_task` reads and validates one (errors name the file, row and
 column), :func:`save_task` writes one atomically, :meth:`AxBenchTask.subset` makes the quick version.
-
-:func:`format_pair` turns an (instruction, response) row into the string the model reads, the way
-AxBench does (§2.8): the chat-templated conversation without its final end-of-turn suffix, plus how
-many leading template tokens to skip when scoring and whether a BOS must be prepended.
+How rows and instructions become model input (``format_pair``, ``chat_prompt``, the instruction
+pools) is `interpkit.bench._prompts`.
 
 Example:
-    >>> from interpkit._testing import tiny_tokenizer
-    >>> format_pair(tiny_tokenizer(), "name a fruit", "an apple")
-    ('name a fruit\\n\\nan apple', 1, True)
     >>> Concept(0, "dates", "text", ref="https://www.neuronpedia.org/gemma-2-2b/10-gemmascope-res-16k/14874").sae_id
     14874
 """
@@ -23,15 +18,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from interpkit._io import dir_mode, replace_dir
+from interpkit._io import atomic_dir, dir_mode
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,13 +34,8 @@ __all__ = [
     "AxBenchTask",
     "Concept",
     "TaskFormatError",
-    "chat_prompt",
-    "format_pair",
     "load_task",
-    "needs_bos",
     "save_task",
-    "seed_instructions",
-    "steering_instructions",
 ]
 
 GENRES = ("text", "code", "math")
@@ -229,6 +216,17 @@ def _cap(df: pd.DataFrame, keys: list[str], n: int, seed: int) -> pd.DataFrame:
 # ---- reading -------------------------------------------------------------------------------------
 
 
+def parse_json(text: str, where: str | os.PathLike[str], error: type[ValueError] = TaskFormatError) -> Any:
+    """``json.loads(text)``; invalid JSON raises ``error("<where>: not valid JSON (<reason>)")``.
+
+    ``where`` names the file (and line) in the message; the instruction readers pass ``ValueError``.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg})") from None
+
+
 def _rotated(folder: Path, stem: str) -> list[Path]:
     """``stem.parquet``, ``stem_1.parquet``, ... in rotation order."""
     pattern = re.compile(rf"^{re.escape(stem)}(?:_(\d+))?\.parquet$")
@@ -249,10 +247,7 @@ def _read_metadata(path: Path) -> list[tuple[int, dict]]:
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TaskFormatError(f"{where}: not valid JSON ({error.msg})") from None
+            obj = parse_json(line, where)
             if not isinstance(obj, dict):
                 raise TaskFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
             cid, concept = obj.get("concept_id"), obj.get("concept")
@@ -407,10 +402,7 @@ def load_task(path: str | os.PathLike[str]) -> AxBenchTask:
     generator = None
     gen_path = folder / "generator.json"
     if gen_path.is_file():
-        try:
-            generator = json.loads(gen_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise TaskFormatError(f"{gen_path}: not valid JSON ({error.msg})") from None
+        generator = parse_json(gen_path.read_text(encoding="utf-8"), gen_path)
     return AxBenchTask(name=folder.resolve().name, path=folder, concepts=tuple(concepts), train=train,
                        eval=evals, generator=generator)
 
@@ -433,9 +425,7 @@ def save_task(task: AxBenchTask, path: str | os.PathLike[str]) -> Path:
     final = Path(path)
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "metadata.jsonl").exists())):
         raise FileExistsError(f"{final}: exists and is not an AxBench task folder; not overwriting it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         lines = [json.dumps({"concept_id": c.id, "concept": c.description, "ref": c.ref,
                              "concept_genres_map": {c.description: [c.genre]}}, ensure_ascii=False)
                  for c in task.concepts]
@@ -454,188 +444,6 @@ def save_task(task: AxBenchTask, path: str | os.PathLike[str]) -> Path:
         if task.generator is not None:
             (tmp / "generator.json").write_text(json.dumps(task.generator, indent=2, default=str) + "\n",
                                                 encoding="utf-8")
-        os.chmod(tmp, dir_mode())
-        replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        os.chmod(tmp, dir_mode())  # a task folder is shared data: not mkdtemp's 0700
     task.path = final
     return final
-
-
-
-# ---- model input strings -------------------------------------------------------------------------
-
-
-def _has_template(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def needs_bos(tokenizer: Any, text: str) -> bool:
-    """Whether tokenizing ``text`` should prepend the BOS token (False when ``text`` already starts with it)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    return bool(bos) and getattr(tokenizer, "bos_token_id", None) is not None and not text.startswith(bos)
-
-
-def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def format_pair(tokenizer: Any, instruction: str, response: str) -> tuple[str, int, bool]:
-    """The detection input string for one row (AXBENCH.md §2.8).
-
-    With a chat template: ``[user: instruction, assistant: response]`` rendered by the template,
-    minus its final end-of-turn suffix (the trailing text shared by the rendered single-turn
-    messages "1" and "2"). Without one: ``f"{instruction}\\n\\n{response}"``.
-
-    Returns:
-        ``(text, prefix_length, prepend_bos)``: tokenize ``text`` with ``add_special_tokens=False``,
-        prepend the BOS id when ``prepend_bos`` (as ``ModelWrapper.tokenize(prepend_bos=...)``
-        does), and drop the first ``prefix_length`` positions when scoring: the tokens shared by
-        the templated user messages "1" and "2" (+1 for a prepended BOS). Without a template the
-        prefix is just the BOS (1), or 0 when the tokenizer has none.
-    """
-    if not _has_template(tokenizer):
-        text = f"{instruction}\n\n{response}"
-        bos = needs_bos(tokenizer, text)
-        return text, int(bos), bos
-    one, two = (_render(tokenizer, [{"role": "user", "content": d}]) for d in ("1", "2"))
-    suffix_chars = _common_prefix(one[::-1], two[::-1])
-    text = _render(tokenizer, [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}])
-    suffix = one[len(one) - suffix_chars:] if suffix_chars else ""
-    if suffix and text.endswith(suffix):
-        text = text[: len(text) - len(suffix)]
-    ids_one, ids_two = (list(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in (one, two))
-    shared = _common_prefix(ids_one, ids_two)
-    # a tokenizer that maps "1" and "2" to one id (unknown digits) would share the whole message:
-    # never count past the tokens of the text before the content
-    head = one[: _common_prefix(one, two)]
-    shared = min(shared, len(tokenizer(head, add_special_tokens=False)["input_ids"]))
-    bos = needs_bos(tokenizer, text)
-    return text, shared + int(bos), bos
-
-
-def chat_prompt(tokenizer: Any, instruction: str) -> str:
-    """The templated user turn plus the assistant header (``instruction + "\\n\\n"`` without a template).
-
-    The string keeps the template's own BOS text if it writes one; use :func:`needs_bos` to decide
-    whether tokenization should prepend another.
-    """
-    if not _has_template(tokenizer):
-        return f"{instruction}\n\n"
-    return _render(tokenizer, [{"role": "user", "content": instruction}], generation_prompt=True)
-
-
-# ---- instruction pools ---------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _seed_rows() -> tuple[tuple[str, str, str], ...]:
-    from importlib import resources
-
-    text = resources.files("interpkit").joinpath("data/seed_instructions.jsonl").read_text(encoding="utf-8")
-    rows = []
-    for line in text.splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            rows.append((obj["instruction"], obj["genre"], obj["split"]))
-    return tuple(rows)
-
-
-def seed_instructions(genre: str, split: Literal["train", "test"]) -> list[str]:
-    """The packaged instruction pool of ``genre`` and ``split`` (file order).
-
-    The pools are the instructions of AxBench's two Gemma-2-2B Concept10 tasks (train = training
-    inputs, test = evaluation inputs; disjoint), standing in for AxBench's Dolly / GSM8K / Python
-    seed sets, which are not available offline: 517/203/364 train and 473/142/239 test
-    instructions for text/math/code.
-
-    Raises:
-        ValueError: unknown genre or split.
-    """
-    if genre not in GENRES:
-        raise ValueError(f"unknown genre {genre!r}; expected one of {list(GENRES)}")
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
-    return [text for text, g, s in _seed_rows() if g == genre and s == split]
-
-
-def _read_instructions(source: str | os.PathLike[str]) -> list[str]:
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: instruction file not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".txt":
-        return [line.strip() for line in text.splitlines() if line.strip()]
-
-    def pick(obj: Any, where: str) -> str:
-        if isinstance(obj, str):
-            return obj
-        if isinstance(obj, dict):
-            for key in ("instruction", "input", "text"):
-                if isinstance(obj.get(key), str) and obj[key].strip():
-                    return obj[key]
-        raise ValueError(f"{where}: expected a string or an object with 'instruction', 'input' or 'text'")
-
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error.msg})") from None
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of instructions (AlpacaEval format)")
-        return [pick(obj, f"{path} item {i}").strip() for i, obj in enumerate(data)]
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({error.msg})") from None
-            out.append(pick(obj, f"{path}:{lineno}").strip())
-    return out
-
-
-def steering_instructions(task: AxBenchTask, cid: int, n: int = 10, *, source: str | os.PathLike[str] | None = None,
-                          seed: int | None = None) -> list[str]:
-    """``n`` steering instructions for concept ``cid`` (AXBENCH.md §4.1).
-
-    AxBench draws ``alpaca_eval_df.sample(10, random_state=concept_id)``; this does the same
-    pandas draw over the pool, so with ``source`` = AlpacaEval's ``alpaca_eval.json`` it picks the
-    same instructions. Default pool (AlpacaEval is not available offline; a documented
-    divergence): the packaged text-genre test instructions that none of this task's eval rows use.
-
-    Args:
-        task: the task (its eval inputs are excluded from the default pool).
-        cid: concept id; the draw is deterministic per id.
-        n: how many instructions.
-        source: a JSON list (AlpacaEval: ``[{"instruction": ...}]``), a ``.jsonl`` with
-            ``instruction``/``input``/``text`` per line, or a ``.txt`` with one per line.
-        seed: with a seed, the draw uses ``random_state=[seed, cid]`` instead of ``cid``.
-
-    Raises:
-        ValueError: the pool has fewer than ``n`` instructions, or a source line is unusable.
-    """
-    import pandas as pd
-
-    task.concept(cid)
-    if source is None:
-        used = set(task.eval["input"].astype(str))
-        pool = [s for s in seed_instructions("text", "test") if s not in used]
-        where = "the packaged text test instructions"
-    else:
-        pool = _read_instructions(source)
-        where = str(source)
-    if len(pool) < n:
-        raise ValueError(f"{where}: {len(pool)} instructions, fewer than the {n} requested")
-    state: Any = int(cid) if seed is None else [int(seed), int(cid)]
-    return [str(s) for s in pd.Series(pool).sample(n, random_state=state).tolist()]

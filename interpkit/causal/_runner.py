@@ -113,10 +113,14 @@ class CausalFeature:
                     return Ablate(self.site, mode="zero", dims=(int(self.neuron),))
                 return Ablate(self.site, mode="mean", mean=torch.as_tensor(mean, dtype=torch.float32),
                               dims=(int(self.neuron),))
+            # Projection ablation removes only the feature's component (x <- x - (x·u - c) u) and leaves the rest of
+            # the residual intact; zeroing the whole site would destroy far more than the feature.
             v = torch.from_numpy(self.direction.copy())
             value = 0.0
             if mean is not None:
                 unit = v / v.norm()
+                # Mean ablation sets the component to its average value instead of 0: 0 may lie far outside the
+                # direction's usual range (an off-distribution input), while the mean removes only the variation.
                 value = float(torch.as_tensor(mean, dtype=torch.float32) @ unit)
             return Clamp(self.site, direction=v, value=value)
         raise ValueError(f"intervention kind {kind!r} is not supported by the runner; use steer, amplify or ablate")
@@ -137,6 +141,9 @@ def neuron_feature(feature_id: str) -> CausalFeature:
 def control_features(feature: CausalFeature, n: int, *, d_model: int, seed: int = 0) -> list[CausalFeature]:
     """``n`` random directions with the norm of ``feature``'s vector, at its site (seeded by id)."""
     norm = float(np.linalg.norm(feature.vector(d_model)))
+    # Same norm, same site, random direction: a steering control moves the residual exactly as far, so an
+    # effect the feature shares with its controls comes from the edit's size, not its direction. The key is a
+    # deterministic function of the id (Python's hash() is salted), so controls are stable across runs.
     key = sum(ord(c) * (i + 1) for i, c in enumerate(feature.feature_id)) % (2**31)
     rng = np.random.default_rng([seed, key])
     out = []
@@ -152,6 +159,8 @@ def site_mean(model: Any, texts: Sequence[str], site: str, *, batch_size: int = 
     """Mean activation ``[d_model]`` at ``site`` over every real token of ``texts``."""
     import torch
 
+    # Accumulated over batches (never holding every token), masked to real tokens so padding does not
+    # pull the mean towards the pad embedding.
     total = None
     count = 0
     with torch.no_grad():
@@ -180,6 +189,8 @@ class EditOutcome:
 class _Baseline:
     def __init__(self, model: Any, metric: CriterionMetric, pos: Sequence[str], neg: Sequence[str], batch_size: int):
         self.model, self.metric, self.pos, self.neg, self.batch_size = model, metric, list(pos), list(neg), batch_size
+        # Baselines are measured once and shared by every edit and control, so all records compare with the same
+        # unedited run.
         self.scores = _score(model, metric, self.pos, batch_size)
         self.neg_probs = next_token_probs(model, self.neg, batch_size=batch_size) if self.neg else None
 
@@ -194,6 +205,8 @@ def _score(model: Any, metric: CriterionMetric, texts: Sequence[str], batch_size
 
 
 def _tv(p: torch.Tensor, q: torch.Tensor) -> float:
+    # Total variation, 0.5 * L1 = max_A |P(A) - Q(A)|: bounded in [0, 1], symmetric, finite even when the edit
+    # puts zero mass where the baseline had some (unlike KL), and in the same probability units as the metric.
     return float(0.5 * (p - q).abs().sum(dim=-1).mean())
 
 

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bench_mode == "generate":
         return _generate(args)
     from interpkit.bench import bench
+    from interpkit.viz import write_bench_charts
 
     options = None
     if args.options:
@@ -129,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         args.bench_mode, args.task, model=args.model, backend=args.backend, layer=args.layer, site=args.site,
         methods=methods, out=args.out, quick=args.quick, concepts=_numbers(args.concepts, "--concepts"),
         max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, options=options, sae=args.sae,
-        chat=args.chat, layer_choice=args.layer_choice, cache_dir=not args.no_cache, charts=not args.no_charts,
+        chat=args.chat, layer_choice=args.layer_choice, cache_dir=not args.no_cache,
+        charts=None if args.no_charts else write_bench_charts,
         tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print, **kw,
     )
     if "methods" in results:

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_toy(args: argparse.Namespace) -> int:
-    from interpkit.inspect_ import inspect
+    from interpkit.inspect import inspect
     from interpkit.records import write_jsonl
     from interpkit.sources import make_toy_table
 

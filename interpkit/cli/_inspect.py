@@ -79,7 +79,7 @@ def default_out(criterion: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from interpkit.cli._export_records import parse_ints
-    from interpkit.inspect_ import inspect
+    from interpkit.inspect import inspect
 
     if args.out is None:
         args.out = default_out(args.criterion)

@@ -91,6 +91,7 @@ class EmbeddingCompiler(CriterionCompiler):
         contrast = self.contrast_for(crit)
         emb = np.asarray(self.encoder.encode(texts), dtype=np.float64)
         anchors = [crit.text] if contrast is None else [crit.text, contrast]
+        # The encoder returns unit rows, so the dot product is the cosine; [n, d] @ [d, 1 or 2].
         sims = emb @ np.asarray(self.encoder.encode(anchors), dtype=np.float64).T
         return sims[:, 0], (sims[:, 1] if contrast is not None else np.zeros(len(texts)))
 
@@ -100,6 +101,8 @@ class EmbeddingCompiler(CriterionCompiler):
         texts = list(texts)
         s_pos, s_neg = self.raw_scores(crit, texts)
         raw = s_pos - s_neg
+        # Raw cosines sit in a narrow, encoder- and criterion-specific band, so a fixed cut would not transfer
+        # across criteria; a mixture fitted on the scored texts themselves (>= 20 of them) adapts it.
         cal = calibrate(raw, method=self.calibration, lo=self.lo, hi=self.hi, center=self.center,  # type: ignore[arg-type]
                         scale=self.scale)
         base = {**self.describe(), "criterion": crit.text, "contrast": self.contrast_for(crit),

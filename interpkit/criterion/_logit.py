@@ -49,8 +49,10 @@ def next_token_probs(model: Any, texts: Sequence[str], *, batch_size: int = 16) 
         for start in range(0, len(texts), batch_size):
             batch = model.tokenize(texts[start : start + batch_size])
             logits = model.forward(batch)
+            # Right padding: a row's last real token sits at (real tokens - 1); its logits predict the next token.
             last = (batch.attention_mask.sum(dim=1) - 1).to(logits.device)
             rows = logits[torch.arange(logits.shape[0], device=logits.device), last]
+            # Softmax in float32 even for half-precision models: small target masses would underflow in bf16.
             out.append(torch.softmax(rows.float(), dim=-1).cpu())
     if not out:
         return torch.zeros((0, 0))
@@ -107,6 +109,8 @@ class LogitTargetMetric:
     def score_probs(self, model: Any, probs: torch.Tensor) -> np.ndarray:
         """Scores from next-token distributions ``[n, vocab]`` (see `next_token_probs`)."""
         ids = list(self.token_ids(model))
+        # The ids are distinct, so the sum is a probability of a disjoint event (in [0, 1]). The first token of a
+        # target only bounds the full string's probability from above, the usual single-token convention.
         return probs[:, ids].sum(dim=-1).double().numpy()
 
     def score(self, model: Any, texts: Sequence[str]) -> np.ndarray:

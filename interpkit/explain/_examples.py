@@ -74,7 +74,10 @@ class TopExamples(Verbalizer):
         in_pop = np.ones(len(column), dtype=bool)
         if np.mean(column == 0) > 0.5 and np.count_nonzero(column) >= self.n_quantiles:
             in_pop = column != 0
+        # Equal-mass (quantile) bins rather than equal-width: activations are heavy-tailed, so equal-width bins
+        # would put almost every example in the lowest bin and leave the top bins empty.
         edges = np.quantile(column[in_pop].astype(np.float64), np.linspace(0.0, 1.0, self.n_quantiles + 1))
+        # side="left" on the inner edges puts v in the first bin whose upper edge is >= v (ties go down).
         which = np.clip(np.searchsorted(edges[1:-1], column, side="left"), 0, self.n_quantiles - 1)
         return [(f"q{b + 1}", float(edges[b]), float(edges[b + 1]), np.flatnonzero((which == b) & in_pop))
                 for b in range(self.n_quantiles)]
@@ -86,6 +89,8 @@ class TopExamples(Verbalizer):
         if n == 0:
             raise ValueError(f"feature {ctx.feature_id!r}: the table has no examples")
         top = np.argsort(-column, kind="stable")[: self.n_top].tolist()
+        # Seeded random draws inside each bin (not its extremes) show typical examples of that range; the top
+        # examples are excluded so a card never shows one twice.
         rng = np.random.default_rng(ctx.seed)
         shown = set(top)
         bins = []

@@ -82,6 +82,8 @@ def keyword_label(top_texts: list[str], low_texts: list[str], k: int = 3) -> str
     top, low = docs(top_texts), docs(low_texts)
     vocab = sorted(set().union(*top)) if top else []
     n_top, n_low = max(len(top), 1), max(len(low), 1)
+    # Difference of document frequencies (share of texts containing w): bounded in [-1, 1] and not fooled by one
+    # text repeating a word; ties go alphabetically so the label is deterministic.
     scored = sorted(((sum(w in d for d in top) / n_top - sum(w in d for d in low) / n_low, w) for w in vocab
                      if len(w) >= 3), key=lambda x: (-x[0], x[1]))
     return ", ".join(w for s, w in scored[:k] if s > 0)
@@ -181,6 +183,8 @@ class AutoLabel(Verbalizer):
         k = min(len(shown), len(column) // 6)
         rng = np.random.default_rng(seed + 1)
         rest = np.setdiff1d(np.arange(len(column)), np.asarray(shown, dtype=np.int64))
+        # Random tie-breaks matter for sparse features: the least active rows are many exact zeros, and taking
+        # them in table order would always pick the same (possibly unrepresentative) first rows.
         order = rest[np.lexsort((rng.random(len(rest)), column[rest]))]  # ascending, random ties
         return order[:k].tolist()
 
@@ -189,12 +193,16 @@ class AutoLabel(Verbalizer):
         such as the zeros of a sparse feature, drawn at random). ``shown`` lists every row already
         used (shown to the labeler or used to select the label)."""
         held = np.setdiff1d(np.arange(len(column)), np.asarray(shown, dtype=np.int64))
+        # At most a third per class, so the top and bottom sets are disjoint with a middle third between them;
+        # the rows used to write or select the label are excluded, so the score is not inflated by selection.
         k = min(self.n_heldout, len(held) // 3)
         if k < 1:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         rng = np.random.default_rng(seed)
         order = held[np.lexsort((rng.random(len(held)), -column[held]))]  # descending, random ties
         pos, neg = order[:k], order[::-1][:k]
+        # Without a strict activation gap the two "classes" are not distinct (e.g. a feature constant on the
+        # held-out rows), and an AUROC would score noise.
         if column[pos].min() <= column[neg].max():
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return pos, neg
@@ -227,6 +235,8 @@ class AutoLabel(Verbalizer):
             y_sel = np.r_[np.ones(len(shown)), np.zeros(len(low))]
             for c in candidates:
                 sims = np.asarray(encoder.similarity(c["label"], sel_texts), dtype=np.float64).reshape(-1)
+                # AUROC of sim(label, text) top vs bottom: a label that describes the feature sits closer to its active
+                # texts; AUROC needs no threshold and is insensitive to the encoder's similarity scale.
                 c["selection_auroc"] = float(auroc(sims, y_sel)[0])
             best = max(candidates, key=lambda c: c["selection_auroc"])  # first (the chat's) wins ties
         else:

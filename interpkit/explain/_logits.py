@@ -98,6 +98,7 @@ class LogitEffects(Verbalizer):
         if gamma is not None:
             d = d * gamma.to(d.device)
             method = "W_U (final_norm.weight * d)"
+        # [d_model] @ W_U [d_model, vocab]: the direct-path logit change per unit of the direction (no later layers).
         with torch.no_grad():
             out = (d.to(W_U.device) @ W_U).cpu().numpy()
         return out, method
@@ -105,6 +106,8 @@ class LogitEffects(Verbalizer):
     def explain(self, ctx: FeatureContext) -> dict[str, Any]:
         """``{"logit_effects": {"method", "promoted", "suppressed"}}``."""
         values, method = self.values(ctx)
+        # Raw values, not softmaxed: softmax is shift-invariant per position, so only differences between
+        # tokens carry meaning, and the largest / smallest values are the most promoted / suppressed tokens.
         order = np.argsort(-values, kind="stable")
         decode = ctx.model.tokenizer.decode
 

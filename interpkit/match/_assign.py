@@ -41,6 +41,8 @@ def _order(keys: np.ndarray, vals: np.ndarray) -> np.ndarray:
     """Order by ``keys`` ascending, then ``vals`` descending (one float sort: faster than lexsort)."""
     lo, hi = float(vals.min()), float(vals.max())
     rank = (hi - vals) / (hi - lo) if hi > lo else np.zeros_like(vals)  # in [0, 1], 0 = best
+    # Integer keys spaced by 2 with rank in [0, 1] never overlap, so one sort gives (key asc, value desc);
+    # values are told apart to about 2 * key * 2**-52 of their range (ample unless keys reach ~1e12).
     return np.argsort(keys * 2.0 + rank, kind="stable")
 
 
@@ -82,6 +84,8 @@ def _solve_component(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, max_d
     uc, ci = np.unique(cols, return_inverse=True)
     if len(ur) * len(uc) <= max_dense:
         lo = vals.min() - 1.0
+        # Non-edges get a score far below every real edge, so the solver (which must fill min(rows, cols) pairs)
+        # uses as many real edges as possible, then maximises their sum; non-edge picks are discarded below.
         dense = np.full((len(ur), len(uc)), lo - 1e6 * max(1.0, abs(lo)))
         dense[ri, ci] = vals
         r, c = linear_sum_assignment(dense, maximize=True)
@@ -100,6 +104,10 @@ def _solve_sparse(ur: np.ndarray, uc: np.ndarray, ri: np.ndarray, ci: np.ndarray
     penalty = cost.max() + 1.0  # skipping a row and a column (2 * penalty) costs more than any edge
     eps = 1e-9
     # rows: real rows [0, nr) then one dummy per real column; columns: real columns then one dummy per real row
+    # Real row i can fall back to its own dummy column (nc + i) and real column j to its own dummy row
+    # (nr + j) at `penalty` each; dummy row nr + j and dummy column nc + i pair at ~0 cost along each real
+    # edge (i, j), so a full matching always exists, and any real edge costs less than the two penalties of
+    # leaving its row and column unmatched.
     r = np.concatenate([ri, np.arange(nr), nr + np.arange(nc), nr + ci])
     c = np.concatenate([ci, nc + np.arange(nr), np.arange(nc), nc + ri])
     w = np.concatenate([cost, np.full(nr, penalty), np.full(nc, penalty), np.full(len(ri), eps)])
@@ -139,6 +147,8 @@ def assign_one_to_one(
     col_best, col_second = _best_per(cols, vals, n_right)
     has_row = row_best >= 0
     mutual_rows = np.flatnonzero(has_row)
+    # Mutual best pairs are fixed first: each side is the other's top candidate, so the pair is stable and
+    # unambiguous. This is greedy (it can cost the global sum a little) but leaves far smaller components.
     mutual_rows = mutual_rows[col_best[cols[row_best[mutual_rows]]] == row_best[mutual_rows]]
     chosen: dict[int, int] = {int(i): int(cols[row_best[i]]) for i in mutual_rows}
     taken_cols = np.zeros(n_right, dtype=bool)
@@ -149,6 +159,8 @@ def assign_one_to_one(
     if rest.any():
         r, c, v = rows[rest], cols[rest], vals[rest]
         graph = sp.coo_array((np.ones(len(r)), (r, n_left + c)), shape=(n_left + n_right,) * 2)
+        # Bipartite graph on n_left + n_right nodes (right node j is n_left + j). Components share no edge, so
+        # solving each separately gives the same optimum as one global assignment at a fraction of the size.
         _, label = connected_components(graph, directed=False)
         comp = label[r]
         order = np.argsort(comp, kind="stable")
@@ -168,6 +180,7 @@ def assign_one_to_one(
     rb, cb = row_best[li], col_best[rj]
     row_other = np.where(cols[rb] == rj, row_second[li], vals[rb])
     col_other = np.where(rows[cb] == li, col_second[rj], vals[cb])
+    # The margin score - runner_up says how contested a pair is; fmax ignores a side with no other candidate.
     runner = np.fmax(row_other, col_other)
     is_mutual = taken_rows[li]
     order = np.lexsort((li, -score))

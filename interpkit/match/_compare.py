@@ -195,7 +195,11 @@ def parse_weights(weights: Mapping[str, float] | str | None) -> dict[str, float]
 def _null(data: dict, weights: dict[str, float], n_left: int, n_right: int, n: int,
           rng: np.random.Generator) -> dict[str, Any]:
     n = int(min(n, n_left * n_right))
+    # Random (left, right) pairs are almost all non-matches (a true pair turns up with probability ~1/n_right),
+    # so their scores estimate what an unrelated pair scores, including any baseline similarity that all
+    # features of the two models share. No distributional assumption is made beyond using mean and std.
     li = rng.integers(0, n_left, size=n)
+    # Each right feature appears about n / n_right times, so a few hub features cannot dominate the null.
     ri = rng.permutation(np.resize(rng.permutation(n_right), n))  # shuffled pairing of the right side
     score, per = combined_scores(data, weights, li, ri)
 
@@ -298,6 +302,10 @@ def match_fingerprints(
     w, data, skipped, used = _usable_components(left, right, weights, "match_fingerprints")
     wanted = [c for c in COMPONENTS if w[c] > 0]
     # candidate search on the weighted concatenation (dot = weighted sum of component cosines)
+    # With unit-normalised component rows, scaling each block by sqrt(w_c) makes the dot product of the
+    # concatenations sum_c w_c cos_c: one matrix product finds candidates for all components at once. It
+    # differs from the combined score when a pair lacks a component (the combined score renormalises over
+    # those present) and for the size-aware causal term, so the candidates are rescored exactly below.
     lcat = np.concatenate([math.sqrt(used[c]) * data[c].left for c in data], axis=1)
     rcat = np.concatenate([math.sqrt(used[c]) * data[c].right for c in data], axis=1)
     idx, _ = blocked_topk(lcat, rcat, top_k, block=block, center=False, normalize=False)
@@ -313,6 +321,9 @@ def match_fingerprints(
     _, per = combined_scores(data, used, pl, pr)
     matches = []
     for t, p in enumerate(pairs):
+        # confidence = separation from the runner-up (in units of null spread, saturating at 2 std) times
+        # separation from chance (saturating at z = 5): high only when the match is both unambiguous and far
+        # above what unrelated pairs score. Without a runner-up the null mean stands in for it.
         runner = p.runner_up if math.isfinite(p.runner_up) else mean
         margin = p.score - runner
         z = (p.score - mean) / std if std else None

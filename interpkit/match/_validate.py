@@ -104,6 +104,9 @@ class SideEffect:
     def has_effect(self, rule: ValidationRule) -> bool:
         """Whether the effect stands beyond its controls and the absolute floor."""
         size = abs(self.effect)
+        # Same-norm random controls at the same site are the yardstick: any edit of that size perturbs the
+        # model (and so the metric) somewhat; only an effect beyond the largest control is specific to the
+        # direction. The max (not the mean) of the controls is deliberately conservative.
         return size > rule.control_factor * self.control_max and size > rule.min_effect
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +126,7 @@ def decide(left: SideEffect, right: SideEffect, rule: ValidationRule) -> tuple[s
         return tuple(reasons)
     if np.sign(left.effect) != np.sign(right.effect):
         return ("sign_mismatch",)
+    # A ratio band [1/r, r] is symmetric in the two sides; it presumes comparable edit sizes (scale='site_norm').
     ratio = abs(left.effect) / abs(right.effect)
     if not 1.0 / rule.size_ratio <= ratio <= rule.size_ratio:
         return ("size_mismatch",)
@@ -175,6 +179,9 @@ def target_tokens_from_contrast(model: Any, positives: Sequence[str], negatives:
     for i, c in pos.items():
         if c < min_texts:
             continue
+        # Log odds ratio of "token occurs in the text" between positives and negatives, with the +0.5
+        # (Haldane-Anscombe) correction so a token absent from every negative gets a large but finite score.
+        # Document frequency (not counts) keeps one repetitive text from promoting its tokens.
         lo = np.log((c + 0.5) / (n_pos - c + 0.5)) - np.log((neg.get(i, 0) + 0.5) / (n_neg - neg.get(i, 0) + 0.5))
         scored.append((-lo, i))
     out: list[str] = []
@@ -219,11 +226,14 @@ def orthogonal_controls(feature: CausalFeature, n: int, *, d_model: int, seed: i
 
     v = feature.vector(d_model).astype(np.float64)
     unit = v / np.linalg.norm(v)
+    # A deterministic key from the id (Python's hash() is salted per process), so the controls of a feature
+    # are the same in every run and differ between features.
     key = sum(ord(c) * (i + 1) for i, c in enumerate(feature.feature_id)) % (2**31)
     rng = np.random.default_rng([seed, key, 0x0C7A])
     out = []
     for k in range(n):
         r = rng.standard_normal(d_model)
+        # Gram-Schmidt against the feature: a control then carries none of the feature's own direction.
         r -= (r @ unit) * unit
         out.append(CausalFeature(feature_id=f"{feature.feature_id}::control{k}", site=feature.site,
                                  direction=(r / np.linalg.norm(r) * np.linalg.norm(v)).astype(np.float32),
@@ -239,6 +249,8 @@ def _measure(model: Any, features: list[CausalFeature], prompts: Sequence[str], 
 
     d_model = int(model.d_model)
     if scale == "site_norm":
+        # Rescale to strength x the site's median token norm: residual norms differ widely between models and
+        # layers, so "the same edit" on both sides means the same size relative to each site's activations.
         norms = {s: median_token_norm(model, prompts, s, batch_size=batch_size) for s in {f.site for f in features}}
         features = [_rescaled(f, norms[f.site], d_model) for f in features]
     edited = [g for f in features for g in (f, *orthogonal_controls(f, n_controls, d_model=d_model, seed=seed))]

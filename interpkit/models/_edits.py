@@ -187,6 +187,8 @@ def apply_edit(edit: Edit, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
     Returns:
         A new tensor with the same shape and dtype.
     """
+    # Edit a copy: backends may hold x elsewhere (hook caches, autograd graphs when training through an
+    # edit), and an in-place change would leak into them.
     out = x.clone()
     limit = None
     if isinstance(edit, Patch):
@@ -195,6 +197,8 @@ def apply_edit(edit: Edit, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
     index = _position_index(edit, x.shape[1], offset, limit)
     if index is not None and index.numel() == 0:
         return out
+    # Indexing with a tensor of positions copies, so edits below work on that copy and are written back at
+    # the end; with every position, view aliases out and is returned directly.
     view = out if index is None else out[:, index]
 
     if isinstance(edit, Ablate):
@@ -210,6 +214,8 @@ def apply_edit(edit: Edit, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         else:
             unit = edit.direction.to(device=x.device, dtype=x.dtype)
             unit = unit / unit.norm()
+            # x <- x + (value - x·u) u: only the component along u changes (to exactly `value`), the orthogonal
+            # complement is untouched.
             projection = view @ unit
             view = view + (float(edit.value) - projection).unsqueeze(-1) * unit
     elif isinstance(edit, AddVector):
@@ -221,6 +227,8 @@ def apply_edit(edit: Edit, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
                              f"expected {tuple(view.shape)}")
         view = new.to(dtype=x.dtype)
     elif isinstance(edit, Patch):
+        # Source positions are absolute too: during cached generation (offset > 0) the new token at absolute
+        # position p reads the source's row p, if the source reaches that far.
         absolute = index.to(source.device) + offset  # Patch always has an index (limit is set)
         view = source.to(device=x.device, dtype=x.dtype)[:, absolute].expand_as(view).clone()
     else:

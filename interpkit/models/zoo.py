@@ -18,11 +18,11 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from interpkit._io import atomic_dir
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,23 +181,15 @@ def convert_gguf(name: str = "smollm2-135m", *, progress: bool = True, force: bo
     del quantised
     bar.update(1)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # force replaces the cached folder; otherwise a folder that a concurrent converter finished
+    # first is kept (the copies are equivalent)
+    with atomic_dir(target, keep_existing=not force) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         meta = {"source": str(gguf), "source_bytes": gguf.stat().st_size, "dtype": "float32"}
         (tmp / _MARKER).write_text(json.dumps(meta, indent=2))
-        if force and target.exists():
-            shutil.rmtree(target)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not _is_cached(target):  # a concurrent converter did not win either
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not _is_cached(target):  # a half folder was there and no concurrent converter finished it
+        raise FileExistsError(f"{target}: exists but holds no finished conversion; remove it or pass force=True")
     bar.update(1)
     bar.close()
     return target

@@ -31,6 +31,7 @@ Example:
     (True, True)
 """
 
+from interpkit._lazy import callable_package
 from interpkit.rank._rank import rank
 from interpkit.rank._result import (
     CAUSAL_STATUSES,
@@ -60,3 +61,6 @@ __all__ = [
     "normalize_text",
     "rank",
 ]
+
+# `interpkit.rank(...)` calls `rank` whether `interpkit.rank` is reached as this module or not
+callable_package(__name__, rank)

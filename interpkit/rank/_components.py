@@ -38,8 +38,11 @@ def iter_column_blocks(
     """Yield ``(start, dense float64 block [len(rows), width])`` without densifying a sparse table whole."""
     n_features = values.shape[1]
     if block is None:
+        # About 2**23 float64 (64 MiB) per dense block, at most 1024 columns; the rank, permutation and
+        # bootstrap work arrays are small multiples of the block, so memory stays bounded for any table width.
         block = int(max(1, min(1024, _BLOCK_FLOATS // max(len(rows), 1))))
     if _is_sparse(values):
+        # CSC makes column slices cheap; rows are selected after the column slice so only one block is densified.
         csc = _sparse().csc_array(values)
         for a in range(0, n_features, block):
             sub = csc[:, a : a + block]
@@ -72,6 +75,8 @@ class BlockStats:
 
 def effect_signs(auroc_train: np.ndarray, rho_train: np.ndarray) -> np.ndarray:
     """+1/-1 per feature from the train AUROC; Spearman breaks AUROC == 0.5 or NaN; else +1."""
+    # The sign is chosen on train only, so the held-out AUROC / p-value are not inflated by picking the
+    # better-looking direction on the data they are reported on (a test of a pre-registered direction).
     d = np.nan_to_num(auroc_train - 0.5)
     sign = np.sign(d)
     fallback = np.sign(np.nan_to_num(rho_train))
@@ -95,6 +100,8 @@ def specificity(X: np.ndarray, y: np.ndarray, sign: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=bool)
     if y.all() or not y.any():
         return np.full(X.shape[1], np.nan)
+    # The shift (computed on this held-out block) makes "fires" mean "above the column's floor" for signed
+    # features; class means (not sums) make balance independent of the class sizes.
     a = X - np.minimum(X.min(axis=0, keepdims=True), 0.0)
     m_pos, m_neg = a[y].mean(axis=0), a[~y].mean(axis=0)
     f_pos, f_neg = (a[y] > 0).mean(axis=0), (a[~y] > 0).mean(axis=0)
@@ -102,6 +109,7 @@ def specificity(X: np.ndarray, y: np.ndarray, sign: np.ndarray) -> np.ndarray:
     fire_o = np.where(sign > 0, f_neg, f_pos)
     total = m_t + m_o
     with np.errstate(divide="ignore", invalid="ignore"):
+        # A feature that never fires (total 0) gets balance 0.5, hence specificity 0.
         balance = np.where(total > 0, m_t / total, 0.5)
     return np.clip(2.0 * balance - 1.0, 0.0, 1.0) * (1.0 - fire_o)
 
@@ -117,16 +125,19 @@ def stability(boot: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.ndarra
         ``(stability, auroc_sd)`` per feature (NaN when no resample was usable).
     """
     valid = ~np.isnan(boot)
+    # Stability asks whether the *train* sign survives resampling of train rows: it measures sampling noise of
+    # the direction choice, not generalisation (that is the held-out test's job).
     d = np.sign(np.nan_to_num(boot - 0.5)) * sign[None, :]
     hits = np.where(valid, (d > 0) + 0.5 * (d == 0), 0.0).sum(axis=0)
     n = valid.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         agree = np.where(n > 0, hits / n, np.nan)
-        sd = (
-            np.nanstd(np.where(valid, boot, np.nan), axis=0, ddof=1)
-            if boot.shape[0] > 1
-            else np.full(boot.shape[1], np.nan)
-        )
+    # a sample SD needs two usable resamples; computed only where there are (nanstd with ddof=1 warns
+    # "degrees of freedom <= 0" otherwise, and np.errstate does not silence that warning)
+    sd = np.full(boot.shape[1], np.nan)
+    enough = n > 1
+    if enough.any():
+        sd[enough] = np.nanstd(np.where(valid, boot, np.nan)[:, enough], axis=0, ddof=1)
     return np.clip(2.0 * agree - 1.0, 0.0, 1.0), sd
 
 
@@ -226,6 +237,9 @@ def aggregate_causal(
                 n_dropped_mismatch=dropped,
             )
             continue
+        # "inert" is tested first: an interval inside the equivalence margin is a measured null (in the spirit of a
+        # TOST equivalence test; using the ci_level interval rather than TOST's (1 - 2 alpha) one is conservative),
+        # and it must not be reported as "promotes" just because a tiny effect is precisely estimated above 0.
         mean, lo, hi = _stats.t_interval(np.asarray(effects), level)
         if -margin < lo and hi < margin:
             status = "inert"

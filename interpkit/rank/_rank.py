@@ -21,7 +21,7 @@ from interpkit.rank._result import (
 )
 from interpkit.rank._splits import hash_splits
 
-NullKind = Literal["permutation", "asymptotic"]
+NullKind = Literal["permutation", "asymptotic", "auto"]
 _MIN_CLASS_TEST = 2
 _NO_CAUSAL = Causal(
     status="no causal evidence", value=None, ci_low=None, ci_high=None, n=0, n_dropped_mismatch=0
@@ -82,8 +82,12 @@ def rank(
             ``table.meta['criterion']``.
         test_fraction: held-out share when the table has no ``split`` column.
         n_permutations: permutations of the held-out criterion for the null.
-        null: ``"permutation"`` (exact-valid) or ``"asymptotic"`` (Spearman t approximation; use it
-            when ``1 / (1 + n_permutations)`` is too coarse for FDR over many features).
+        null: ``"permutation"`` (exact-valid), ``"asymptotic"`` (Spearman t approximation; use it
+            when ``1 / (1 + n_permutations)`` is too coarse for FDR over many features), or ``"auto"``:
+            permutation unless the table has so many features that even the smallest permutation
+            p-value could not pass the FDR correction (``n_features / (1 + n_permutations) >
+            fdr_alpha``, e.g. an SAE's thousands of latents), then asymptotic.
+            ``result.settings.null`` says which null was used.
         n_bootstrap: train resamples for stability.
         fdr_alpha: Benjamini-Hochberg level.
         seed: seed for hashed splits, permutations and bootstrap resamples.
@@ -108,6 +112,9 @@ def rank(
     if comp._is_sparse(values):
         values = comp._sparse().csc_array(values)  # column blocks are sliced twice; convert once
     n_examples, n_features = values.shape
+    if null == "auto":  # the smallest permutation p-value is 1 / (1 + n_permutations): see `null`
+        too_coarse = n_permutations < 1 or n_features / (1 + n_permutations) > fdr_alpha
+        null = "asymptotic" if too_coarse else "permutation"
     if criterion_scores is None:
         criterion_scores = table.examples["criterion_score"]
     scores = np.asarray(criterion_scores, dtype=np.float64).reshape(-1)

@@ -25,6 +25,9 @@ def normalize_text(text: str) -> str:
 
 
 def _unit_interval(key: str, seed: int) -> float:
+    # The \x1f (unit separator) keeps (seed, key) pairs such as (1, "2a") and (12, "a") from hashing alike.
+    # 64 bits of a cryptographic hash are uniform on [0, 1) for practical purposes and stable across runs
+    # and platforms, unlike Python's per-process salted hash().
     digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
@@ -49,6 +52,7 @@ def hash_splits(texts: Iterable[str], test_fraction: float = 0.5, seed: int = 0)
     out = []
     for text in texts:
         key = normalize_text(text)
+        # A memo only: the hash is deterministic, so equal keys get the same split with or without it.
         split = cache.get(key)
         if split is None:
             split = "test" if _unit_interval(key, seed) < test_fraction else "train"

@@ -36,6 +36,8 @@ def auroc_from_ranks(R: np.ndarray, y: np.ndarray) -> np.ndarray:
     n0 = float(y.size - n1)
     if n1 == 0 or n0 == 0:
         return np.full(R.shape[1], np.nan)
+    # Mann-Whitney: the positives' rank sum minus its minimum n1(n1+1)/2 is U = #{pos > neg} + 0.5 #{ties};
+    # dividing by the n1 * n0 (pos, neg) pairs gives the AUROC. Average ranks make ties count one half.
     return (y @ R - n1 * (n1 + 1) / 2.0) / (n1 * n0)
 
 
@@ -48,6 +50,7 @@ def auroc(X: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _centered(R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Spearman rho = Pearson correlation of the ranks, so centre once and keep the column norms.
     Rc = R - R.mean(axis=0, keepdims=True)
     return Rc, np.sqrt((Rc * Rc).sum(axis=0))
 
@@ -69,10 +72,13 @@ def spearman_from_ranks(R: np.ndarray, s_rank: np.ndarray) -> np.ndarray:
 def _permutation_chunks(n: int, n_permutations: int, seed: int) -> Iterator[np.ndarray]:
     """Yield index arrays ``[chunk, n]``, the same sequence for the same seed on every call."""
     rng = np.random.default_rng(seed)
+    # The chunking depends only on (n, n_permutations) and the generator restarts from seed on every call, so
+    # every column block of a table sees the same permutations (all features face the same null draws).
     chunk = max(1, min(n_permutations, _PERM_CHUNK_FLOATS // max(n, 1)))
     done = 0
     while done < n_permutations:
         k = min(chunk, n_permutations - done)
+        # rng.permuted(axis=1) shuffles each row independently: k independent permutations of range(n).
         yield rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)
         done += k
 
@@ -100,10 +106,17 @@ def permutation_test(
     undefined = (norms == 0) | (s_norm == 0)
     obs[undefined] = np.nan
     # compare unnormalised covariances: same ordering as rho, no division in the hot loop
+    # The column norms and |sc| are invariant under permuting sc, so |cov_null| >= |cov_obs| exactly when
+    # |rho_null| >= |rho_obs|. The 1e-12 relative slack lets a permutation that reproduces the observed
+    # statistic up to float round-off count as ">=" (ties must count, or p would be anti-conservative).
     thresh = np.abs(sc @ Rc) * (1.0 - 1e-12)
     exceed = np.zeros(R.shape[1], dtype=np.int64)
     for idx in _permutation_chunks(R.shape[0], n_permutations, seed):
+        # Permute the (centred) criterion, not each column: one [chunk, n] @ [n, features] product serves all
+        # features. Under H0 (feature independent of the criterion) either side may be permuted.
         exceed += (np.abs(sc[idx] @ Rc) >= thresh).sum(axis=0)
+    # +1 in numerator and denominator counts the observed labelling as one of the permutations (Phipson & Smyth
+    # 2010): the p-value is never 0 and P(p <= alpha) <= alpha holds exactly, not only asymptotically.
     p = (1.0 + exceed) / (1.0 + n_permutations)
     p[undefined] = 1.0
     return obs, p
@@ -116,6 +129,8 @@ def asymptotic_test(R: np.ndarray, s_rank: np.ndarray) -> tuple[np.ndarray, np.n
     rho = spearman_from_ranks(R, s_rank)
     n = R.shape[0]
     with np.errstate(divide="ignore", invalid="ignore"):
+        # Under H0, t = rho sqrt((n-2) / (1-rho^2)) is approximately Student-t with n-2 df (the approximation
+        # scipy.stats.spearmanr uses); the clip keeps |rho| = 1 from dividing by zero (p ~ 0 instead of NaN).
         t = rho * np.sqrt((n - 2) / np.clip(1.0 - rho * rho, 1e-300, None))
     p = 2.0 * stats.t.sf(np.abs(t), df=max(n - 2, 1))
     p[np.isnan(rho)] = 1.0
@@ -140,6 +155,10 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     m = ok.size
     if m == 0:
         return q
+    # Step-up BH: the running minimum from the largest p downwards makes the q-values monotone, so "q < alpha"
+    # selects exactly the BH rejection set. FDR (not family-wise) control because a ranking of thousands of
+    # features tolerates a few false leads but Bonferroni would reject almost nothing; BH is proven under
+    # independence or positive dependence (PRDS) and is the usual, robust choice otherwise.
     order = ok[np.argsort(p[ok], kind="stable")]
     scaled = p[order] * m / np.arange(1, m + 1)
     q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
@@ -162,6 +181,10 @@ def bootstrap_aurocs(X: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed: in
     out = np.full((n_bootstrap, m), np.nan)
     if n == 0 or m == 0:
         return out
+    # Per column, for every sorted position find the first (start) and last (end) index of its tie group.
+    # With cum_n = cumulative resampled negative weight along the sorted order, cum_n[end] is the negative
+    # weight with x <= x_i and cum_n[start - 1] the weight with x < x_i; a (positive i, negative) pair scores
+    # 1 if the negative is lower and 1/2 if tied.
     order = np.argsort(X, axis=0, kind="stable")
     xs = np.take_along_axis(X, order, axis=0)
     new_group = np.ones((n, m), dtype=bool)
@@ -178,6 +201,8 @@ def bootstrap_aurocs(X: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed: in
     y = np.asarray(y, dtype=bool)
     rng = np.random.default_rng(seed)
     for b in range(n_bootstrap):
+        # A bootstrap resample is a multinomial vector of row multiplicities; weighting rows by it equals
+        # repeating them, and it avoids re-sorting each column per resample.
         counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(np.float64)
         wp, wn = counts * y, counts * ~y
         tot_p, tot_n = wp.sum(), wn.sum()
@@ -186,6 +211,7 @@ def bootstrap_aurocs(X: np.ndarray, y: np.ndarray, *, n_bootstrap: int, seed: in
         cum_n = np.cumsum(wn[order], axis=0).ravel()
         leq = cum_n.take(end_flat).reshape(n, m)
         less = np.where(has_less, cum_n.take(less_flat).reshape(n, m), 0.0)
+        # sum_i wp_i * (less_i + 0.5 * (leq_i - less_i)) / (W_pos * W_neg), written as (less + leq) / 2.
         out[b] = np.einsum("ij,ij->j", wp[order], less + leq) / (2.0 * tot_p * tot_n)
     return out
 
@@ -204,5 +230,7 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
 
     x = np.asarray(values, dtype=np.float64)
     mean = float(x.mean())
+    # Student-t (not normal) quantile: causal records per feature are few (n >= 3) and the sample sd (ddof=1)
+    # comes from the same few values.
     half = float(stats.t.ppf(0.5 + level / 2.0, df=x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, mean - half, mean + half

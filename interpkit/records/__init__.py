@@ -40,7 +40,7 @@ from ._jsonl import (
     read_intervention_records,
     write_jsonl,
 )
-from ._report import REPORT_KIND, FeatureEntry, InputFile, ReportRecord, ReportSchemaError, read_report
+from ._report import REPORT_KIND, FeatureEntryRecord, InputFile, ReportRecord, ReportSchemaError, read_report
 from ._spec import (
     INTERVENTION_SPEC_KIND,
     InterventionSpec,
@@ -59,7 +59,7 @@ __all__ = [
     "ActivationRecord",
     "FeatureActivation",
     "FeatureDump",
-    "FeatureEntry",
+    "FeatureEntryRecord",
     "FilterResult",
     "InputFile",
     "InterventionRecord",

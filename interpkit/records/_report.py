@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .._constants import REPORT_JSON_NAME
 from .._version import __version__
 
-__all__ = ["REPORT_KIND", "FeatureEntry", "InputFile", "ReportRecord", "ReportSchemaError", "read_report"]
+__all__ = ["REPORT_KIND", "FeatureEntryRecord", "InputFile", "ReportRecord", "ReportSchemaError", "read_report"]
 
 _R = TypeVar("_R", bound="ReportRecord")
 
@@ -84,7 +84,7 @@ class InputFile:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FeatureEntry:
+class FeatureEntryRecord:
     """A top feature as the report shows it: its identity, ranking components and evidence."""
 
     rank: int
@@ -124,7 +124,7 @@ class FeatureEntry:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "features[]") -> FeatureEntry:
+    def from_dict(cls, data: Mapping[str, Any], where: str = "features[]") -> FeatureEntryRecord:
         _strict_keys(cls, data, where)
         for name in ("rank", "feature_id"):
             if name not in data:
@@ -147,7 +147,7 @@ class ReportRecord:
     ranking: Any
     """The full ranking: its JSON object here; a :class:`~interpkit.rank.RankingResult` in
     the report layer's ``Report``."""
-    features: tuple[FeatureEntry, ...] = ()
+    features: tuple[FeatureEntryRecord, ...] = ()
     inputs: tuple[InputFile, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -195,7 +195,7 @@ class ReportRecord:
             synthetic=bool(data["synthetic"]),
             ranking=ranking,
             features=tuple(
-                FeatureEntry.from_dict(f, f"{source}: features[{i}]") for i, f in enumerate(data.get("features", []))
+                cls._decode_feature(f, f"{source}: features[{i}]") for i, f in enumerate(data.get("features", []))
             ),
             inputs=tuple(
                 InputFile.from_dict(f, f"{source}: inputs[{i}]") for i, f in enumerate(data.get("inputs", []))
@@ -204,8 +204,13 @@ class ReportRecord:
             warnings=tuple(data.get("warnings", [])),
         )
 
-    # The two ranking hooks: the record keeps the JSON object; the report layer's Report overrides both
-    # with RankingResult, which lives in rank (above the records).
+    # The hooks the report layer's Report overrides: there the ranking is a RankingResult (rank sits
+    # above the records) and each feature the report package's FeatureEntry (with from_table).
+    @classmethod
+    def _decode_feature(cls, data: Any, where: str) -> FeatureEntryRecord:
+        """One ``features[]`` item from its JSON form."""
+        return FeatureEntryRecord.from_dict(data, where)
+
     @classmethod
     def _decode_ranking(cls, data: Any) -> Any:
         """The ``ranking`` field's value from its JSON form."""

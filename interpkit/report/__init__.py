@@ -4,7 +4,9 @@ A :class:`Report` is what one inspection found: the model, the criterion, the in
 sha256, the full :class:`~interpkit.rank.RankingResult` and, for the top features, labels, top
 examples and causal evidence. ``Report.save(dir)`` writes both files atomically (a crash leaves the
 previous report or the new one, never half of one) and :func:`load_report` reads any report that
-interpkit wrote, with a strict schema check.
+interpkit wrote, with a strict schema check. ``FeatureEntry.from_table`` builds one feature's entry
+from a table and a ranking; :func:`feature_card_html` and :func:`card_css` give its HTML card (as
+``report.html`` shows it) for use elsewhere, e.g. a notebook widget.
 
 Example:
     >>> import tempfile, interpkit
@@ -15,6 +17,7 @@ Example:
     'the text is about cats'
 """
 
+from interpkit.report._html import card_css, feature_card_html
 from interpkit.report._report import (
     REPORT_KIND,
     FeatureEntry,
@@ -24,4 +27,13 @@ from interpkit.report._report import (
     load_report,
 )
 
-__all__ = ["REPORT_KIND", "FeatureEntry", "InputFile", "Report", "ReportSchemaError", "load_report"]
+__all__ = [
+    "REPORT_KIND",
+    "FeatureEntry",
+    "InputFile",
+    "Report",
+    "ReportSchemaError",
+    "card_css",
+    "feature_card_html",
+    "load_report",
+]

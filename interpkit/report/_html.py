@@ -359,6 +359,22 @@ def _card(entry: FeatureEntry, anchor: str) -> str:
             f'<div class="cbody"><div class="cleft">{left}</div><div class="cright">{right}</div></div></article>')
 
 
+def feature_card_html(entry: FeatureEntry, anchor: str | None = None) -> str:
+    """One feature's card, the markup ``report.html`` shows for it.
+
+    Args:
+        entry: the report entry.
+        anchor: the card's element id (default ``card-<feature id slug>``).
+    """
+    return _card(entry, anchor or f"card-{_slug(str(entry.feature_id))}")
+
+
+def card_css() -> str:
+    """The cards' stylesheet for a shadow root (``:root`` variables on ``:host``): cards shown
+    outside ``report.html``, e.g. in a notebook widget, neither leak nor take the page's styles."""
+    return _CSS.replace(":root", ":host")
+
+
 # ---------------------------------------------------------------------------------------- page
 
 

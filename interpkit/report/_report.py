@@ -1,12 +1,14 @@
 """The report: the ``report.json`` record with its ranking decoded, and the atomic writer of both files.
 
-The file format itself (fields, schema version, strict reader) is `interpkit.records.ReportRecord`;
-`Report` adds what needs the layers above the records: the ranking as a
-:class:`~interpkit.rank.RankingResult` and the renderers (``report.md``, the HTML feature cards).
+The file format itself (fields, schema version, strict reader) is `interpkit.records.ReportRecord`
+and `interpkit.records.FeatureEntryRecord`; `Report` and `FeatureEntry` here add what needs the layers
+above the records: the ranking as a :class:`~interpkit.rank.RankingResult`, the renderers
+(``report.md``, the HTML feature cards) and `FeatureEntry.from_table`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,79 @@ from interpkit._io import atomic_write_text
 from interpkit.records._report import (
     REPORT_KIND,
     SCHEMA_VERSION,
-    FeatureEntry,
+    FeatureEntryRecord,
     InputFile,
     ReportRecord,
     ReportSchemaError,
 )
 
 __all__ = ["REPORT_KIND", "SCHEMA_VERSION", "FeatureEntry", "InputFile", "Report", "ReportSchemaError", "load_report"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureEntry(FeatureEntryRecord):
+    """A top feature as the report shows it (the fields are `~interpkit.records.FeatureEntryRecord`'s).
+
+    Adds `from_table`, which reads a table and a ranking: the layers above the records.
+    """
+
+    @classmethod
+    def from_table(
+        cls,
+        table: Any,
+        feature_id: str,
+        *,
+        ranking: Any = None,
+        interventions: Sequence[Any] = (),
+        imported_causal_effects: Mapping[str, float] | None = None,
+        explanation: Any = None,
+        n_top_examples: int = 5,
+    ) -> FeatureEntry:
+        """The entry of one feature of a :class:`~interpkit.table.FeatureTable`.
+
+        Args:
+            table: the table; the feature's label, model, site, layer and source come from its
+                feature metadata, the top examples from its column.
+            feature_id: the feature.
+            ranking: a :class:`~interpkit.rank.RankingResult` holding the feature (rank and
+                components); None gives rank 0 and no components.
+            interventions: intervention records; those of this feature are summed up per
+                intervention kind (filter them by criterion first: this does not).
+            imported_causal_effects: effects copied from a feature dump (reported, never ranked).
+            explanation: a `~interpkit.explain.FeatureExplanation` or its dict; its label serves
+                when the table has none.
+            n_top_examples: highest-activating examples kept.
+
+        Raises:
+            KeyError: the feature is not in the table (or not in ``ranking``).
+        """
+        from interpkit.report._evidence import causal_summary, meta_value, top_examples
+
+        fid = str(feature_id)
+        j = table.feature_index(fid)
+        meta = table.features.iloc[j]
+        expl = None
+        if explanation is not None:
+            expl = explanation.to_dict() if hasattr(explanation, "to_dict") else dict(explanation)
+        label = meta_value(meta, "label")
+        if expl is not None and not label:
+            label = expl.get("label")
+        row = ranking.row(fid) if ranking is not None else None
+        mine = [r for r in interventions if str(r.feature_id) == fid]
+        return cls(
+            rank=row.rank if row is not None else 0,
+            feature_id=fid,
+            label=label,
+            model=meta_value(meta, "model"),
+            site=meta_value(meta, "site"),
+            layer=meta_value(meta, "layer"),
+            source=meta_value(meta, "source"),
+            components=row.to_dict() if row is not None else {},
+            top_examples=top_examples(table, j, n_top_examples),
+            causal_records=tuple(causal_summary(mine).get(fid, ())),
+            imported_causal_effects={} if imported_causal_effects is None else imported_causal_effects,
+            explanation=expl,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +106,10 @@ class Report(ReportRecord):
         from interpkit.rank import RankingResult
 
         return RankingResult.from_dict(data)
+
+    @classmethod
+    def _decode_feature(cls, data: Any, where: str) -> FeatureEntry:
+        return FeatureEntry.from_dict(data, where)
 
     def _encode_ranking(self) -> Any:
         return self.ranking.to_dict()

@@ -158,6 +158,8 @@ class SAE(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Tied initialisation: random unit decoder rows, ``W_enc = W_dec^T``, zero biases."""
+        # Tied init (Gao et al. 2024; Conerly et al. 2024): with W_enc = W_dec^T every latent starts as a
+        # matched filter for its own decoder direction, which reduces dead latents early in training.
         with torch.no_grad():
             w = torch.randn(self.cfg.d_sae, self.cfg.d_in, generator=generator, dtype=torch.float32)
             w = w / w.norm(dim=-1, keepdim=True)
@@ -173,6 +175,7 @@ class SAE(nn.Module):
         if mode == "expected_average_only_in":
             return 1.0 if self.cfg.norm_scaling_factor is None else float(self.cfg.norm_scaling_factor)
         if mode == "constant_norm_rescale":
+            # Per-row scale to norm sqrt(d_in) (each coordinate ~ unit scale); clamp_min keeps a zero row finite.
             return math.sqrt(self.cfg.d_in) / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         return 1.0
 
@@ -200,6 +203,7 @@ class SAE(nn.Module):
 
     def decode(self, codes: torch.Tensor, *, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
         """``(codes W_dec + b_dec) / scale``: the reconstruction in the input's units."""
+        # W_dec and b_dec live in normalised units (s·x); dividing by s returns to the input's units.
         return (codes @ self.W_dec + self.b_dec) / scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,6 +245,7 @@ class SAE(nn.Module):
         pre = None
         if sparse is not None:
             vals, idx = sparse
+            # embedding_bag = sum_j vals[:, j] * W_dec[idx[:, j]]: only the k chosen decoder rows per input.
             recon = torch.nn.functional.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
             recon = recon + self.b_dec
             active = vals.detach() > 0
@@ -257,6 +262,8 @@ class SAE(nn.Module):
             l0 = active.sum(-1).float().mean()
             sparsity = self.sparsity_loss(pre, codes)
         err = xs - recon
+        # Mean over rows and dimensions of the scaled input, so the MSE scale does not depend on d_in or the
+        # model's activation norm (with a normalisation on).
         mse = err.pow(2).mean()
         aux = xs.new_zeros(())
         if dead is not None and self.cfg.aux_coefficient != 0 and bool(dead.any()):
@@ -287,10 +294,15 @@ class SAE(nn.Module):
         return self._aux(err, pre[:, dead_idx], dead_idx)
 
     def _aux(self, err: torch.Tensor, pre_dead: torch.Tensor, dead_idx: torch.Tensor) -> torch.Tensor:
+        # Gao et al. 2024: the k_aux ~ d_in / 2 dead latents with the largest pre-activations try to model
+        # the main reconstruction's residual; the residual is detached, so the gradient revives the dead
+        # latents instead of changing the main reconstruction.
         k_aux = min(self.cfg.aux_k or max(self.cfg.d_in // 2, 1), int(dead_idx.numel()))
         vals, idx = torch.relu(pre_dead).topk(k_aux, dim=-1, sorted=False)
         aux_recon = torch.nn.functional.embedding_bag(dead_idx[idx], self.W_dec, per_sample_weights=vals,
                                                       mode="sum")
+        # Normalised MSE: divide by the residual's total variance (batch-centred), so aux_coefficient (1/32 in
+        # Gao et al.) has the same meaning whatever the residual's magnitude.
         denom = (err - err.mean(0, keepdim=True)).pow(2).sum(-1).mean().clamp_min(1e-8)
         return (err - aux_recon).pow(2).sum(-1).mean() / denom
 
@@ -300,6 +312,9 @@ class SAE(nn.Module):
         function is unchanged for ReLU-type codes)."""
         if not self.unit_norm_decoder:
             return
+        # pre_i scales by n_i, so ReLU / JumpReLU codes scale by n_i and codes·W_dec is unchanged. For TopK
+        # the choice of top k can shift slightly; with the radial gradient removed the norms stay ~1, so the
+        # change per step is second order.
         norms = self.W_dec.norm(dim=-1).clamp_min(1e-8)
         self.W_dec.div_(norms.unsqueeze(-1))
         self.W_enc.mul_(norms.unsqueeze(0))
@@ -315,6 +330,8 @@ class SAE(nn.Module):
         if not self.unit_norm_decoder or self.W_dec.grad is None:
             return
         unit = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        # Keeping only the gradient tangent to each row's unit sphere (as SAELens / Gao et al.) stops the
+        # optimiser from spending steps growing norms that normalize_decoder would undo.
         parallel = (self.W_dec.grad * unit).sum(-1, keepdim=True)
         self.W_dec.grad.sub_(parallel * unit)
 

@@ -34,10 +34,15 @@ class BatchTopKSAE(SAE):
         acts = torch.relu(pre)
         if self.training:
             flat = acts.reshape(-1)
+            # One budget of k * n_rows activations for the whole batch (Bussmann et al. 2024): rows with more going on
+            # get more latents, the average L0 is still k.
             n_keep = min(int(self.cfg.k) * max(acts.reshape(-1, acts.shape[-1]).shape[0], 1), flat.numel())
             vals, idx = flat.topk(n_keep, sorted=False)
             codes = torch.zeros_like(flat).scatter(-1, idx, vals).reshape(acts.shape)
             with torch.no_grad():
+                # Inference threshold = the smallest kept positive activation, averaged over batches (an EMA with
+                # momentum 0.01; the first batch initialises it): thresholding at it keeps ~k latents per row on average
+                # without needing the batch.
                 positive = vals[vals > 0]
                 if positive.numel():
                     low = positive.min().to(self.threshold.dtype)

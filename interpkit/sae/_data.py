@@ -59,6 +59,9 @@ class ActivationSource(Protocol):
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
+    # SeedSequence needs non-negative ints (hence the mask); each purpose passes its own salt (0xE7A1 held-out
+    # split, 0xBA7C / 0x7E47 epoch order, 0x5A11 in-window shuffle), so the streams are independent and a
+    # change to one (e.g. the batch size) never moves the held-out split.
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)])
 
 
@@ -358,6 +361,8 @@ class ModelSource:
         """
         if not self.cache:
             return self._activations([self.train_texts[i] for i in idx])
+        # Blocks are fixed by a text's index in train_texts (not by the epoch's window), so each text is run
+        # exactly once however the epochs shuffle the texts.
         for block in sorted({i // self.window_texts for i in idx}):
             if block * self.window_texts in self._where:
                 continue
@@ -417,6 +422,8 @@ class ModelSource:
             if expected is not None and expected != acts.shape[0]:
                 raise RuntimeError(f"resuming {self.site}: expected {expected} rows from tokenising a window, "
                                    f"the model gave {acts.shape[0]}")
+            # Shuffle within the window: tokens of one text are highly correlated, so a batch mixes rows from up to
+            # window_texts texts; rows left over carry into the next window instead of being dropped.
             acts = acts[torch.from_numpy(_rng(seed, 0x5A11, epoch, w).permutation(acts.shape[0]))]
             if budget is not None:
                 acts, budget = acts[:budget], budget - min(budget, acts.shape[0])

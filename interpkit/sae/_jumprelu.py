@@ -12,6 +12,8 @@ import torch
 from ._base import SAE, SAEConfig, register_architecture
 
 
+# Rectangle kernel K(u) = 1{|u| < 1/2}: the straight-through pseudo-derivatives below smear the jump at
+# pre = theta over a window of width bandwidth (Rajamanoharan et al. 2024, as in SAELens).
 def _rect(x: torch.Tensor) -> torch.Tensor:
     return ((x > -0.5) & (x < 0.5)).to(x.dtype)
 
@@ -27,6 +29,8 @@ class _JumpReLU(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: ANN001
         pre, threshold = ctx.saved_tensors
         bw = ctx.bandwidth
+        # d/dpre of pre * H(pre - theta) away from the jump; d/dtheta is the pseudo-derivative
+        # -(theta / eps) K((pre - theta) / eps), summed over rows since theta is per latent.
         grad_pre = grad * (pre > threshold).to(pre.dtype)
         grad_t = -(threshold / bw) * _rect((pre - threshold) / bw) * grad
         return grad_pre, grad_t.reshape(-1, threshold.shape[-1]).sum(0), None
@@ -43,6 +47,8 @@ class _Step(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: ANN001
         pre, threshold = ctx.saved_tensors
         bw = ctx.bandwidth
+        # For the L0 term H(pre - theta): pseudo-derivative -(1/eps) K(...) w.r.t. theta only; the true derivative
+        # w.r.t. pre (0 almost everywhere) is kept, so the L0 penalty trains the thresholds, not the encoder.
         grad_t = -(1.0 / bw) * _rect((pre - threshold) / bw) * grad
         return torch.zeros_like(pre), grad_t.reshape(-1, threshold.shape[-1]).sum(0), None
 
@@ -69,6 +75,7 @@ class JumpReLUSAE(SAE):
 
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
+            # relu first is harmless because theta > 0 (after_step clamps it), and matches the inference branch.
             return _JumpReLU.apply(torch.relu(pre), self.threshold, self.cfg.jumprelu_bandwidth)
         return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
 
@@ -81,7 +88,10 @@ class JumpReLUSAE(SAE):
     def after_step(self) -> None:
         super().after_step()
         with torch.no_grad():
+            # A threshold <= 0 would make the latent an ordinary ReLU and break the pseudo-gradient's theta factor.
             self.threshold.clamp_(min=1e-6)
 
     def _rescale_extra(self, norms: torch.Tensor) -> None:
+        # theta is in code units: when normalize_decoder scales a latent's pre-activation by n_i, its threshold
+        # scales with it so the latent fires on exactly the same inputs.
         self.threshold.mul_(norms)

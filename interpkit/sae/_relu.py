@@ -20,5 +20,8 @@ class ReLUSAE(SAE):
         return torch.relu(pre)
 
     def sparsity_loss(self, pre: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        # L1 weighted by decoder norms (Anthropic's April 2024 update; SAELens's scaled penalty) cannot be
+        # lowered by shrinking codes and growing W_dec rows. With the unit-norm rows enforced here the weights
+        # stay ~1 (so in practice a plain L1); the weighting keeps it correct if unit_norm_decoder is off.
         weighted = codes.abs() * self.W_dec.norm(dim=-1)
         return self.cfg.sparsity_coefficient * weighted.sum(-1).mean()

@@ -46,6 +46,8 @@ class _TopKEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, c, k):  # noqa: ANN001
         with torch.no_grad():
+            # ReLU after the top-k selection equals top-k of the ReLU (ReLU is monotone); only the k kept values
+            # and their indices are saved, never the dense [n, d_sae] pre-activations.
             vals, idx = (x @ w + c).topk(k, dim=-1, sorted=False)
             out = torch.relu(vals)
         ctx.save_for_backward(x, w, idx, vals > 0)
@@ -55,6 +57,7 @@ class _TopKEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_idx):  # noqa: ANN001
         x, w, idx, positive = ctx.saved_tensors
+        # G [n, d_sae] is non-zero only at the kept, positive entries (ReLU derivative), stored as n·k values.
         g = (grad_out * positive).reshape(-1)
         n, k = idx.shape
         rows = torch.arange(n, device=idx.device).repeat_interleave(k)
@@ -62,6 +65,7 @@ class _TopKEncode(torch.autograd.Function):
         grad_x = grad_w = grad_c = None
         if ctx.needs_input_grad[1]:
             g_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (w.shape[1], n), check_invariants=False)
+            # dL/dW [d_in, d_sae] = x^T G, computed as (G^T x)^T with G^T sparse [d_sae, n].
             grad_w = torch.sparse.mm(g_t, x).t()
         if ctx.needs_input_grad[2]:
             grad_c = torch.zeros(w.shape[1], dtype=g.dtype, device=g.device).index_add_(0, cols, g)

@@ -13,6 +13,7 @@
 - under ``torchrun`` (or an initialised process group) the module is wrapped in
   ``DistributedDataParallel``, each rank takes every ``world_size``-th batch, rank 0 writes.
 
+The settings and presets are `~interpkit.sae._train_settings`, the loop `~interpkit.sae._train_loop`.
 Held-out metrics come from `~interpkit.sae._metrics.evaluate_sae` (plus `lm_loss_recovered` when
 a model was the source); with ``out`` the SAE is saved in the native format with ``metrics.json``.
 
@@ -27,57 +28,25 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from ._base import ARCHITECTURES, SAE, SAEConfig, make_sae
+from ._base import ARCHITECTURES, SAE
 from ._data import ActivationSource, ArraySource, ModelSource, RecordsSource, as_texts
+from ._train_loop import init_world, train_device, train_torch
+from ._train_settings import METHODS, PRESETS, Preset, resolve_settings, sae_config
 
 __all__ = ["PRESETS", "Preset", "TrainResult", "train_sae"]
 
-METHODS = ("torch", "sklearn")
 _RECORD_SUFFIXES = (".jsonl", ".jsonl.gz")
-_JUMPRELU_DEFAULTS = {"jumprelu_bandwidth": 0.2, "jumprelu_init_threshold": 0.5}
-"""Wider than Gemma Scope's 0.001 / 0.001: short runs on inputs of mean norm ``sqrt(d_in)`` need
-the threshold gradient to reach more than a sliver of pre-activations (override with
-``config_overrides``)."""
-_INIT_ROWS = 16384  # rows read to estimate the input scale and the initial b_dec
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Preset:
-    """Default training settings of a preset (explicit `train_sae` arguments win)."""
-
-    pooling: str
-    """Rows from a model: ``"mean"`` (one per prompt) or ``"tokens"`` (one per token)."""
-    expansion_factor: float
-    """``d_sae / d_in`` when ``latent_dim`` is not given."""
-    k: int
-    """Active latents per row for ``topk`` / ``batchtopk`` (capped at ``d_sae``)."""
-    epochs: int
-    """Passes over the training rows."""
-    batch_size: int
-    """Rows per optimiser step."""
-    lr: float | None
-    """Adam learning rate; None: ``2e-4 / sqrt(d_sae / 2**14)`` (Gao et al. 2024), capped at 1e-3."""
-
-
-PRESETS: dict[str, Preset] = {
-    "minimal": Preset(pooling="mean", expansion_factor=4, k=8, epochs=20, batch_size=64, lr=1e-3),
-    "production": Preset(pooling="tokens", expansion_factor=16, k=32, epochs=5, batch_size=1024, lr=None),
-}
-"""``minimal``: one mean-pooled row per prompt, small and quick. ``production``: token rows, 16×
-latents, top-32 codes (``preset=None`` uses these values)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,17 +66,6 @@ class TrainResult:
     """`ActivationSource.describe` of the source."""
     settings: dict[str, Any] = field(default_factory=dict)
     """The resolved training settings (preset values with the explicit arguments applied)."""
-
-
-class _LossModule(nn.Module):
-    """Wraps `SAE.loss` as ``forward`` so DistributedDataParallel hooks its backward."""
-
-    def __init__(self, sae: SAE) -> None:
-        super().__init__()
-        self.sae = sae
-
-    def forward(self, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return self.sae.loss(x, dead=dead)
 
 
 def _is_model(obj: Any) -> bool:
@@ -147,99 +105,6 @@ def _make_source(
         return ArraySource(source, eval_fraction=eval_fraction, seed=seed), None
     raise TypeError(f"cannot train from {type(source).__name__}: pass an ActivationSource, an [n, d] array, "
                     "an activation-record .jsonl path, or a model (ModelWrapper or name) with texts=")
-
-
-def _settings(
-    source: ActivationSource, *, preset: str | None, architecture: str, latent_dim: int | None,
-    expansion_factor: float | None, k: int | None, sparsity_coefficient: float | None, epochs: int | None,
-    batch_size: int | None, lr: float | None, seed: int, method: str, dead_steps: int | None,
-) -> dict[str, Any]:
-    p = PRESETS[preset or "production"]
-    d_in = source.d_in
-    d_sae = int(latent_dim) if latent_dim is not None else int(round(d_in * (expansion_factor or p.expansion_factor)))
-    if d_sae < 1:
-        raise ValueError(f"latent_dim must be >= 1, got {d_sae}")
-    s: dict[str, Any] = {
-        "preset": preset, "method": method, "architecture": architecture, "d_in": d_in, "d_sae": d_sae,
-        "k": (min(k or p.k, d_sae) if architecture in ("topk", "batchtopk") else None),
-        "sparsity_coefficient": sparsity_coefficient if sparsity_coefficient is not None
-        else _default_sparsity(architecture, method),
-        "epochs": int(epochs if epochs is not None else p.epochs),
-        "batch_size": int(batch_size if batch_size is not None else p.batch_size),
-        "lr": float(lr if lr is not None else p.lr or min(1e-3, 2e-4 / math.sqrt(d_sae / 2**14))),
-        "seed": int(seed),
-    }
-    if s["epochs"] < 1 or s["batch_size"] < 1 or s["lr"] <= 0:
-        raise ValueError(f"epochs, batch_size and lr must be positive, got {s['epochs']}, {s['batch_size']}, "
-                         f"{s['lr']}")
-    if k is not None and s["k"] is not None and k > d_sae:
-        raise ValueError(f"k={k} is larger than the number of latents ({d_sae})")
-    n = source.n_rows
-    steps_per_epoch = None if n is None else max(1, math.ceil(n / s["batch_size"]))
-    if dead_steps is None:
-        # ~10M tokens (Gao et al.), scaled down: at most 1000 steps, at most two epochs
-        dead_steps = min(1000, math.ceil(1e7 / s["batch_size"]), 2 * steps_per_epoch if steps_per_epoch else 1000)
-    s["dead_steps"] = max(1, int(dead_steps))
-    return s
-
-
-def _default_sparsity(architecture: str, method: str) -> float:
-    """Penalty weights for inputs scaled to mean norm ``sqrt(d_in)`` (MSE is a per-element mean)."""
-    if method == "sklearn":
-        return 0.1
-    return {"relu": 0.03, "jumprelu": 0.05}.get(architecture, 0.0)
-
-
-def _world() -> tuple[int, int, bool]:
-    """(rank, world_size, whether this call initialised the process group)."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
-
-
-def _device(device: Any, world: int) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0)
-    return torch.device("cpu")
-
-
-def _batches(source: ActivationSource, epoch: int, batch_size: int, seed: int, skip: int) -> Iterator[torch.Tensor]:
-    import inspect
-
-    if skip and "start" in inspect.signature(source.batches).parameters:
-        return source.batches(epoch, batch_size, seed, start=skip)  # type: ignore[call-arg]
-    return itertools.islice(source.batches(epoch, batch_size, seed), skip, None)
-
-
-def _init_from_data(sae: SAE, source: ActivationSource, batch_size: int, seed: int) -> None:
-    """Fix the input scale and start ``b_dec`` at the mean of the first training batches."""
-    rows, n = [], 0
-    for batch in source.batches(0, batch_size, seed):
-        rows.append(batch)
-        n += batch.shape[0]
-        if n >= _INIT_ROWS:
-            break
-    if not n:
-        raise ValueError("the source yielded no training rows")
-    x = torch.cat(rows).double()
-    mean_norm = float(x.norm(dim=-1).mean())
-    factor = math.sqrt(sae.cfg.d_in) / mean_norm if mean_norm > 0 else 1.0
-    sae.cfg = sae.cfg.replace(normalize_activations="expected_average_only_in", norm_scaling_factor=factor)
-    with torch.no_grad():
-        sae.b_dec.copy_((x * factor).mean(0).to(sae.b_dec.dtype))
-
-
-def _resume_key(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in ("epochs", "preset")}
 
 
 def train_sae(
@@ -343,19 +208,19 @@ def train_sae(
     src, model = _make_source(source, texts=texts, site=site, layer=layer, pooling=pool, max_records=max_records,
                               eval_fraction=eval_fraction, seed=seed, model_batch_size=model_batch_size,
                               max_length=max_length, max_tokens=max_tokens)
-    settings = _settings(src, preset=preset, architecture="relu" if method == "sklearn" else architecture,
-                         latent_dim=latent_dim, expansion_factor=expansion_factor, k=k,
-                         sparsity_coefficient=sparsity_coefficient, epochs=epochs, batch_size=batch_size, lr=lr,
-                         seed=seed, method=method, dead_steps=dead_steps)
+    settings = resolve_settings(src, preset=preset, architecture="relu" if method == "sklearn" else architecture,
+                                latent_dim=latent_dim, expansion_factor=expansion_factor, k=k,
+                                sparsity_coefficient=sparsity_coefficient, epochs=epochs, batch_size=batch_size,
+                                lr=lr, seed=seed, method=method, dead_steps=dead_steps)
     if isinstance(src, ModelSource):
         settings["pooling"] = src.pooling
     info = src.describe()
-    base_cfg = _config(settings, src, site=site, layer=layer, model=model)
+    base_cfg = sae_config(settings, src, site=site, layer=layer, model=model)
     if config_overrides:
         base_cfg = base_cfg.replace(**dict(config_overrides))
         settings["config_overrides"] = dict(config_overrides)
     out_path = None if out is None else Path(out)
-    rank, world, owned = _world()
+    rank, world, owned = init_world()
     written = out_path if rank == 0 else None  # only rank 0 writes: the others report no folder
     finished = False
     try:
@@ -368,11 +233,11 @@ def train_sae(
             run = {"steps": 0, "epochs": settings["epochs"], "rows": 0, "seconds": time.perf_counter() - t0,
                    "history": [], "dead_fraction_train": None}
         else:
-            dev = _device(device, world)
-            run = _train_torch(src, base_cfg, settings, dev, rank=rank, world=world, out=out_path,
-                               checkpoint_every=checkpoint_every if checkpoint_every else (500 if out else None),
-                               resume=resume, progress=progress, say=say, stop_after_steps=stop_after_steps,
-                               log_every=log_every)
+            dev = train_device(device, world)
+            run = train_torch(src, base_cfg, settings, dev, rank=rank, world=world, out=out_path,
+                              checkpoint_every=checkpoint_every if checkpoint_every else (500 if out else None),
+                              resume=resume, progress=progress, say=say, stop_after_steps=stop_after_steps,
+                              log_every=log_every)
             sae = run["sae"]
         if run.get("stopped"):
             finished = True
@@ -393,127 +258,6 @@ def train_sae(
             if finished:  # every rank done with its collectives before the group goes (else gloo aborts)
                 dist.barrier()
             dist.destroy_process_group()
-
-
-def _config(settings: dict[str, Any], src: ActivationSource, *, site: str | None, layer: int | None,
-            model: Any) -> SAEConfig:
-    from interpkit.models._sites import parse_site
-
-    site = getattr(src, "site", None) or site
-    if site is None and layer is not None:
-        site = f"layer{int(layer)}.resid_post"
-    if layer is None:
-        layer = getattr(src, "layer", None)
-    if layer is None and site is not None and (parsed := parse_site(site)) is not None:
-        layer = parsed[0]
-    model_name = getattr(model, "name", None) or getattr(src, "model", None)
-    metadata: dict[str, Any] = {"trainer": "interpkit", "train_settings": dict(settings)}
-    if isinstance(src, RecordsSource):
-        metadata["input_feature_ids"] = list(src.feature_ids)
-    extra = _JUMPRELU_DEFAULTS if settings["architecture"] == "jumprelu" else {}
-    return SAEConfig(
-        **extra, architecture=settings["architecture"], d_in=settings["d_in"], d_sae=settings["d_sae"], k=settings["k"],
-        sparsity_coefficient=settings["sparsity_coefficient"], model=model_name if isinstance(model_name, str) else None,
-        site=site, layer=layer, metadata=metadata,
-    )
-
-
-def _train_torch(
-    src: ActivationSource, cfg: SAEConfig, settings: dict[str, Any], dev: torch.device, *, rank: int, world: int,
-    out: Path | None, checkpoint_every: int | None, resume: bool, progress: bool, say: Callable[[str], None],
-    stop_after_steps: int | None, log_every: int,
-) -> dict[str, Any]:
-    from ._checkpoint import latest_checkpoint, load_checkpoint, rng_from_json, rng_to_json, save_checkpoint
-
-    seed, bs, dead_steps = settings["seed"], settings["batch_size"], settings["dead_steps"]
-    ckpt = latest_checkpoint(out) if (out is not None and resume) else None
-    if ckpt is not None:
-        state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-        sae = make_sae(SAEConfig.from_dict(state["cfg"]), seed=None)
-    else:
-        sae = make_sae(cfg, seed=seed)
-        _init_from_data(sae, src, bs, seed)
-    sae.to(dev).train()
-    opt = torch.optim.Adam(sae.parameters(), lr=settings["lr"])
-    since = torch.zeros(sae.d_sae, dtype=torch.long, device=dev)
-    history: list[dict[str, Any]] = []
-    step = epoch0 = skip = rows = 0
-    if ckpt is not None:
-        state = load_checkpoint(ckpt, sae, opt)
-        if _resume_key(state["settings"]) != _resume_key(settings):
-            diff = sorted(k for k in set(state["settings"]) | set(settings)
-                          if k not in ("epochs", "preset") and state["settings"].get(k) != settings.get(k))
-            raise ValueError(f"{ckpt}: checkpoint made with other settings ({', '.join(diff)}); "
-                             "pass resume=False or another out folder")
-        step, epoch0, skip, rows = state["step"], state["epoch"], state["batch_index"], state["rows"]
-        since = torch.tensor(state["steps_since_fired"], dtype=torch.long, device=dev)
-        history = state["history"]
-        torch.set_rng_state(rng_from_json(state["torch_rng"]))
-        say(f"resumed from {ckpt} (step {step}, epoch {epoch0}, batch {skip})")
-    net: nn.Module = _LossModule(sae)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        total = None if src.n_rows is None else settings["epochs"] * math.ceil(src.n_rows / bs) // world
-        bar = tqdm(total=total, initial=step, desc="train-sae", unit="step")
-    t0, rows_run = time.perf_counter(), 0
-    try:
-        for epoch in range(epoch0, settings["epochs"]):
-            consumed = skip if epoch == epoch0 else 0
-            it = _batches(src, epoch, bs, seed, consumed)
-            while True:
-                group = list(itertools.islice(it, world))
-                if len(group) < world:  # ranks must take the same number of steps
-                    break
-                consumed += world
-                x = group[rank].to(dev, non_blocking=True)
-                out_d = net(x, since >= dead_steps)
-                out_d["loss"].backward()
-                sae.remove_parallel_decoder_grad()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                sae.after_step()
-                fired = out_d["fired"]
-                if world > 1:
-                    import torch.distributed as dist
-
-                    fired = fired.to(torch.int32)
-                    dist.all_reduce(fired, op=dist.ReduceOp.MAX)
-                    fired = fired.bool()
-                since += 1
-                since.masked_fill_(fired, 0)
-                step += 1
-                n_rows = sum(int(b.shape[0]) for b in group)
-                rows += n_rows
-                rows_run += n_rows
-                if bar is not None:
-                    bar.update(1)
-                if step % log_every == 0:
-                    history.append({"step": step, "epoch": epoch, "loss": float(out_d["loss"].detach()),
-                                    "mse": float(out_d["mse"]), "sparsity": float(out_d["sparsity"]),
-                                    "aux": float(out_d["aux"]), "l0": float(out_d["l0"]),
-                                    "dead_fraction": float((since >= dead_steps).float().mean())})
-                if checkpoint_every and step % checkpoint_every == 0 and rank == 0:
-                    state = {"step": step, "epoch": epoch, "batch_index": consumed, "rows": rows,
-                             "steps_since_fired": since.tolist(), "torch_rng": rng_to_json(torch.get_rng_state()),
-                             "history": history, "settings": settings}
-                    save_checkpoint(out, sae, opt, state)
-                    say(f"checkpoint at step {step}")
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    return {"sae": sae, "steps": step, "history": history, "stopped": True}
-            say(f"epoch {epoch + 1}/{settings['epochs']} done (step {step})")
-    finally:
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    return {"sae": sae, "steps": step, "epochs": settings["epochs"], "rows": rows, "rows_run": rows_run,
-            "seconds": seconds, "history": history,
-            "dead_fraction_train": float((since >= dead_steps).float().mean())}
 
 
 def _metrics(sae: SAE, src: ActivationSource, model: Any, run: dict[str, Any], *, model_batch_size: int,

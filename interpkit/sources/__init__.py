@@ -9,8 +9,9 @@ first use, so importing this package stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interpkit._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "make_toy_table": "interpkit.sources.toy",
@@ -43,7 +44,7 @@ _LAZY: dict[str, str] = {
     "feature_dump_from_json": "interpkit.sources.neuronpedia",
     "explanation_from_neuronpedia": "interpkit.sources.neuronpedia",
     "fingerprint_from_neuronpedia": "interpkit.sources.neuronpedia",
-    "parse_neuronpedia_ref": "interpkit.sources.neuronpedia",
+    "parse_neuronpedia_ref": "interpkit.sources.neuronpedia:parse_ref",
 }
 
 __all__ = [
@@ -80,18 +81,7 @@ __all__ = [
     "parse_neuronpedia_ref",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interpkit.sources' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), "parse_ref" if name == "parse_neuronpedia_ref" else name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -181,6 +181,8 @@ def contrast_direction(
         raise ValueError(f"acts must be [n, d] and labels [n]; got {x.shape} and {np.shape(labels)}")
     if y.all() or not y.any():
         raise ValueError("contrast_direction needs at least one positive and one negative row")
+    # Class means, not sums, so the direction does not lean towards the larger class; float64 accumulation.
+    # Under equal-covariance Gaussian classes this is the LDA direction with the covariance taken as identity.
     v = x[y].mean(axis=0) - x[~y].mean(axis=0)
     if normalize:
         norm = np.linalg.norm(v)
@@ -238,6 +240,8 @@ def direction_table(
         load_rows(rows),
         site,
         feature_ids=directions.names,
+        # [d_model, n_directions]: each token row a_t [d_model] times it gives the projections a_t·v_j; pooling
+        # happens after projecting (max of projections, not projection of a max).
         projection=directions.vectors.T.copy(),
         pooling=pooling,
         source="direction",

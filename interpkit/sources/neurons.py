@@ -187,6 +187,8 @@ def _token_maxima(
     import pandas as pd
 
     k = min(k, values.shape[1])
+    # Per example, the k features with the largest pooled value; argmax holds the token position (in the
+    # right-padded batch, so also in the unpadded ids) where each reached its max.
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     ex = np.repeat(np.arange(values.shape[0]), k)
     feat = top.reshape(-1)
@@ -262,6 +264,8 @@ def neuron_table(
         bad = [i for i in index if not 0 <= i < d_model]
         if bad or len(set(index)) != len(index):
             raise ValueError(f"neurons must be distinct indices in [0, {d_model}), got {list(neurons)}")
+        # A one-hot [d_model, n_neurons] projection selects the neurons per token before pooling, so neuron and
+        # direction tables share one streaming path (and max-pooling stays per neuron).
         projection = np.zeros((d_model, len(index)), dtype=np.float32)
         projection[index, np.arange(len(index))] = 1.0
     return pooled_table(

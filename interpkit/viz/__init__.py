@@ -5,7 +5,8 @@
 - `roc_curves`: ROC curves from bench results or from ``{name: (scores, labels)}``;
 - `steering_curve`: criterion score (and side effect) against steering strength;
 - `match_heatmap`: a match result's (or a `~interpkit.widgets.FingerprintHeatmap`'s) similarities;
-- `auroc_bars`, `bench_roc`, `bench_steering`: the benchmark report's charts (``interpkit.bench``);
+- `auroc_bars`, `bench_roc`, `bench_steering`: the benchmark report's charts (``interpkit.bench`` results);
+  `bench_charts` builds all three, `write_bench_charts` writes them (the ``charts/`` of `interpkit bench`);
 - `save_chart`: PNG/SVG (offline, vl-convert), self-contained HTML, or the vega-lite JSON.
 
 Example:
@@ -19,20 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interpkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._charts import (
-        activation_histogram,
-        auroc_bars,
-        bench_roc,
-        bench_steering,
-        match_heatmap,
-        ranking_bars,
-        roc_curves,
-        steering_curve,
-    )
+    from ._bench import auroc_bars, bench_charts, bench_roc, bench_steering, write_bench_charts
+    from ._charts import activation_histogram, match_heatmap, ranking_bars, roc_curves, steering_curve
     from ._save import save_chart
 
 _LAZY = {
@@ -41,15 +35,18 @@ _LAZY = {
     "ranking_bars": "._charts",
     "roc_curves": "._charts",
     "steering_curve": "._charts",
-    "auroc_bars": "._charts",
-    "bench_roc": "._charts",
-    "bench_steering": "._charts",
+    "auroc_bars": "._bench",
+    "bench_charts": "._bench",
+    "bench_roc": "._bench",
+    "bench_steering": "._bench",
+    "write_bench_charts": "._bench",
     "save_chart": "._save",
 }
 
 __all__ = [
     "activation_histogram",
     "auroc_bars",
+    "bench_charts",
     "bench_roc",
     "bench_steering",
     "match_heatmap",
@@ -57,17 +54,8 @@ __all__ = [
     "roc_curves",
     "save_chart",
     "steering_curve",
+    "write_bench_charts",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interpkit.viz' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -8,12 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from interpkit.bench._report import auroc_chart as auroc_bars
-from interpkit.bench._report import roc_chart as bench_roc
-from interpkit.bench._report import steering_chart as bench_steering
+from ._bench import bench_roc, bench_steering
 
-__all__ = ["activation_histogram", "auroc_bars", "bench_roc", "bench_steering", "match_heatmap", "ranking_bars",
-           "roc_curves", "steering_curve"]
+__all__ = ["activation_histogram", "match_heatmap", "ranking_bars", "roc_curves", "steering_curve"]
 
 COMPONENT_ORDER = ("effect size", "specificity", "stability", "causal")
 """Bars of `ranking_bars`, in order: held-out ``|2 AUROC - 1|``, specificity, stability, causal value."""

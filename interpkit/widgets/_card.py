@@ -1,6 +1,6 @@
 """`FeatureCard`: the report's HTML feature card as a live widget.
 
-The markup is exactly what ``report.html`` shows for one feature (``interpkit.report._html``):
+The markup is exactly what ``report.html`` shows for one feature (``interpkit.report.feature_card_html``):
 label, ranking components, activation histogram, top and quantile examples with per-token
 highlights, logit effects and causal evidence. The card is rendered into a shadow root, so the
 report's stylesheet neither leaks into the notebook nor is overridden by it.
@@ -20,6 +20,8 @@ from typing import Any
 
 import anywidget
 import traitlets
+
+from interpkit.report import card_css, feature_card_html
 
 from ._static import asset
 
@@ -51,30 +53,15 @@ def feature_entry(
         seed: explanation seed.
     """
     from interpkit.explain import LogitEffects, TopExamples, explain_feature
-    from interpkit.inspect_ import _causal_summary, _meta_value, _top_examples
     from interpkit.report import FeatureEntry
 
     fid = str(feature_id)
-    j = table.feature_index(fid)
-    meta = table.features.iloc[j]
+    table.feature_index(fid)  # an unknown feature fails here, before anything is explained
     if explanation is None:
         verbalizers = [TopExamples(), LogitEffects()] if model is not None else [TopExamples()]
         explanation = explain_feature(table, fid, model=model, verbalizers=verbalizers, seed=seed)
-    expl = explanation.to_dict() if hasattr(explanation, "to_dict") else dict(explanation)
-    row = ranking.row(fid) if ranking is not None else None
-    return FeatureEntry(
-        rank=row.rank if row is not None else 0,
-        feature_id=fid,
-        label=_meta_value(meta, "label") or expl.get("label"),
-        model=_meta_value(meta, "model"),
-        site=_meta_value(meta, "site"),
-        layer=_meta_value(meta, "layer"),
-        source=_meta_value(meta, "source"),
-        components=row.to_dict() if row is not None else {},
-        top_examples=_top_examples(table, j, n_top_examples),
-        causal_records=tuple(_causal_summary([r for r in interventions if str(r.feature_id) == fid]).get(fid, ())),
-        explanation=expl,
-    )
+    return FeatureEntry.from_table(table, fid, ranking=ranking, interventions=interventions,
+                                   explanation=explanation, n_top_examples=n_top_examples)
 
 
 def _as_entry(source: Any) -> Any:
@@ -95,17 +82,7 @@ def _as_entry(source: Any) -> Any:
 
 def card_html(source: Any) -> str:
     """The report card's markup for a `FeatureEntry`, a `FeatureExplanation` or either's dict."""
-    from interpkit.report._html import _card, _slug
-
-    entry = _as_entry(source)
-    return _card(entry, f"card-{_slug(str(entry.feature_id))}")
-
-
-def card_css() -> str:
-    """The report's stylesheet, scoped for a shadow root (``:root`` variables on ``:host``)."""
-    from interpkit.report._html import _CSS
-
-    return _CSS.replace(":root", ":host")
+    return feature_card_html(_as_entry(source))
 
 
 class FeatureCard(anywidget.AnyWidget):
@@ -122,7 +99,7 @@ class FeatureCard(anywidget.AnyWidget):
     feature_id = traitlets.Unicode("").tag(sync=True)
     """The feature shown."""
     html = traitlets.Unicode("").tag(sync=True)
-    """The card's markup (from ``interpkit.report._html``)."""
+    """The card's markup (from ``interpkit.report.feature_card_html``)."""
     card_css = traitlets.Unicode("").tag(sync=True)
     """The report stylesheet, applied inside the card's shadow root."""
 

@@ -1,16 +1,17 @@
 """`CriterionEditor`: edit a criterion and watch the ranked feature table follow.
 
 Every edit of the criterion text, its compiler or its pinned positive / negative examples
-re-scores the examples and re-ranks the features through interpkit's own functions, after a short
-pause (``debounce`` seconds; ``busy`` is true while it runs; an ``apply`` message from the front
-end, or `CriterionEditor.apply`, runs at once). Two sources of features:
+re-scores the examples and re-ranks the features through `interpkit.inspect.rank_criterion` (the
+path ``interpkit inspect`` ranks by), after a short pause (``debounce`` seconds; ``busy`` is true
+while it runs; an ``apply`` message from the front end, or `CriterionEditor.apply`, runs at once).
+Two sources of features:
 
 - a precomputed `~interpkit.table.FeatureTable`: its example texts are scored by the compiler
   (``score_texts``) and `~interpkit.rank.rank` runs on the table (fast: no model);
 - a ``ModelWrapper``: the criterion is compiled into prompt rows from ``dataset`` (a JSONL path,
-  a list of texts or rows, or the packaged text pool), and ``model_table`` streams them through
-  the model (neurons at ``site`` plus the train-split DiffMean direction), as ``interpkit inspect``
-  does.
+  a list of texts or rows, or the packaged text pool), and `interpkit.inspect.model_table`
+  streams them through the model (neurons at ``site`` plus the train-split DiffMean direction), as
+  ``interpkit inspect`` does.
 
 Pinned examples override the compiler: a table example whose text is pinned positive scores 1, a
 pinned negative 0; with a model, pinned texts are added to the prompts with those scores. Clicking
@@ -225,65 +226,16 @@ class CriterionEditor(anywidget.AnyWidget):
         pinned.update({t: 1.0 for t in self.positive_examples if t.strip()})
         return pinned
 
-    def _null(self, n_features: int) -> str:
-        return "asymptotic" if n_features / (1 + self.settings["n_permutations"]) > 0.05 else "permutation"
+    def _rank(self, text: str) -> Any:
+        from interpkit.inspect import rank_criterion
 
-    def _table_run(self, text: str) -> tuple[Any, Any, dict[str, Any]]:
-        from interpkit.criterion import Criterion, get_compiler
-        from interpkit.rank import rank
-
-        table = self.table
-        comp = get_compiler(self.compiler, **self.compiler_options)
-        texts = table.examples["text"].astype(str).tolist()
-        scored = comp.score_texts(Criterion(text=text), texts)
-        scores = np.array([np.nan if s.score is None else s.score for s in scored], dtype=np.float64)
-        pinned = self._pinned()
-        hit = [i for i, t in enumerate(texts) if t in pinned]
-        for i in hit:
-            scores[i] = pinned[texts[i]]
-        s = self.settings
-        result = rank(table, scores, self.interventions or None, criterion=text, seed=s["seed"],
-                      n_permutations=s["n_permutations"], n_bootstrap=s["n_bootstrap"],
-                      null=self._null(table.n_features))
-        info = {"compiler": comp.describe(), "n_examples": len(texts), "n_pinned_in_table": len(hit),
-                "n_positive": int(np.sum(scores >= 0.5)), "n_negative": int(np.sum(scores < 0.5))}
-        return table, result, info
-
-    def _model_rows(self, text: str) -> tuple[list[Any], dict[str, Any]]:
-        from interpkit._inspect_model import criterion_rows
-        from interpkit.criterion import compile_criterion
-        from interpkit.rank import hash_splits
-        from interpkit.sources import PromptRow
-
-        s = self.settings
-        if self.dataset is None or isinstance(self.dataset, str) or hasattr(self.dataset, "__fspath__"):
-            rows, prov = criterion_rows(text, dataset=self.dataset, compiler=self.compiler,
-                                        compiler_options=self.compiler_options, max_per_class=s["max_per_class"],
-                                        seed=s["seed"])
-        else:
-            rows = compile_criterion(text, self.compiler, list(self.dataset), max_per_class=s["max_per_class"],
-                                     seed=s["seed"], test_fraction=0.5, **self.compiler_options)
-            prov = {"compiler": self.compiler, "pool": "given rows", "n_rows": len(rows)}
-        pinned = self._pinned()
-        rows = [r for r in rows if r.text not in pinned]
-        splits = hash_splits(list(pinned), 0.5, s["seed"])
-        rows += [PromptRow(prompt_id=f"pinned{i}", text=t, criterion_score=v, split=str(sp))
-                 for i, ((t, v), sp) in enumerate(zip(pinned.items(), splits, strict=True))]
-        prov["n_pinned"] = len(pinned)
-        return rows, prov
-
-    def _model_run(self, text: str) -> tuple[Any, Any, dict[str, Any]]:
-        from interpkit._inspect_model import model_table
-        from interpkit.rank import rank
-
-        s = self.settings
-        rows, prov = self._model_rows(text)
-        table, info = model_table(self.model, rows, site=s["site"], pooling=s["pooling"],
-                                  directions=s["directions"], batch_size=s["batch_size"],
-                                  max_length=s["max_length"])
-        result = rank(table, criterion=text, seed=s["seed"], n_permutations=s["n_permutations"],
-                      n_bootstrap=s["n_bootstrap"], null=self._null(table.n_features))
-        return table, result, {**prov, **info}
+        # intervention records are the table mode's causal evidence only (their feature ids name the
+        # given table's features, not the model table's)
+        interventions = self.interventions if self.table is not None else None
+        return rank_criterion(self.table if self.table is not None else self.model, text,
+                              compiler=self.compiler, compiler_options=self.compiler_options,
+                              pinned=self._pinned(), dataset=self.dataset, interventions=interventions,
+                              **self.settings)
 
     def _run(self) -> None:
         text = self.criterion.strip()
@@ -292,18 +244,18 @@ class CriterionEditor(anywidget.AnyWidget):
         self.busy = True
         start = time.perf_counter()
         try:
-            table, result, info = (self._table_run if self.table is not None else self._model_run)(text)
+            ranked = self._rank(text)
         except Exception as exc:  # shown in the widget; the kernel keeps running
             self.error = f"{type(exc).__name__}: {exc}"
             self.info = {"traceback": traceback.format_exc(limit=4)}
         else:
-            self._table, self.result = table, result
+            self._table, self.result = ranked.table, ranked.result
             self.error = ""
-            self.info = _json({**info, "seconds": round(time.perf_counter() - start, 3),
-                               "warnings": list(result.warnings)})
-            self.rows = ranking_rows(result, self.top_k)
+            self.info = _json({**ranked.info, "seconds": round(time.perf_counter() - start, 3),
+                               "warnings": list(ranked.result.warnings)})
+            self.rows = ranking_rows(ranked.result, self.top_k)
             self.ranked_criterion = text
-            if self.selected is not None and self.selected in result.features:
+            if self.selected is not None and self.selected in ranked.result.features:
                 self.select(self.selected)
         finally:
             self.version += 1

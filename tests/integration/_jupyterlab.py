@@ -38,7 +38,10 @@ class Lab:
     log: Path
 
     def tree(self, path: str) -> str:
-        return f"{self.url}/lab/tree/{path}?token={self.token}"
+        # `reset`: start from an empty workspace. Without it a new page restores every notebook an
+        # earlier page had open (and starts their kernels), and the restored tabs race the one asked
+        # for to become the current widget: "run all" could then run the wrong notebook.
+        return f"{self.url}/lab/tree/{path}?reset&token={self.token}"
 
 
 def jupyter_lab_available() -> str | None:
@@ -123,15 +126,30 @@ def jupyter_lab(root: Path, tmp: Path, *, timeout: float = 120.0, env: dict[str,
 
 # --- JavaScript run in the page (window.jupyterapp is exposed by expose_app_in_browser) -------------
 
-JS_NOTEBOOK_READY = """() => {
+# the notebook at `path` is open, current (run-all acts on the current one) and its kernel idle;
+# it is kept as window.__ikNb, which the scripts below read instead of whatever is current later
+JS_NOTEBOOK_READY = """(path) => {
   const app = window.jupyterapp;
   const w = app && app.shell.currentWidget;
-  return !!(w && w.content && w.context && w.context.isReady && w.sessionContext.session
-            && w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle');
+  const ok = !!(w && w.content && w.context && w.context.isReady && w.context.path === path
+                && w.sessionContext.session && w.sessionContext.session.kernel
+                && w.sessionContext.session.kernel.status === 'idle');
+  if (ok) window.__ikNb = w;
+  return ok;
+}"""
+
+# the documents open in the main area and the current one (a launcher tab, if any, is not a document)
+JS_OPEN_TABS = """() => {
+  const app = window.jupyterapp;
+  const paths = [];
+  for (const w of app.shell.widgets('main')) if (w.context) paths.push(w.context.path);
+  const c = app.shell.currentWidget;
+  return { open: paths, current: c && c.context ? c.context.path : null };
 }"""
 
 JS_RUN_ALL = """() => {
   window.__ikRun = undefined;
+  if (window.jupyterapp.shell.currentWidget !== window.__ikNb) throw new Error('the notebook is not current');
   window.jupyterapp.commands.execute('notebook:run-all-cells')
     .then((ok) => { window.__ikRun = { ok: ok }; }, (e) => { window.__ikRun = { err: String(e) }; });
 }"""
@@ -139,12 +157,12 @@ JS_RUN_ALL = """() => {
 # after run-all: every code cell has run (or one failed) and the kernel is idle
 JS_RUN_DONE = """() => {
   if (!window.__ikRun) return false;
-  const w = window.jupyterapp.shell.currentWidget;
+  const w = window.__ikNb;
   return w.sessionContext.session.kernel.status === 'idle';
 }"""
 
 JS_ERRORS = """() => {
-  const w = window.jupyterapp.shell.currentWidget;
+  const w = window.__ikNb;
   const out = [];
   let i = 0;
   for (const cell of w.content.model.cells) {
@@ -163,7 +181,8 @@ JS_ERRORS = """() => {
 # append a code cell with `code`, run it, resolve to its text output
 JS_RUN_CODE = """async (code) => {
   const app = window.jupyterapp;
-  const nb = app.shell.currentWidget.content;
+  app.shell.activateById(window.__ikNb.id);
+  const nb = window.__ikNb.content;
   nb.activeCellIndex = nb.widgets.length - 1;
   await app.commands.execute('notebook:insert-cell-below');
   const cell = nb.activeCell;
@@ -179,6 +198,6 @@ JS_RUN_CODE = """async (code) => {
 }"""
 
 JS_SHUTDOWN = """async () => {
-  const w = window.jupyterapp.shell.currentWidget;
+  const w = window.__ikNb;
   if (w && w.sessionContext) await w.sessionContext.shutdown();
 }"""

@@ -34,6 +34,7 @@ import pytest
 from _jupyterlab import (
     JS_ERRORS,
     JS_NOTEBOOK_READY,
+    JS_OPEN_TABS,
     JS_RUN_ALL,
     JS_RUN_CODE,
     JS_RUN_DONE,
@@ -115,7 +116,9 @@ class Session:
         self.page.set_default_timeout(60_000)
         start = time.monotonic()
         self.page.goto(lab.tree(notebook), wait_until="domcontentloaded")
-        self.page.wait_for_function(JS_NOTEBOOK_READY, timeout=180_000, polling=500)
+        self.page.wait_for_function(JS_NOTEBOOK_READY, arg=notebook, timeout=180_000, polling=500)
+        tabs = self.page.evaluate(JS_OPEN_TABS)
+        assert tabs["open"] == [notebook], f"a fresh workspace should hold {notebook} alone: {tabs}"
         self.page.evaluate(JS_RUN_ALL)
         self.page.wait_for_function(JS_RUN_DONE, timeout=RUN_TIMEOUT_MS, polling=1000)
         failures = self.page.evaluate(JS_ERRORS)

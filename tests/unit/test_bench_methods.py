@@ -368,3 +368,17 @@ def test_topk_sae_latent_reads_the_full_encoder():
     assert alone.score == "relu" and alone.info["latent"] == 5
     table = fitted_table(c, {("SAE-A", 0): enc})
     np.testing.assert_allclose(table.dense()[3, 0], expected.max(), atol=1e-5)
+
+
+def test_token_acts_select_keeps_texts_with_no_rows_in_place():
+    # texts 1 and 3 (the last) own no rows: their offsets equal the next start, the last equals n_tokens
+    values = np.arange(10, dtype=np.float32).reshape(5, 2)
+    acts = TokenActs(values=values, offsets=np.array([0, 2, 2, 5, 5]), token_ids=np.arange(5, dtype=np.int32),
+                     site="layer1.resid_post")
+    kept = acts.select(np.array([True, False, True, True, False]))
+    assert kept.offsets.tolist() == [0, 1, 1, 3, 3]
+    assert kept.token_ids.tolist() == [0, 2, 3] and len(kept) == 4
+    assert acts.select(np.zeros(5, bool)).offsets.tolist() == [0, 0, 0, 0, 0]
+    empty = TokenActs(values=np.zeros((0, 2), np.float32), offsets=np.zeros(3, np.int64),
+                      token_ids=np.zeros(0, np.int32), site="layer1.resid_post")
+    assert empty.select(np.zeros(0, bool)).offsets.tolist() == [0, 0, 0]

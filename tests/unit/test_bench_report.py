@@ -1,4 +1,4 @@
-"""Benchmark report: results.json / results.md / charts, and merging sharded results."""
+"""Benchmark report: results.json / results.md / charts (built by interpkit.viz), and merging sharded results."""
 
 from __future__ import annotations
 
@@ -15,15 +15,13 @@ from interpkit.bench._metrics import (
     summarise_steering,
 )
 from interpkit.bench._report import (
-    auroc_chart,
     markdown_table,
     merge_results,
     read_results,
     render_markdown,
-    roc_chart,
-    steering_chart,
     write_results,
 )
+from interpkit.viz import auroc_bars, bench_roc, bench_steering, write_bench_charts
 
 CONCEPTS = [0, 1, 2, 10]
 FACTORS = [0.5, 1.0, 2.0]
@@ -96,7 +94,7 @@ def test_render_markdown_header_and_judge():
 
 def test_write_results_files_json_and_charts(tmp_path):
     results = _results()
-    paths = write_results(results, tmp_path / "out")
+    paths = write_results(results, tmp_path / "out", charts=write_bench_charts)
     out = tmp_path / "out"
     for rel in ("results.json", "results.md", "charts/auroc_by_method.vl.json", "charts/auroc_by_method.html",
                 "charts/roc_curves.vl.json", "charts/roc_curves.html", "charts/steering_vs_factor.vl.json",
@@ -118,7 +116,7 @@ def test_write_results_files_json_and_charts(tmp_path):
     assert "<html" in (out / "charts" / "roc_curves.html").read_text()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp folders left
     # a second write replaces the charts folder whole
-    write_results({**results, "steering": {}}, out)
+    write_results({**results, "steering": {}}, out, charts=write_bench_charts)
     assert not (out / "charts" / "steering_vs_factor.vl.json").exists()
     assert (out / "charts" / "roc_curves.vl.json").exists()
 
@@ -134,15 +132,33 @@ def test_write_results_numpy_and_nan_are_json_safe(tmp_path):
     assert not (tmp_path / "charts").exists()
     with pytest.raises(ValueError, match="kind"):
         write_results({"kind": "other"}, tmp_path)
+    # bench builds no charts itself (viz sits above it): charts=True says what to pass instead
+    with pytest.raises(TypeError, match="write_bench_charts"):
+        write_results(results, tmp_path, charts=True)
+
+
+def test_a_failing_chart_writer_leaves_the_old_charts(tmp_path):
+    results = _results()
+    write_results(results, tmp_path, charts=write_bench_charts)
+    before = sorted(p.name for p in (tmp_path / "charts").iterdir())
+
+    def broken(results, folder):
+        (folder / "half.vl.json").write_text("{")
+        raise RuntimeError("chart failed")
+
+    with pytest.raises(RuntimeError, match="chart failed"):
+        write_results(results, tmp_path, charts=broken)
+    assert sorted(p.name for p in (tmp_path / "charts").iterdir()) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
 
 
 def test_chart_builders_return_specs():
     results = _results()
-    for build in (auroc_chart, roc_chart, steering_chart):
+    for build in (auroc_bars, bench_roc, bench_steering):
         spec = build(results).to_dict()
         assert "vega-lite" in spec["$schema"]
     with pytest.raises(ValueError, match="no steering"):
-        steering_chart({"methods": {}})
+        bench_steering({"methods": {}})
 
 
 def _shard(results, concepts):
@@ -179,15 +195,13 @@ def test_merge_results_rejects_mismatches():
 
 
 def test_steering_chart_reads_the_layout_evaluate_steering_writes():
-    from interpkit.bench._report import steering_chart
-
     results = {"steering": {"methods": {
         "DiffMean": {"mean_score": 0.5, "per_concept": {"0": {
             "factor": 1.0, "test_score": 0.5,
             "by_factor": {"factor": [0.5, 1.0], "score": [0.2, 0.6], "selection": [0.1, 0.7], "test": [0.3, 0.5]}}}},
         "Prompt": {"mean_score": 0.9, "per_concept": {"0": {
             "factor": None, "test_score": 0.9, "by_factor": {"factor": [None], "score": [0.8]}}}}}}}
-    spec = steering_chart(results).to_dict()
+    spec = bench_steering(results).to_dict()
     values = [v for layer in spec.get("layer", [spec]) for v in layer.get("data", {}).get("values", [])]
     assert {(v["method"], v["factor"], v["split"]) for v in values} >= {
         ("DiffMean", 0.5, "selection"), ("DiffMean", 1.0, "test"), ("Prompt", 0.0, "test")}

@@ -28,8 +28,10 @@ def tiny():
 
 def test_bench_detect_writes_results_markdown_charts_and_features(tiny, tmp_path):
     out = tmp_path / "out"
+    from interpkit.viz import write_bench_charts
+
     res = bench("detect", TASK, model=tiny, layer=1, methods=CHEAP, out=out, max_length=60, cache_dir=tmp_path / "cache",
-                options={"probe": {"epochs": 2}}, progress=False)
+                options={"probe": {"epochs": 2}}, progress=False, charts=write_bench_charts)
     assert set(res["methods"]) == {"DiffMean", "PCA", "LAT", "Probe", "Random", "BoW"}
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["kind"] == "interpkit.bench" and on_disk["mode"] == "detect" and on_disk["site"] == "layer1.resid_post"
@@ -40,6 +42,7 @@ def test_bench_detect_writes_results_markdown_charts_and_features(tiny, tmp_path
     # BoW reads the words: two distinct concepts are separable from 8+8 examples
     assert on_disk["methods"]["BoW"]["mean_auroc"] > 0.7
     assert "| DiffMean |" in (out / "results.md").read_text()
+    assert {p.name for p in (out / "charts").iterdir()} >= {"auroc_by_method.vl.json", "roc_curves.html"}
     from interpkit.table import FeatureTable
 
     table = FeatureTable.load(out / "features")
@@ -217,3 +220,32 @@ def test_concepts_option_runs_a_subset_on_the_whole_task_context(tiny, tmp_path)
     with pytest.raises(ValueError, match="has no concept"):
         bench("detect", TASK, model=tiny, layer=1, methods=["diffmean"], concepts=[7], max_length=60,
               cache_dir=None, progress=False)
+
+
+def test_cli_gives_bench_the_viz_chart_writer(tmp_path, monkeypatch):
+    """bench builds no charts (viz is above it): the CLI, and so run configs, pass viz's writer."""
+    import interpkit.bench
+    from interpkit.viz import write_bench_charts
+
+    seen = []
+
+    def fake_bench(mode, task, **kw):
+        seen.append(kw["charts"])
+        return {"task": {"name": "t"}, "site": "s", "model": "m"}
+
+    monkeypatch.setattr(interpkit.bench, "bench", fake_bench)
+    base = ["bench", "detect", "--task", str(TASK), "--out", str(tmp_path / "o"), "--quiet"]
+    assert _cli(base) == 0 and _cli([*base, "--no-charts"]) == 0
+    assert seen == [write_bench_charts, None]
+
+
+def test_interpkit_run_bench_writes_the_charts_unless_told_not_to(tiny, tmp_path):
+    """`interpkit.run_bench` (the runs-layer entry point) gives Python users the command's charts/."""
+    import interpkit
+
+    kw = dict(model=tiny, layer=1, methods=["diffmean"], max_length=60, cache_dir=tmp_path / "cache", progress=False)
+    interpkit.run_bench("detect", TASK, out=tmp_path / "with", **kw)
+    interpkit.run_bench("detect", TASK, out=tmp_path / "without", charts=False, **kw)
+    assert (tmp_path / "with" / "charts" / "auroc_by_method.vl.json").is_file()
+    assert not (tmp_path / "without" / "charts").exists()
+    assert (tmp_path / "without" / "results.json").is_file()

@@ -10,18 +10,20 @@ import pandas as pd
 import pytest
 
 from interpkit._testing import tiny_tokenizer
+from interpkit.bench._prompts import (
+    chat_prompt,
+    format_pair,
+    needs_bos,
+    seed_instructions,
+    steering_instructions,
+)
 from interpkit.bench._task import (
     EMPTY_CONCEPT,
     AxBenchTask,
     Concept,
     TaskFormatError,
-    chat_prompt,
-    format_pair,
     load_task,
-    needs_bos,
     save_task,
-    seed_instructions,
-    steering_instructions,
 )
 
 DATA = Path("/work/shared/data/axbench-concept10")

@@ -6,7 +6,7 @@ import pytest
 
 import interpkit
 from interpkit.cli import main
-from interpkit.inspect_ import InspectError
+from interpkit.inspect import InspectError
 from interpkit.records import write_jsonl
 
 CRIT = "the text mentions an animal"
@@ -229,3 +229,50 @@ def test_model_reports_keep_their_table_and_match_across_sites(tmp_path, monkeyp
     pairs = {m.left_id: m.right_id for m in result.matches}
     assert all(pairs.get(fid) == fid for fid in shared)
     assert all(m.components.get("activation") is not None for m in result.matches)
+
+
+@pytest.mark.parametrize("first", [
+    "import interpkit.inspect",
+    "from interpkit.inspect import rank_criterion",
+    "interpkit.inspect",
+    "from interpkit import inspect",
+])
+def test_interpkit_inspect_is_callable_whatever_is_imported_first(first):
+    """``interpkit.inspect`` names a subpackage and its function: the module is callable, so both the
+    call and the submodule's names work in any import order (fresh interpreters, no shared state)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import interpkit\n{first}\n"
+        "import interpkit.inspect as mod\n"
+        "from interpkit.inspect import inspect as fn, rank_criterion, InspectError\n"
+        "assert interpkit.inspect is mod and callable(mod) and fn.__name__ == 'inspect'\n"
+        "r = interpkit.inspect('toy', 'cats', backend='toy', top_k=1, n_permutations=20, n_bootstrap=2)\n"
+        "assert r.to_dict() == fn('toy', 'cats', backend='toy', top_k=1, n_permutations=20, n_bootstrap=2).to_dict()\n"
+        "assert interpkit.inspect.rank_criterion is rank_criterion\n"
+        "import inspect\n"
+        "assert inspect.signature(fn).parameters['criterion']  # the stdlib module is untouched\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+def test_rank_criterion_on_a_table_keeps_its_scores_or_rescores_with_pins():
+    from interpkit.inspect import rank_criterion
+    from interpkit.rank import rank
+
+    toy = interpkit.make_toy_table(n_examples=80, n_features=6, seed=2)
+    table = toy.table
+    kept = rank_criterion(table, "c", n_permutations=50, n_bootstrap=5)  # no compiler: the table's scores
+    assert kept.result.to_dict() == rank(table, criterion="c", n_permutations=50, n_bootstrap=5,
+                                         null="auto").to_dict()
+    assert kept.info["compiler"] is None and kept.info["n_examples"] == 80
+    text = table.examples["text"].iloc[0]
+    before = float(table.examples["criterion_score"].iloc[0])
+    pinned = rank_criterion(table, "c", pinned={text: 1.0 - before}, n_permutations=50, n_bootstrap=5)
+    assert pinned.info["n_pinned_in_table"] == 1
+    scores = table.examples["criterion_score"].to_numpy(dtype=float).copy()
+    scores[0] = 1.0 - before
+    assert pinned.result.to_dict() == rank(table, scores, criterion="c", n_permutations=50, n_bootstrap=5,
+                                           null="auto").to_dict()
+    assert float(table.examples["criterion_score"].iloc[0]) == before  # the table is left as it was

@@ -86,7 +86,6 @@ def test_sparse_and_dense_tables_give_identical_results():
 def test_column_blocks_do_not_change_results(monkeypatch):
     data = make_toy_table(n_examples=150, n_features=12, seed=5, sparse=True)
     whole = rank(data.table, n_permutations=100, n_bootstrap=5)
-    # the package attribute `interpkit.rank` is the function, so patch the module object itself
     import importlib
 
     monkeypatch.setattr(importlib.import_module("interpkit.rank._components"), "_BLOCK_FLOATS", 150 * 5)
@@ -301,3 +300,37 @@ def test_side_effects_alone_do_not_make_a_suppressor():
     c = result.row("x0").causal
     assert c.status == "inert"
     assert c.value == pytest.approx(c.effect - 0.3) and c.value < 0
+
+
+def test_auto_null_is_permutation_unless_too_few_permutations_for_fdr():
+    data = make_toy_table(n_examples=200, n_features=12, seed=0)  # 12 features
+    kw = {"n_bootstrap": 5, "seed": 0}
+    ok = rank(data.table, n_permutations=300, null="auto", **kw)  # 12 / 301 <= 0.05
+    assert ok.settings.null == "permutation"
+    assert ok.to_dict() == rank(data.table, n_permutations=300, null="permutation", **kw).to_dict()
+    coarse = rank(data.table, n_permutations=100, null="auto", **kw)  # 12 / 101 > 0.05
+    assert coarse.settings.null == "asymptotic" and coarse.settings.n_permutations == 0
+    assert coarse.to_dict() == rank(data.table, n_permutations=100, null="asymptotic", **kw).to_dict()
+    # the rule follows the FDR level
+    assert rank(data.table, n_permutations=100, null="auto", fdr_alpha=0.2, **kw).settings.null == "permutation"
+    with pytest.raises(ValueError, match="null must be one of"):
+        rank(data.table, null="exact")
+
+
+@pytest.mark.parametrize("first", ["import interpkit.rank._components", "from interpkit import rank",
+                                   "interpkit.rank", "from interpkit.rank import RankingResult"])
+def test_interpkit_rank_is_callable_whatever_is_imported_first(first):
+    """``interpkit.rank`` names the subpackage and its function: the module is callable (fresh interpreters)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import interpkit\n{first}\n"
+        "import inspect\nimport interpkit.rank as mod\nfrom interpkit.rank import rank as fn\n"
+        "from interpkit.sources import make_toy_table\n"
+        "assert interpkit.rank is mod and callable(mod) and fn.__name__ == 'rank'\n"
+        "assert inspect.signature(mod) == inspect.signature(fn)\n"
+        "t = make_toy_table(n_examples=80, n_features=6, seed=0).table\n"
+        "assert mod(t, n_permutations=20, n_bootstrap=2).to_dict() == fn(t, n_permutations=20, n_bootstrap=2).to_dict()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -89,6 +89,36 @@ def test_failed_save_keeps_previous_report(toy_report, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
 
 
+def test_feature_entry_from_table_reads_metadata_ranking_examples_and_records():
+    from interpkit.rank import rank
+    from interpkit.report import FeatureEntry, card_css, feature_card_html
+
+    toy = interpkit.make_toy_table(n_examples=80, n_features=6, seed=3)
+    result = rank(toy.table, interventions=toy.interventions, n_permutations=50, n_bootstrap=5)
+    fid = toy.truth.carrier
+    entry = FeatureEntry.from_table(toy.table, fid, ranking=result, interventions=toy.interventions,
+                                    n_top_examples=3)
+    assert entry.rank == result.row(fid).rank and entry.components == result.component(fid)
+    assert len(entry.top_examples) == 3
+    acts = [e["activation"] for e in entry.top_examples]
+    assert acts == sorted(acts, reverse=True)
+    mine = [r for r in toy.interventions if r.feature_id == fid]
+    assert sum(c["n"] for c in entry.causal_records) == len(mine) > 0
+    card = feature_card_html(entry)
+    assert card.startswith('<article class="card"') and f'id="card-{fid}' in card
+    assert ":host" in card_css() and ":root" not in card_css()
+    expl = {"feature_id": fid, "label": "from expl"}
+    bare = FeatureEntry.from_table(toy.table, fid, explanation=expl)
+    assert bare.rank == 0 and bare.components == {} and bare.causal_records == ()
+    assert bare.label == entry.label != "from expl"  # the table's label comes first
+    assert bare.explanation["label"] == "from expl"
+    toy.table.features["label"] = None
+    assert FeatureEntry.from_table(toy.table, fid, explanation=expl).label == "from expl"
+    assert FeatureEntry.from_table(toy.table, fid).label is None
+    with pytest.raises(KeyError):
+        FeatureEntry.from_table(toy.table, "no-such-feature")
+
+
 def test_the_format_lives_in_records(toy_report):
     from interpkit.records import ReportRecord, read_report
 
@@ -97,6 +127,10 @@ def test_the_format_lives_in_records(toy_report):
     assert isinstance(record.ranking, dict) and record.to_dict() == toy_report.to_dict()
     assert record.to_json() == toy_report.path.read_text()
     assert [f.feature_id for f in record.features] == [f.feature_id for f in toy_report.features]
+    from interpkit.report import FeatureEntry, load_report
+
+    # the report layer reads the same file into its own classes (the entries with from_table)
+    assert all(type(f) is FeatureEntry for f in load_report(toy_report.path).features)
 
 
 def test_readers_below_the_report_layer_do_not_import_it(toy_report):

@@ -101,6 +101,7 @@ class Fitted:
         if self.score == "relu":
             return np.maximum(pre, 0.0)
         if self.score == "jumprelu":
+            # JumpReLU (Rajamanoharan et al. 2024): pre * H(pre - theta); the extra ReLU only matters for theta < 0.
             return np.where(pre > self.threshold, np.maximum(pre, 0.0), 0.0).astype(pre.dtype)
         raise ValueError(f"{self.method}: psi {self.score!r} is not a function of h·vector "
                          "(use pooled_scores / Method.token_scores)")
@@ -142,6 +143,8 @@ def iter_token_chunks(
     Owners are positions in ``idx`` (sorted); a chunk holds at most ``max_tokens`` rows unless one
     text alone is longer.
     """
+    # Tokens of all texts are stored flat (CSR-like: text i owns rows offsets[i]:offsets[i+1]); chunks are
+    # whole texts so a text's max is never split across chunks.
     lengths = np.asarray(acts.offsets[idx + 1] - acts.offsets[idx], dtype=np.int64)
     start = 0
     while start < len(idx):
@@ -159,6 +162,8 @@ def group_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros((n, *values.shape[1:]), dtype=np.float32)
     if values.shape[0] == 0:
         return out
+    # Rows of one owner are contiguous (owners sorted), so maximum.reduceat over run starts is a segment max.
+    # Texts with no kept token keep 0, the neutral score for non-negative psi.
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     out[owner[starts]] = np.maximum.reduceat(values, starts, axis=0)
     return out
@@ -294,6 +299,8 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 def rng_for(ctx: Any, cid: int, salt: int = 0) -> np.random.Generator:
     """A generator that depends only on the run's seed, the concept and ``salt``."""
+    # A list seed goes through SeedSequence: independent, reproducible streams per (seed, concept, salt), so a
+    # concept's result does not depend on which other concepts or methods ran before it.
     return np.random.default_rng([int(getattr(ctx, "seed", 42)), int(cid), int(salt)])
 
 
@@ -302,6 +309,7 @@ def split_tokens(ctx: Any, cid: int) -> tuple[np.ndarray, np.ndarray]:
     idx, labels = ctx.train_split(cid)
     idx = np.asarray(idx, dtype=np.int64)
     labels = np.asarray(labels, dtype=bool)
+    # Token-level training rows inherit their text's label (the AxBench convention for DiffMean / Probe / PCA).
     x, owner = ctx.train_acts.gather(idx)
     return x, labels[owner]
 
@@ -310,6 +318,8 @@ def first_pc(x: np.ndarray) -> tuple[np.ndarray, float]:
     """First principal component of the rows of ``x`` (centred), unit norm, and its explained variance ratio."""
     x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean(axis=0, keepdims=True)
+    # Unnormalised scatter matrix: the 1/n factor changes neither the eigenvectors nor the variance ratio.
+    # eigh sorts eigenvalues ascending, so the last column is the top PC; its sign is arbitrary (as in AxBench).
     cov = xc.T @ xc
     evals, evecs = np.linalg.eigh(cov)
     total = float(evals.sum())
@@ -344,6 +354,8 @@ def _sae_psi(sae: Any, x: np.ndarray, *, standalone: bool) -> np.ndarray:
             return sae.encode(xt).float().cpu().numpy()
         pre = sae.pre_activations(xt).float()
         jump = sae.cfg.architecture == "jumprelu"
+        # "Each latent alone": drop the TopK competition (ReLU of the latent's own pre-activation), so a latent's
+        # score does not depend on which other latents happened to win on that token.
         codes = torch.relu(pre) * (pre > sae.threshold.float()) if jump else torch.relu(pre)
         return codes.cpu().numpy()
 

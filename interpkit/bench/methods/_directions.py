@@ -35,6 +35,8 @@ class DiffMean(Method):
         x, y = split_tokens(ctx, cid)
         if y.all() or not y.any():
             raise ValueError(f"DiffMean concept {cid}: the training split needs positive and negative tokens")
+        # float64 accumulation: tens of thousands of float32 rows of norm ~100 would lose digits in a float32
+        # sum, and the difference of two close means amplifies that error.
         diff = x[y].mean(axis=0, dtype=np.float64) - x[~y].mean(axis=0, dtype=np.float64)
         w = unit(diff)
         return self._fitted(cid, w, steer_vector=w, info={
@@ -68,6 +70,8 @@ class PCA(Method):
         if not y.any():
             raise ValueError(f"{self.label} concept {cid}: no positive tokens in the training split")
         w, info = self._direction(ctx, cid, x[y])
+        # An eigenvector is only defined up to sign; "agrees" checks it on the class means of the training tokens
+        # (equivalent to the sign of the DiffMean direction projected on w).
         agrees = bool(not (~y).any() or float(x[y].mean(0) @ w) >= float(x[~y].mean(0) @ w))
         flipped = bool(p["align_sign"] and not agrees)
         if flipped:
@@ -95,6 +99,9 @@ class LAT(PCA):
     def _direction(self, ctx: Any, cid: int, xp: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         if xp.shape[0] < 4:
             raise ValueError(f"LAT concept {cid}: needs at least 4 positive tokens, got {xp.shape[0]}")
+        # Disjoint random pairs (an odd token out is dropped). A difference of two positive tokens cancels what they
+        # share (the positive-class mean, hence any common offset) and keeps the axes along which concept tokens vary;
+        # unit-norming stops a few large-norm pairs (e.g. outlier tokens) from dominating the PCA.
         perm = rng_for(ctx, cid, 3).permutation(xp.shape[0])
         half = xp.shape[0] // 2
         delta = xp[perm[:half]].astype(np.float64) - xp[perm[half:2 * half]]
@@ -118,6 +125,7 @@ class RandomDirection(Method):
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
         d = int(ctx.train_acts.values.shape[1])
+        # An isotropic Gaussian normalised to unit length is uniform on the sphere (no preferred direction).
         w = unit(rng_for(ctx, cid, 13).standard_normal(d))
         return self._fitted(cid, w, steer_vector=w, info={"seed": [int(getattr(ctx, "seed", 42)), int(cid)]})
 

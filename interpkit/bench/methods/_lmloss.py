@@ -56,7 +56,7 @@ def lm_examples(ctx: Any, rows: np.ndarray, *, max_train_tokens: int) -> list[tu
     the template does not write); the response is tokenized alone and cut to ``max_train_tokens``.
     A row whose prompt exceeds ``ctx.max_length`` keeps its last tokens.
     """
-    from interpkit.bench._task import chat_prompt, needs_bos
+    from interpkit.bench._prompts import chat_prompt, needs_bos
 
     tok = ctx.model.tokenizer
     frame = ctx.task.train
@@ -68,7 +68,10 @@ def lm_examples(ctx: Any, rows: np.ndarray, *, max_train_tokens: int) -> list[tu
         ids = [int(i) for i in tok(prompt, add_special_tokens=False)["input_ids"]]
         if needs_bos(tok, prompt):
             ids = [int(tok.bos_token_id), *ids]
+        # Prompt and response are tokenized separately so the response's first position is known exactly
+        # (tokenizing the joined string could merge tokens across the boundary).
         resp = [int(i) for i in tok(str(outputs[r]), add_special_tokens=False)["input_ids"]][:max_train_tokens]
+        # Overlong rows lose the start of the prompt, never the response the loss is computed on.
         if limit and len(ids) + len(resp) > limit:
             ids = ids[max(0, len(ids) + len(resp) - int(limit)):]
         if resp:
@@ -121,18 +124,26 @@ def _gate_fn(w: Any, where: Any, kind: str, topk: int, store: dict[str, Any]) ->
     import torch
 
     def fn(x: Any) -> Any:
+        # where [batch, seq]: 1 on the edited positions (non-prefix, non-padding); x is [batch, seq, d].
         m = where[:, : x.shape[1]].to(x.dtype)
         if kind == "ssv":
             return x + m[..., None] * w.to(x.dtype)
+        # ReFT-r1 latents a_t = ReLU(h_t·w), in float32 even when the model runs in bf16.
         lat = torch.relu(x.float() @ w) * m.float()
         valid = m.bool()
         n_valid = valid.sum(-1).clamp_min(1)
         k = min(int(topk), lat.shape[1])
+        # Top-k over the row's edited positions only: a_bar = (1/k) * ||TopK(a)||_1 as in the paper; a row with
+        # fewer than k edited positions turns the -inf picks into 0 and averages over the n_valid it has.
         top, top_idx = lat.masked_fill(~valid, float("-inf")).topk(k, dim=-1)
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
         abar = top.sum(-1) / n_valid.clamp_max(k)
+        # Sparsity penalty on the latents that did NOT make the top-k, per valid position, averaged over the
+        # batch (AxBench): it keeps the latent near zero away from the few tokens that carry the concept.
         rest = lat.scatter(-1, top_idx, 0.0)
         store["l1"] = (rest.sum(-1) / n_valid).mean()
+        # The same scalar a_bar * w is added at every edited position; gradients reach w through both a_bar
+        # (the detector) and the added direction (the steering effect).
         return x + (abar[:, None, None] * m[..., None].float() * w).to(x.dtype)
 
     return fn
@@ -182,6 +193,8 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
     params = resolve_schedule(model, params)
     idx, labels = ctx.train_split(cid)
     idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
+    # SSV learns from the positives only (a plain steering vector); ReFT-r1 also sees the negatives, where any
+    # activation of w that adds the concept raises their loss, a weak label for detection (AxBench §5.6).
     rows = idx[labels] if kind == "ssv" else idx
     seed = int(getattr(ctx, "seed", 42)) * 1000 + int(cid)
     rng = np.random.default_rng(seed)
@@ -209,6 +222,7 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
                 chunk = [examples[i] for i in order[b:b + bs]]
                 ids, mask, resp = _batch(chunk, model.pad_token_id, device)
                 where = mask.clone()
+                # The first prefix_length positions (BOS and the chat header shared by all prompts) are never edited.
                 where[:, :prefix] = 0
                 store: dict[str, Any] = {}
                 edit = Apply(ctx.site, _gate_fn(w, where, kind, int(params.get("topk", 8)), store), name=f"bench-{kind}")
@@ -216,10 +230,14 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
 
                 with model.edits(edit):
                     logits = model.forward(TokenBatch(input_ids=ids, attention_mask=mask), grad=True)
+                # Position t predicts token t + 1: a logit row counts when the token it predicts is a response token,
+                # so the instruction only serves as context (loss on responses only).
                 target = resp[:, 1:]
                 ce = torch.nn.functional.cross_entropy(logits[:, :-1][target].float(), ids[:, 1:][target])
                 loss = ce
                 if kind == "reft":
+                    # The L1 weight ramps linearly from 0 (AxBench): the vector first learns to steer, and the
+                    # sparsity pressure grows later in training.
                     lam = step / total * float(params["l1"])
                     loss = ce + lam * store["l1"]
                     l1s.append(float(store["l1"].detach()))
@@ -228,6 +246,8 @@ def train_lm_vector(ctx: Any, cid: int, *, kind: str, params: Mapping[str, Any])
                 if w.grad is None:
                     raise RuntimeError(f"{kind} concept {cid}: no gradient reached the vector at {ctx.site}")
                 if kind == "reft":
+                    # AxBench's order: clip, put w on the unit sphere, remove the radial gradient g - (g·w) w,
+                    # then AdamW. Only w's direction is learnt; the gate a_bar carries the magnitude.
                     torch.nn.utils.clip_grad_norm_([w], float(params["grad_clip"]))
                     with torch.no_grad():
                         w.div_(w.norm().clamp_min(1e-12))

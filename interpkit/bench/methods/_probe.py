@@ -44,9 +44,12 @@ class LinearProbe(Method):
         x_all, owner = ctx.train_acts.gather(idx)
         x_all = torch.from_numpy(np.ascontiguousarray(x_all))
         y_tok = torch.from_numpy(labels[owner].astype(np.float32))
+        # gather returns the texts' rows contiguously in idx order, so text e owns rows starts[e]:starts[e + 1];
+        # batches are drawn over texts (AxBench batches examples), then expanded to their tokens.
         starts = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(idx)))]
         d = x_all.shape[1]
         gen = torch.Generator().manual_seed(int(getattr(ctx, "seed", 42)) * 1000 + int(cid))
+        # U(-1/sqrt(d), 1/sqrt(d)): torch.nn.Linear's default initialisation for a [d -> 1] layer.
         bound = 1.0 / np.sqrt(d)
         w = torch.nn.Parameter((torch.rand(d, generator=gen) * 2 - 1) * bound)
         b = torch.nn.Parameter(torch.zeros(()), requires_grad=bool(p["bias"]))
@@ -54,6 +57,7 @@ class LinearProbe(Method):
         opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=p["weight_decay"])
         n_batches = -(-len(idx) // p["batch_size"])
         total = p["epochs"] * n_batches
+        # Linear decay to 0 over all steps, no warm-up (AxBench's schedule for every trained method).
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
         losses = []
         for _ in range(p["epochs"]):
@@ -67,12 +71,17 @@ class LinearProbe(Method):
                 rows_t = torch.from_numpy(rows)
                 logits = x_all[rows_t] @ w + (b if p["bias"] else 0.0)
                 # binary cross-entropy with logits, written out (the fused op is slow on small CPU batches)
+                # -[y log σ(z) + (1 - y) log(1 - σ(z))] = softplus(z) - y z, stable for large |z|.
+                # The mean is over tokens, so long texts weigh more (token-level logistic regression, as AxBench).
                 loss = (torch.nn.functional.softplus(logits) - y_tok[rows_t] * logits).mean()
                 if p["l1"]:
                     loss = loss + p["l1"] * w.abs().sum()
                 opt.zero_grad()
                 loss.backward()
                 with torch.no_grad():
+                    # Sphere-constrained step (AxBench, after Gao et al. 2024): put w back on the unit sphere,
+                    # then drop the gradient's radial part, g - (g·w) w, so the step mostly rotates w (Adam's
+                    # per-coordinate scaling and weight decay make it only approximately tangent).
                     w.div_(w.norm().clamp_min(1e-12))
                     w.grad.sub_((w.grad @ w) * w)
                 opt.step()

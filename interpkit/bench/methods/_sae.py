@@ -97,6 +97,9 @@ class SAEAuc(Method):
         standalone = self.params(ctx)["latent_psi"] == "standalone"
         idx, labels = ctx.train_split(cid)
         codes = sae_pooled(ctx, "train", standalone=standalone)[np.asarray(idx, dtype=np.int64)]
+        # Picking the arg-max over d_sae latents on the training texts is a selection, so SAE-A's train AUROC is
+        # optimistic; detection is reported on the eval rows, which the selection never saw. Signed, as in
+        # AxBench: no latent is flipped, so one that fires on the negatives (AUROC < 0.5) is not preferred.
         aucs = np.nan_to_num(auroc(codes, np.asarray(labels, dtype=bool)), nan=0.0)
         f = int(np.argmax(aucs))
         fitted = sae_fitted(ctx, self, cid, f, standalone=standalone)
@@ -244,9 +247,12 @@ def sae_fitted(ctx: Any, method: Method, cid: int, latent: int, *, standalone: b
     f = int(latent)
     with torch.no_grad():
         scale = 1.0
+        # Fold the SAE's fixed input scale into the vector: pre = (s·h)·W_enc[:, f] + b = h·(s·W_enc[:, f]) + b.
+        # (constant_norm_rescale depends on each row's norm and is applied at scoring time instead.)
         if cfg.normalize_activations == "expected_average_only_in" and cfg.norm_scaling_factor is not None:
             scale = float(cfg.norm_scaling_factor)
         vec = sae.W_enc[:, f].float().cpu().numpy() * scale
+        # b_enc[f] - b_dec·W_enc[:, f] when the SAE subtracts b_dec from its input (folded into the bias).
         bias = float(sae.encoder_bias()[f])
         dec = sae.W_dec[f].float().cpu().numpy()
         threshold = float(sae.threshold[f]) if cfg.architecture == "jumprelu" else 0.0
@@ -260,6 +266,8 @@ def sae_fitted(ctx: Any, method: Method, cid: int, latent: int, *, standalone: b
         score = "relu"
     else:
         score = "sae"
+    # Steer along the decoder row (the latent's write direction) at unit norm, like the other methods'
+    # vectors, so alpha = factor * max activation means the same thing for every method.
     return method._fitted(cid, vec, steer_vector=unit(dec), bias=bias, threshold=threshold, score=score, info=info)
 
 
@@ -279,6 +287,7 @@ def _class_gap(values: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """Per column ``(mean_pos - mean_neg) / pooled sd`` (Cohen's d; 0 where both classes are constant)."""
     x = np.asarray(values, dtype=np.float64)
     a, b = x[positive], x[~positive]
+    # Pooled sd with equal class weights (the compiled classes are balanced).
     sd = np.sqrt((a.var(axis=0) + b.var(axis=0)) / 2.0)
     diff = a.mean(axis=0) - b.mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -342,6 +351,8 @@ def criterion_pick(ctx: Any, cid: int, method: Method, *, kinds: Sequence[str],
                              "criterion_score": ex["score"], "split": split.tolist()})
     table = FeatureTable(np.hstack(blocks), examples, pd.DataFrame({"feature_id": ids}),
                          meta={"criterion": ex["provenance"]["criterion"]})
+    # Asymptotic null: with thousands of candidates (every latent and neuron) a permutation p-value is floored
+    # at 1 / (1 + n_permutations), too coarse for BH, and the permutation pass would dominate the run time.
     result = rank(table, null="asymptotic", n_bootstrap=p["n_bootstrap"], seed=int(getattr(ctx, "seed", 42)))
     # the pseudo-labelled texts are often easy, so many candidates tie near a held-out AUROC of 1:
     # within `tie_tolerance` of the best score, the kind order decides (a direction pools every

@@ -40,6 +40,8 @@ class BagOfWords(Method):
         p = self.params(ctx)
         idx, labels = ctx.train_split(cid)
         texts = [ctx.train_texts[int(i)] for i in idx]
+        # C is the inverse regularisation strength: AxBench's C = 100 (the top of its grid) is a weakly
+        # regularised fit.
         clf = LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=int(getattr(ctx, "seed", 42)),
                                  **_penalty(p["penalty"]))
         pipe = make_pipeline(CountVectorizer(), clf).fit(texts, np.asarray(labels, dtype=int))
@@ -51,6 +53,7 @@ class BagOfWords(Method):
         """P(positive) per text."""
         texts = _texts(ctx, which)
         idx = range(len(texts)) if idx is None else idx
+        # P(positive) is a monotone function of the logit, so the AUROC equals that of the decision function.
         return fitted.state.predict_proba([texts[int(i)] for i in idx])[:, 1].astype(np.float64)
 
 
@@ -121,6 +124,8 @@ def rate(chat: Any, conversations: list[list[dict[str, str]]]) -> list[float]:
     import re
 
     choices = ["0", "1", "2"]
+    # E[rating] = sum_k k P(k) with P renormalised over the three digit tokens: a continuous, deterministic
+    # score, so the AUROC is not dominated by ties among the three discrete ratings.
     levels = np.arange(3, dtype=np.float64)
     if hasattr(chat, "choice_probs_batch"):
         return [float(np.asarray(pr) @ levels) for pr in chat.choice_probs_batch(conversations, choices)]
