@@ -101,18 +101,24 @@ def _passthrough(df: pd.DataFrame, known: tuple[str, ...]) -> dict[str, pd.Serie
     return out
 
 
+def _checked_frame(df: pd.DataFrame | None, n: int, what: str, id_col: str, axis: str) -> tuple[pd.DataFrame, pd.Series]:
+    """``df`` (default ids ``"0".."n-1"`` when None) checked as the ``what`` frame of ``n`` entries, and its ids."""
+    if df is None:
+        df = pd.DataFrame({id_col: [str(i) for i in range(n)]})
+    if not isinstance(df, pd.DataFrame):
+        raise TableError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
+    if len(df) != n:
+        raise TableError(f"{what} has {len(df)} rows but values has {n} {axis}")
+    if id_col not in df.columns:
+        raise TableError(f"{what} needs an '{id_col}' column" if id_col[0] in "aeiou" else f"{what} needs a '{id_col}' column")
+    ids = str_column(df[id_col], id_col, allow_none=False, ids=True)
+    _unique(ids, id_col)
+    return df, ids
+
+
 def normalize_examples(df: pd.DataFrame | None, n: int) -> pd.DataFrame:
     """The examples frame with canonical columns and types; ``None`` gives ids ``"0".."n-1"``."""
-    if df is None:
-        df = pd.DataFrame({"example_id": [str(i) for i in range(n)]})
-    if not isinstance(df, pd.DataFrame):
-        raise TableError(f"examples must be a pandas DataFrame, got {type(df).__name__}")
-    if len(df) != n:
-        raise TableError(f"examples has {len(df)} rows but values has {n} rows (one per example)")
-    if "example_id" not in df.columns:
-        raise TableError("examples needs an 'example_id' column")
-    ids = str_column(df["example_id"], "example_id", allow_none=False, ids=True)
-    _unique(ids, "example_id")
+    df, ids = _checked_frame(df, n, "examples", "example_id", "rows (one per example)")
     text = str_column(df["text"], "text") if "text" in df.columns else pd.Series([""] * n, dtype=object)
     text = text.where(text.notna(), "").astype(object)
     if "criterion_score" in df.columns:
@@ -131,16 +137,7 @@ def normalize_examples(df: pd.DataFrame | None, n: int) -> pd.DataFrame:
 
 def normalize_features(df: pd.DataFrame | None, n: int, has_decoder: np.ndarray) -> pd.DataFrame:
     """The features frame with canonical columns; ``has_decoder`` is always recomputed."""
-    if df is None:
-        df = pd.DataFrame({"feature_id": [str(j) for j in range(n)]})
-    if not isinstance(df, pd.DataFrame):
-        raise TableError(f"features must be a pandas DataFrame, got {type(df).__name__}")
-    if len(df) != n:
-        raise TableError(f"features has {len(df)} rows but values has {n} columns (one per feature)")
-    if "feature_id" not in df.columns:
-        raise TableError("features needs a 'feature_id' column")
-    ids = str_column(df["feature_id"], "feature_id", allow_none=False, ids=True)
-    _unique(ids, "feature_id")
+    df, ids = _checked_frame(df, n, "features", "feature_id", "columns (one per feature)")
     out: dict[str, pd.Series] = {"feature_id": ids}
     for col in ("model", "site", "label"):
         out[col] = str_column(df[col], col) if col in df.columns else pd.Series([None] * n, dtype=object)
