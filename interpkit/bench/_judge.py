@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from interpkit.models import perplexity
+
 if TYPE_CHECKING:
     from interpkit.models import ModelWrapper
 
@@ -221,62 +223,6 @@ def repetition(text: str, n: int = 4) -> float:
     words = text.lower().split()
     grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
     return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
-
-
-def _prompt_ids(model: ModelWrapper, prompt: str) -> list[int]:
-    from interpkit.bench._prompts import needs_bos
-
-    tok = model.tokenizer
-    ids = [int(i) for i in tok(prompt, add_special_tokens=False)["input_ids"]]
-    return [int(tok.bos_token_id), *ids] if needs_bos(tok, prompt) else ids
-
-
-def perplexity(model: ModelWrapper, prompts: Sequence[str], continuations: Sequence[str], *,
-               batch_size: int = 8, max_length: int = 1024) -> np.ndarray:
-    """Perplexity of each continuation given its prompt under the model with NO edits (§4.5).
-
-    Prompt and continuation are tokenized separately (BOS prepended unless the prompt string
-    starts with it) and concatenated; the loss is the mean next-token cross-entropy over the
-    continuation's tokens only. Sequences longer than ``max_length`` lose prompt tokens from the
-    left. Active edits of ``model`` are ignored on purpose (fluency is judged by the unsteered
-    model). An empty continuation gives NaN.
-
-    Returns:
-        float64 ``[n]``.
-    """
-    import torch
-
-    if len(prompts) != len(continuations):
-        raise ValueError(f"perplexity: {len(prompts)} prompts but {len(continuations)} continuations")
-    tok = model.tokenizer
-    rows = []
-    for prompt, cont in zip(prompts, continuations, strict=True):
-        c = [int(i) for i in tok(cont, add_special_tokens=False)["input_ids"]][: max_length - 1]
-        p = _prompt_ids(model, prompt)
-        p = p[max(0, len(p) + len(c) - max_length):] or p[-1:]
-        rows.append((p, c))
-    out = np.full(len(rows), np.nan)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
-    for start in range(0, len(order), batch_size):
-        chunk = [i for i in order[start:start + batch_size] if rows[i][1]]
-        if not chunk:
-            continue
-        width = max(len(rows[i][0]) + len(rows[i][1]) for i in chunk)
-        ids = torch.full((len(chunk), width), model.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, i in enumerate(chunk):
-            seq = rows[i][0] + rows[i][1]
-            ids[r, : len(seq)] = torch.tensor(seq)
-            mask[r, : len(seq)] = 1
-        with torch.no_grad():
-            logits = model.impl.run(ids.to(model.device), mask.to(model.device), capture=(), edits=(),
-                                    stop_early=False).logits
-            for r, i in enumerate(chunk):
-                p, c = rows[i]
-                pred = logits[r, len(p) - 1: len(p) + len(c) - 1].float()
-                target = torch.tensor(c, device=pred.device)
-                out[i] = math.exp(float(torch.nn.functional.cross_entropy(pred, target)))
-    return out
 
 
 def _youden(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:

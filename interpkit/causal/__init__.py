@@ -7,6 +7,10 @@
   positive prompts (criterion effect) and negative prompts (side effect) and writes
   `~interpkit.records.InterventionRecord` rows, each feature with random same-norm controls.
 - `sweep_strengths` picks a steering strength on the train split and reports it on the test split.
+- `steer_compare` generates from one prompt with and without steering edits and scores both
+  continuations (criterion score, metric, perplexity, next-token TV distance); `steer_sweep` does
+  it for one vector at several strengths, and `spec_edits` rebuilds the edits of a saved
+  intervention spec. The steering panel shows these.
 - `export_records`, `export_contrast`, `export_interventions` back the ``interpkit export-hf-*``
   commands.
 """
@@ -34,6 +38,12 @@ _LAZY: dict[str, str] = {
     "parse_strengths": "._sweep",
     "split_by_score": "._sweep",
     "sweep_strengths": "._sweep",
+    "GenerationScores": "._steer",
+    "SteerComparison": "._steer",
+    "score_generation": "._steer",
+    "spec_edits": "._steer",
+    "steer_compare": "._steer",
+    "steer_sweep": "._steer",
     "ContrastExport": "._export",
     "export_contrast": "._export",
     "export_interventions": "._export",

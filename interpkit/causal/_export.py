@@ -23,7 +23,7 @@ from ._runner import CausalFeature, control_features, neuron_feature, run_interv
 from ._sweep import SweepResult, assign_prompt_splits, split_by_score, sweep_strengths
 
 if TYPE_CHECKING:
-    from interpkit.report import Report
+    from interpkit.records import ReportRecord
     from interpkit.sources import PromptRow
     from interpkit.sources.directions import DirectionSet
 
@@ -213,7 +213,7 @@ def export_contrast(
 
 def export_interventions(
     model: Any,
-    report: Report | str | os.PathLike[str],
+    report: ReportRecord | str | os.PathLike[str],
     rows: Any,
     criterion: str,
     *,
@@ -237,7 +237,7 @@ def export_interventions(
 
     Args:
         model: an interpkit ``ModelWrapper``.
-        report: a `~interpkit.report.Report` or the path of its ``report.json``.
+        report: a ``Report`` (any `~interpkit.records.ReportRecord`) or the path of its ``report.json``.
         rows: prompt rows or a prompt-dataset JSONL path.
         criterion: the user's criterion text (must match the report's).
         top_k: how many of the report's features to edit.
@@ -256,11 +256,11 @@ def export_interventions(
         ValueError: a feature id that maps to no edit, a criterion that differs from the report's,
             or no positive prompts in the split.
     """
-    from interpkit.report import Report, load_report
+    from interpkit.records import ReportRecord, read_report
     from interpkit.sources.directions import DirectionSet
 
-    if not isinstance(report, Report):
-        report = load_report(report)
+    if not isinstance(report, ReportRecord):  # a Report is one too
+        report = read_report(report)
     if normalize_criterion(report.criterion) != normalize_criterion(criterion):
         raise ValueError(f"--criterion {criterion!r} differs from the report's criterion {report.criterion!r}")
     if directions is not None and not isinstance(directions, DirectionSet):

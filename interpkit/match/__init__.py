@@ -4,7 +4,8 @@
 over a shared probe set, explanation embedding, decoder/logit signature, causal effects, examples);
 `blocked_topk` finds candidates without a dense ``n x m`` matrix; `match_fingerprints` and `compare`
 assign one-to-one (mutual nearest neighbours, then scipy's ``linear_sum_assignment``) with a
-confidence and a shuffled-pairing null per match.
+confidence and a shuffled-pairing null per match; `similarity_matrices` gives every pair's scores
+for a view of feature subsets.
 
 Example:
     >>> import numpy as np
@@ -20,7 +21,16 @@ Example:
 """
 
 from ._assign import Pair, assign_one_to_one
-from ._compare import DEFAULT_WEIGHTS, Match, MatchResult, compare, match_fingerprints, parse_weights
+from ._compare import (
+    DEFAULT_WEIGHTS,
+    Match,
+    MatchResult,
+    SimilarityMatrices,
+    compare,
+    match_fingerprints,
+    parse_weights,
+    similarity_matrices,
+)
 from ._fingerprint import (
     COMPONENTS,
     FeatureFingerprint,
@@ -48,6 +58,7 @@ __all__ = [
     "MatchError",
     "MatchResult",
     "Pair",
+    "SimilarityMatrices",
     "assign_one_to_one",
     "blocked_topk",
     "compare",
@@ -55,6 +66,7 @@ __all__ = [
     "fingerprints_from_table",
     "match_fingerprints",
     "parse_weights",
+    "similarity_matrices",
     "REASONS",
     "SideEffect",
     "ValidationRule",

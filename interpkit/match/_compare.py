@@ -211,6 +211,59 @@ def _null(data: dict, weights: dict[str, float], n_left: int, n_right: int, n: i
     return {**stats(score), "components": {k: stats(v) for k, v in per.items()}}
 
 
+def _usable_components(left: Sequence[FeatureFingerprint], right: Sequence[FeatureFingerprint],
+                       weights: Mapping[str, float] | str | None, where: str) -> tuple[dict, dict, dict, dict]:
+    """(parsed weights, aligned data of the components both sides have, why others were skipped,
+    weights renormalised over the usable components)."""
+    w = parse_weights(weights)
+    data, skipped = component_data(left, right, [c for c in COMPONENTS if w[c] > 0])
+    if not data:
+        raise MatchError(f"{where}: no component usable on both sides ({skipped})")
+    total = sum(w[c] for c in data)
+    return w, data, skipped, {c: w[c] / total for c in data}
+
+
+@dataclass(frozen=True)
+class SimilarityMatrices:
+    """Every pair's scores as dense ``[n_left, n_right]`` matrices (NaN where a pair lacks a score)."""
+
+    combined: np.ndarray
+    """The combined score, as `match_fingerprints` scores its candidates."""
+    components: dict[str, np.ndarray]
+    """Per usable component (in `COMPONENTS` order), its pair scores."""
+    weights: dict[str, float]
+    """The weights used, renormalised over the usable components."""
+    skipped: dict[str, str]
+    """Components left out, and why."""
+
+
+def similarity_matrices(
+    left: Sequence[FeatureFingerprint],
+    right: Sequence[FeatureFingerprint],
+    *,
+    weights: Mapping[str, float] | str | None = None,
+) -> SimilarityMatrices:
+    """The combined and per-component similarity of every (left, right) pair.
+
+    The scores are the ones `match_fingerprints` computes for its candidates, for all ``n x m``
+    pairs at once: memory grows with ``n * m`` per component, so this is for views of feature
+    subsets (the ``FingerprintHeatmap`` widget); the matcher itself never builds it.
+
+    Args:
+        left: fingerprints of one side.
+        right: fingerprints of the other.
+        weights: per-component weights (as `match_fingerprints` takes them); default `DEFAULT_WEIGHTS`.
+
+    Raises:
+        MatchError: bad weights, or no component usable on both sides.
+    """
+    _, data, skipped, used = _usable_components(left, right, weights, "similarity_matrices")
+    n, m = len(left), len(right)
+    score, per = combined_scores(data, used, np.repeat(np.arange(n), m), np.tile(np.arange(m), n))
+    return SimilarityMatrices(combined=score.reshape(n, m), components={c: s.reshape(n, m) for c, s in per.items()},
+                              weights=used, skipped=skipped)
+
+
 def match_fingerprints(
     left: Sequence[FeatureFingerprint],
     right: Sequence[FeatureFingerprint],
@@ -246,13 +299,8 @@ def match_fingerprints(
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise MatchError(f"match_fingerprints: {side} feature ids repeat: {dup}")
-    w = parse_weights(weights)
+    w, data, skipped, used = _usable_components(left, right, weights, "match_fingerprints")
     wanted = [c for c in COMPONENTS if w[c] > 0]
-    data, skipped = component_data(left, right, wanted)
-    if not data:
-        raise MatchError(f"match_fingerprints: no component usable on both sides ({skipped})")
-    total = sum(w[c] for c in data)
-    used = {c: w[c] / total for c in data}
     # candidate search on the weighted concatenation (dot = weighted sum of component cosines)
     # With unit-normalised component rows, scaling each block by sqrt(w_c) makes the dot product of the
     # concatenations sum_c w_c cos_c: one matrix product finds candidates for all components at once. It

@@ -289,11 +289,11 @@ def fingerprints_from_report(report: Any, *, table: Any = None, encoder: Any = N
         table: the table the report was ranked from (optional).
         encoder: a sentence encoder (``encode(texts)``) for explanation embeddings (optional).
     """
-    from interpkit.report import load_report
+    from interpkit.records import read_report
     from interpkit.table import FeatureTable
 
     if isinstance(report, str | Path):
-        report = load_report(report)
+        report = read_report(report)  # the features are all it needs: no RankingResult, no report layer
     if table is None and report.path is not None and (Path(report.path).parent / "table").is_dir():
         table = Path(report.path).parent / "table"
     if isinstance(table, str | Path):

@@ -3,7 +3,8 @@
 ``load_model`` returns a :class:`ModelWrapper` whatever the backend; ``capture`` reads sites
 (``layer{L}.resid_post``, ``layer{L}.mlp_out``, ``layer{L}.attn_out``, ``layer{L}.resid_pre``, or
 raw backend names), ``edits(...)`` applies :class:`Ablate`, :class:`Clamp`, :class:`AddVector` and
-:class:`Patch` to forwards and generation. Heavy libraries load on first use only.
+:class:`Patch` to forwards and generation; ``perplexity`` scores continuations under the unedited
+model. Heavy libraries load on first use only.
 
 Example:
     >>> from interpkit.models import AddVector, load_model  # doctest: +SKIP
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ._chat import ChatError, ChatModel, LocalChat, OpenAIChat, chat_model
     from ._encoder import SentenceEncoder, sentence_encoder
     from ._load import load_model
+    from ._perplexity import needs_bos, perplexity
     from ._wrapper import ModelWrapper, TokenBatch
     from .zoo import PACKAGED, PackagedModelMissing, cache_dir, zoo_status
 
@@ -48,6 +50,8 @@ _LAZY = {
     "OpenAIChat": "._chat",
     "chat_model": "._chat",
     "sentence_encoder": "._encoder",
+    "needs_bos": "._perplexity",
+    "perplexity": "._perplexity",
 }
 
 __all__ = [
@@ -77,7 +81,9 @@ __all__ = [
     "canonical_sites",
     "chat_model",
     "load_model",
+    "needs_bos",
     "parse_site",
+    "perplexity",
     "sentence_encoder",
     "site_from_hook_name",
     "zoo_status",

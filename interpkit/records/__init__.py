@@ -1,8 +1,11 @@
-"""Interchange formats: activation records, feature dumps and intervention records.
+"""Interchange formats: activation records, feature dumps, intervention records, specs and reports.
 
 Three frozen record types read from and written to streaming JSONL, field names fixed by the
 formats researchers already produce. Unknown fields are kept in each record's ``extra`` and
 written back, and every malformed input raises a `RecordError` naming file, line and field.
+An `InterventionSpec` (one JSON file: steering edits with their vectors and sha256) is what the
+steering panel saves; `read_intervention_spec` reads it as strictly. `ReportRecord` is
+``report.json`` as a format (`read_report`); the report layer's ``Report`` builds on it.
 
 >>> from interpkit.records import InterventionRecord
 >>> rec = InterventionRecord.from_dict({"model": "m", "feature_id": 3, "intervention": "ablate",
@@ -37,19 +40,36 @@ from ._jsonl import (
     read_intervention_records,
     write_jsonl,
 )
+from ._report import REPORT_KIND, FeatureEntryRecord, InputFile, ReportRecord, ReportSchemaError, read_report
+from ._spec import (
+    INTERVENTION_SPEC_KIND,
+    InterventionSpec,
+    SpecEdit,
+    read_intervention_spec,
+    vector_sha256,
+    write_intervention_spec,
+)
 
 __all__ = [
     "DECREASING_INTERVENTIONS",
     "INCREASING_INTERVENTIONS",
     "INTERVENTION_KINDS",
+    "INTERVENTION_SPEC_KIND",
+    "REPORT_KIND",
     "ActivationRecord",
     "FeatureActivation",
     "FeatureDump",
+    "FeatureEntryRecord",
     "FilterResult",
+    "InputFile",
     "InterventionRecord",
+    "InterventionSpec",
     "RecordError",
     "RecordKind",
+    "ReportRecord",
+    "ReportSchemaError",
     "Source",
+    "SpecEdit",
     "canonical_intervention",
     "detect_record_kind",
     "filter_interventions",
@@ -61,5 +81,9 @@ __all__ = [
     "read_activation_records",
     "read_feature_dumps",
     "read_intervention_records",
+    "read_intervention_spec",
+    "read_report",
+    "vector_sha256",
+    "write_intervention_spec",
     "write_jsonl",
 ]

@@ -9,7 +9,8 @@
 - `FeatureCard`: the report's HTML feature card as a live widget.
 
 The widgets hold no analysis of their own: every number comes from ``interpkit.rank``,
-``interpkit.criterion``, ``interpkit.models``, ``interpkit.match`` and ``interpkit.explain``. Their
+``interpkit.criterion``, ``interpkit.models``, ``interpkit.causal``, ``interpkit.match`` and
+``interpkit.explain``, and the files they write from ``interpkit.records``. Their
 front-end modules are plain ES modules shipped in the package (``widgets/*.js``); nothing is loaded
 from the network. Classes load on first use, so importing this package does not import anywidget.
 """

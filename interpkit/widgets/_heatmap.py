@@ -148,7 +148,7 @@ class FingerprintHeatmap(anywidget.AnyWidget):
         weights: Mapping[str, float] | str | None = None,
         **kwargs: Any,
     ) -> FingerprintHeatmap:
-        """Every pair's component and combined scores, computed as `~interpkit.match.match_fingerprints` does.
+        """Every pair's component and combined scores (`~interpkit.match.similarity_matrices`).
 
         Args:
             left: the left `~interpkit.match.FeatureFingerprint` list.
@@ -156,21 +156,15 @@ class FingerprintHeatmap(anywidget.AnyWidget):
             match_result: the matches of these fingerprints (outlined; validation shown).
             weights: component weights (default `~interpkit.match.DEFAULT_WEIGHTS`).
         """
-        from interpkit.match import COMPONENTS, MatchError, parse_weights
-        from interpkit.match._similarity import combined_scores, component_data
+        from interpkit.match import similarity_matrices
 
         n, m = len(left), len(right)
-        if n * m > MAX_CELLS:
+        if n * m > MAX_CELLS:  # checked before the matrices are built: they grow with n * m
             raise ValueError(f"{n} x {m} cells is more than the heatmap shows ({MAX_CELLS}); pass a subset")
-        w = parse_weights(weights if weights is not None else getattr(match_result, "weights", None))
-        data, skipped = component_data(left, right, [c for c in COMPONENTS if w[c] > 0])
-        if not data:
-            raise MatchError(f"no component usable on both sides ({skipped})")
-        total = sum(w[c] for c in data)
-        li, ri = np.repeat(np.arange(n), m), np.tile(np.arange(m), n)
-        score, per = combined_scores(data, {c: w[c] / total for c in data}, li, ri)
-        return cls(score.reshape(n, m), [fp.feature_id for fp in left], [fp.feature_id for fp in right],
-                   components={c: s.reshape(n, m) for c, s in per.items()},
+        sim = similarity_matrices(left, right,
+                                  weights=weights if weights is not None else getattr(match_result, "weights", None))
+        return cls(sim.combined, [fp.feature_id for fp in left], [fp.feature_id for fp in right],
+                   components=sim.components,
                    left_labels=[fp.label for fp in left], right_labels=[fp.label for fp in right],
                    match_result=match_result, **kwargs)
 

@@ -3,17 +3,15 @@
 Each feature is a steering vector at a site (a contrast direction, an SAE decoder row, a probe).
 Moving a slider sets its strength (negative strengths steer away); the panel then generates from
 the prompt twice with the same seed, without edits and inside ``model.edits(AddVector(...))`` for
-every non-zero strength, and scores both continuations:
+every non-zero strength, and scores both continuations. The evaluation is
+`interpkit.causal.steer_compare` (``criterion_score``, ``metric``, ``perplexity`` of each
+continuation and the ``next_token_tv`` distance; see there) and the sweep
+`interpkit.causal.steer_sweep`: the panel only holds the vectors and settings and mirrors the
+results into its synced traits, so a script gets the same numbers without the widget.
 
-- ``criterion_score``: the criterion compiler's score of the continuation (when a criterion is
-  given), and ``metric``: a `~interpkit.causal.CriterionMetric` (e.g. the target-token
-  `~interpkit.causal.LogitTargetMetric`) on the prompt under each setting, when given;
-- ``perplexity``: of the continuation given the prompt under the *unsteered* model (fluency, as
-  the AxBench steering evaluation measures it), and ``next_token_tv``: the total-variation
-  distance between the unsteered and steered next-token distributions after the prompt.
-
-`SteeringPanel.export_spec` writes the settings as an intervention spec (site, strength and the
-vector with its sha256) that `SteeringPanel.edits_from_spec` turns back into edits.
+`SteeringPanel.export_spec` writes the settings as an intervention spec
+(`interpkit.records.InterventionSpec`: site, strength and the vector with its sha256) that
+`SteeringPanel.edits_from_spec` (`interpkit.causal.spec_edits`) turns back into edits.
 
 Example:
     >>> import numpy as np
@@ -28,8 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,18 +35,15 @@ import anywidget
 import numpy as np
 import traitlets
 
+from interpkit.records import INTERVENTION_SPEC_KIND, vector_sha256
+
 from ._debounce import Debouncer
 from ._static import asset
 
 __all__ = ["SPEC_KIND", "SteeringPanel", "vector_sha256"]
 
-SPEC_KIND = "intervention_spec"
-"""``kind`` of the dict `SteeringPanel.export_spec` returns."""
-
-
-def vector_sha256(vector: Any) -> str:
-    """Hex sha256 of a vector's float32 little-endian bytes (how a spec names its vector)."""
-    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
+SPEC_KIND = INTERVENTION_SPEC_KIND
+"""``kind`` of the dict `SteeringPanel.export_spec` returns (`interpkit.records.INTERVENTION_SPEC_KIND`)."""
 
 
 class SteeringPanel(anywidget.AnyWidget):
@@ -146,7 +139,8 @@ class SteeringPanel(anywidget.AnyWidget):
         self.compiler_name = compiler
         self.compiler_options = dict(compiler_options or {})
         self.metric = metric
-        self._baseline_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # the unsteered run depends only on the prompt and generation settings: slider moves reuse it
+        self._baseline_cache: dict[tuple[Any, ...], Any] = {}
         self._debouncer = Debouncer(self._run, debounce)
         self._ready = False
         init = {n: float((strengths or {}).get(n, 0.0)) for n in self.vectors}
@@ -185,122 +179,90 @@ class SteeringPanel(anywidget.AnyWidget):
         """Baseline and steered continuations of ``prompt`` with their scores (the widget is not changed).
 
         Returns:
-            ``{"baseline": {"text", "criterion_score", "perplexity", "metric"}, "steered": {...},
-            "next_token_tv": float, "strengths": {...}}``.
+            `interpkit.causal.SteerComparison.to_dict` (``{"baseline": {"text", "criterion_score",
+            "metric", "perplexity"}, "steered": {...}, "next_token_tv": float}``) plus ``"strengths"``.
         """
-        from interpkit.causal import next_token_probs
+        from interpkit.causal import steer_compare
 
-        gen = {"max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
-               "chat": bool(self.chat), "seed": int(self.seed)}
-        key = (prompt, *sorted(gen.items()))
-        if key not in self._baseline_cache:
-            text = self.model.generate(prompt, **gen)[0]
-            self._baseline_cache[key] = {"text": text, **self._scores(prompt, text, [])}
-        base = self._baseline_cache[key]
-        edits = self.edits(strengths)
-        with self.model.edits(*edits):
-            text = self.model.generate(prompt, **gen)[0]
-        steered = {"text": text, **self._scores(prompt, text, edits)}
-        p = next_token_probs(self.model, [self._prompt_text(prompt)])
-        with self.model.edits(*edits):
-            q = next_token_probs(self.model, [self._prompt_text(prompt)])
-        tv = float(0.5 * (p - q).abs().sum())
-        return {"baseline": dict(base), "steered": steered, "next_token_tv": tv,
-                "strengths": {n: float(strengths.get(n, 0.0)) for n in self.vectors}}
+        out = steer_compare(self.model, prompt, self.edits(strengths), baseline=self._baseline(prompt),
+                            **self._options()).to_dict()
+        return {**out, "strengths": {n: float(strengths.get(n, 0.0)) for n in self.vectors}}
 
     def sweep(self, name: str, strengths: Sequence[float], prompt: str | None = None) -> list[dict[str, Any]]:
         """Run one feature at several strengths (others at 0): rows for `interpkit.viz.steering_curve`.
 
         Returns:
-            One ``{"feature", "strength", "criterion_score", "perplexity", "next_token_tv", "text"}`` per strength.
+            One ``{"feature", "strength", "criterion_score", "perplexity", "next_token_tv", "text"}``
+            per strength (`interpkit.causal.steer_sweep`).
         """
+        from interpkit.causal import steer_sweep
+
         if name not in self.vectors:
             raise KeyError(f"no feature {name!r}; known: {sorted(self.vectors)}")
-        rows = []
-        for s in strengths:
-            out = self.run(prompt if prompt is not None else self.prompt, {name: float(s)})
-            st = out["steered"]
-            rows.append({"feature": name, "strength": float(s), "criterion_score": st["criterion_score"],
-                         "perplexity": st["perplexity"], "next_token_tv": out["next_token_tv"], "text": st["text"]})
-        return rows
+        prompt = prompt if prompt is not None else self.prompt
+        site, vec = self.vectors[name]
+        return steer_sweep(self.model, prompt, site, vec, strengths, feature=name, baseline=self._baseline(prompt),
+                           **self._options())
+
+    def spec(self) -> Any:
+        """The current settings as an `interpkit.records.InterventionSpec` (non-zero strengths only)."""
+        from interpkit.records import InterventionSpec, SpecEdit
+
+        edits = [SpecEdit(feature=name, site=site, strength=float(self.strengths.get(name, 0.0)),
+                          vector=vec.detach().cpu().numpy())
+                 for name, (site, vec) in self.vectors.items() if float(self.strengths.get(name, 0.0)) != 0.0]
+        return InterventionSpec(edits=tuple(edits), model=getattr(self.model, "name", None),
+                                criterion=getattr(self.criterion, "text", self.criterion),
+                                generation={"prompt": self.prompt, "max_new_tokens": int(self.max_new_tokens),
+                                            "seed": int(self.seed), "do_sample": bool(self.do_sample),
+                                            "chat": bool(self.chat)})
 
     def export_spec(self) -> dict[str, Any]:
         """The current settings as an intervention spec (JSON-ready).
 
         One ``add_vector`` edit per non-zero strength: ``feature``, ``site``, ``strength``,
         ``d_model``, ``norm``, ``vector`` (float32 values) and ``vector_sha256``; plus the model
-        name, the prompt and the generation settings.
+        name, the prompt and the generation settings (`interpkit.records.InterventionSpec.to_dict`).
         """
-        from interpkit._constants import SCHEMA_VERSION
-
-        edits = []
-        for name, (site, vec) in self.vectors.items():
-            strength = float(self.strengths.get(name, 0.0))
-            if strength == 0.0:
-                continue
-            values = vec.detach().cpu().numpy().astype(np.float32)
-            edits.append({"type": "add_vector", "feature": name, "site": site, "strength": strength,
-                          "d_model": int(values.size), "norm": float(np.linalg.norm(values)),
-                          "vector": [float(v) for v in values], "vector_sha256": vector_sha256(values)})
-        crit = self.criterion
-        crit_text = getattr(crit, "text", crit)
-        return {"kind": SPEC_KIND, "schema_version": SCHEMA_VERSION, "model": getattr(self.model, "name", None),
-                "criterion": crit_text, "edits": edits,
-                "generation": {"prompt": self.prompt, "max_new_tokens": int(self.max_new_tokens),
-                               "seed": int(self.seed), "do_sample": bool(self.do_sample), "chat": bool(self.chat)}}
+        return self.spec().to_dict()
 
     def save_spec(self, path: str | Path) -> Path:
-        """Write `export_spec` as JSON (atomically) and return the path."""
-        from interpkit._io import atomic_write_text
+        """Write `export_spec` as JSON (atomically, `interpkit.records.write_intervention_spec`) and return the path."""
+        from interpkit.records import write_intervention_spec
 
-        return atomic_write_text(path, json.dumps(self.export_spec(), indent=2) + "\n")
+        return write_intervention_spec(path, self.spec())
 
     @staticmethod
     def edits_from_spec(spec: Mapping[str, Any] | str | Path) -> list[Any]:
         """``AddVector`` edits from a spec dict or file; each vector is checked against its sha256.
 
+        The same as `interpkit.causal.spec_edits`.
+
         Raises:
-            ValueError: not an intervention spec, or a vector that does not match its hash.
+            ValueError: (`interpkit.records.RecordError`) not an intervention spec, or a vector that
+                does not match its hash.
         """
-        import torch
+        from interpkit.causal import spec_edits
 
-        from interpkit.models import AddVector
-
-        if not isinstance(spec, Mapping):
-            spec = json.loads(Path(spec).read_text(encoding="utf-8"))
-        if spec.get("kind") != SPEC_KIND:
-            raise ValueError(f"not an intervention spec: kind {spec.get('kind')!r}")
-        out = []
-        for e in spec["edits"]:
-            values = np.asarray(e["vector"], dtype=np.float32)
-            if vector_sha256(values) != e["vector_sha256"]:
-                raise ValueError(f"edit {e.get('feature')!r}: vector does not match vector_sha256")
-            out.append(AddVector(e["site"], torch.from_numpy(values), strength=float(e["strength"])))
-        return out
+        return spec_edits(spec)
 
     # ---- the run ---------------------------------------------------------------------------------
 
-    def _prompt_text(self, prompt: str) -> str:
-        if not self.chat:
-            return prompt
-        return self.model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                         add_generation_prompt=True, tokenize=False)
+    def _options(self) -> dict[str, Any]:
+        """The scoring and generation settings `interpkit.causal.steer_compare` takes, from the traits."""
+        return {"criterion": self.criterion, "compiler": self.compiler_name, "compiler_options": self.compiler_options,
+                "metric": self.metric, "max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
+                "chat": bool(self.chat), "seed": int(self.seed)}
 
-    def _scores(self, prompt: str, text: str, edits: Sequence[Any]) -> dict[str, Any]:
-        from interpkit.bench._judge import perplexity
+    def _baseline(self, prompt: str) -> Any:
+        """The unsteered continuation of ``prompt`` with its scores, generated once per prompt and settings."""
+        from interpkit.causal import score_generation
 
-        out: dict[str, Any] = {"criterion_score": None, "metric": None}
-        if self.criterion is not None:
-            from interpkit.criterion import as_criterion, get_compiler
-
-            comp = get_compiler(self.compiler_name, **self.compiler_options)
-            out["criterion_score"] = comp.score_texts(as_criterion(self.criterion), [text])[0].score
-        if self.metric is not None:
-            with self.model.edits(*edits):
-                out["metric"] = float(np.asarray(self.metric.score(self.model, [self._prompt_text(prompt)]))[0])
-        ppl = float(perplexity(self.model, [self._prompt_text(prompt)], [text])[0]) if text else None
-        out["perplexity"] = ppl if ppl is not None and np.isfinite(ppl) else None
-        return out
+        options = self._options()
+        key = (prompt, *(options[k] for k in ("max_new_tokens", "do_sample", "chat", "seed")))
+        if key not in self._baseline_cache:
+            self._baseline_cache[key] = score_generation(self.model, prompt, (), **options)
+        return self._baseline_cache[key]
 
     def _run(self) -> None:
         prompt = self.prompt

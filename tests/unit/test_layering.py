@@ -51,10 +51,6 @@ def test_every_package_is_in_the_order():
     assert found <= set(ORDER), f"packages missing from ORDER: {sorted(found - set(ORDER))}"
 
 
-import pytest  # noqa: E402
-
-
-@pytest.mark.xfail(strict=True, reason="causal/_export.py and match/_fingerprint.py import report (issue 15, in progress)")
 def test_imports_point_down_the_layers():
     rank = {name: i for i, name in enumerate(ORDER)}
     wrong = []

@@ -21,6 +21,7 @@ from interpkit.match import (
     fingerprints_from_report,
     fingerprints_from_table,
     match_fingerprints,
+    similarity_matrices,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -132,6 +133,22 @@ def test_missing_component_is_skipped_and_renormalised(tmp_path):
     assert res.accuracy(truth) >= 0.95
     res.save(tmp_path)
     assert "skipped component **causal**: absent on right" in (tmp_path / "matches.md").read_text()
+
+
+def test_similarity_matrices_hold_the_matcher_scores_for_every_pair():
+    left, right, _ = planted(n=12, extra=3)
+    left = [replace(fp, causal_effects={"steer": 0.5}) for fp in left]
+    res = match_fingerprints(left, right, weights={"activation": 1.0, "causal": 1.0})
+    sim = similarity_matrices(left, right, weights={"activation": 1.0, "causal": 1.0})
+    assert sim.combined.shape == (12, 15) and list(sim.components) == ["activation"]
+    assert sim.weights == res.settings["weights_used"] and sim.skipped == {"causal": "absent on right"}
+    rows, cols = {fp.feature_id: i for i, fp in enumerate(left)}, {fp.feature_id: j for j, fp in enumerate(right)}
+    for m in res.matches:
+        i, j = rows[m.left_id], cols[m.right_id]
+        assert sim.combined[i, j] == pytest.approx(m.score)
+        assert sim.components["activation"][i, j] == pytest.approx(m.components["activation"])
+    with pytest.raises(MatchError, match="similarity_matrices: no component usable"):
+        similarity_matrices(left, right, weights="causal=1")
 
 
 def test_causal_component_scores_sign_and_size():

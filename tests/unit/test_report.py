@@ -117,3 +117,31 @@ def test_feature_entry_from_table_reads_metadata_ranking_examples_and_records():
     assert FeatureEntry.from_table(toy.table, fid).label is None
     with pytest.raises(KeyError):
         FeatureEntry.from_table(toy.table, "no-such-feature")
+
+
+def test_the_format_lives_in_records(toy_report):
+    from interpkit.records import ReportRecord, read_report
+
+    record = read_report(toy_report.path.parent)
+    assert type(record) is ReportRecord and isinstance(toy_report, ReportRecord)
+    assert isinstance(record.ranking, dict) and record.to_dict() == toy_report.to_dict()
+    assert record.to_json() == toy_report.path.read_text()
+    assert [f.feature_id for f in record.features] == [f.feature_id for f in toy_report.features]
+    from interpkit.report import FeatureEntry, load_report
+
+    # the report layer reads the same file into its own classes (the entries with from_table)
+    assert all(type(f) is FeatureEntry for f in load_report(toy_report.path).features)
+
+
+def test_readers_below_the_report_layer_do_not_import_it(toy_report):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from interpkit.match import fingerprints_from_report;"
+        f"fps = fingerprints_from_report({str(toy_report.path)!r});"
+        "import interpkit.causal._export;"
+        "print(len(fps), 'interpkit.report' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["5", "False"]
