@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from interpkit.models import needs_bos
+
 from ._task import GENRES, parse_json
 
 if TYPE_CHECKING:
@@ -39,12 +41,6 @@ def _has_template(tokenizer: Any) -> bool:
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], *, generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-
-
-def needs_bos(tokenizer: Any, text: str) -> bool:
-    """Whether tokenizing ``text`` should prepend the BOS token (False when ``text`` already starts with it)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    return bool(bos) and getattr(tokenizer, "bos_token_id", None) is not None and not text.startswith(bos)
 
 
 def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:

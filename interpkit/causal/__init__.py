@@ -17,8 +17,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interpkit._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "CriterionMetric": "._metric",
@@ -53,14 +52,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'interpkit.causal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
