@@ -209,13 +209,20 @@ def records_table(req: SimpleNamespace) -> BuiltTable:
 
 
 def features_table(req: SimpleNamespace) -> BuiltTable:
-    """``features``: a table from feature dumps JSONL, criterion scores from ``records`` when given."""
+    """``features``: a table from feature dumps JSONL, criterion scores from ``records`` when given.
+
+    interp-lab's dumps (texts without activations; `sources.dumps.is_interp_lab_dumps`) are translated:
+    with ``records``, the activations come from those records (interp-lab writes both for the same
+    features); without, each feature's listed texts count as where it fires and the texts are scored
+    for the criterion by ``req.compiler``. The report's warnings say what was translated.
+    """
     from interpkit.records import iter_activation_records, read_feature_dumps
-    from interpkit.sources.dumps import table_from_feature_dumps
+    from interpkit.sources.dumps import is_interp_lab_dumps, table_from_feature_dumps
 
     fpath = _check_file(req.features, "--features")
     dumps = read_feature_dumps(fpath)
     inputs = [_input("features", fpath, len(dumps))]
+    rrows: list[Any] = []
     score_map: dict[str, float] = {}
     if req.records is not None:
         rpath = _check_file(req.records, "--records")
@@ -225,12 +232,56 @@ def features_table(req: SimpleNamespace) -> BuiltTable:
             if r.criterion_score is not None:
                 score_map[str(r.prompt_id)] = float(r.criterion_score)
                 score_map[r.text] = float(r.criterion_score)
-    table, warnings, imported_causal = table_from_feature_dumps(dumps, scores=score_map)
     model = req.model
     if model is None:
         model = ",".join(sorted({d.model for d in dumps if d.model})) or "unknown"
+    if is_interp_lab_dumps(dumps):
+        table, warnings, imported_causal = _interp_lab_features(req, fpath, dumps, rrows)
+    else:
+        table, warnings, imported_causal = table_from_feature_dumps(dumps, scores=score_map)
     return BuiltTable(table=table, model=model, imported_causal=imported_causal, inputs=inputs,
                       warnings=list(warnings))
+
+
+def _interp_lab_features(req: SimpleNamespace, fpath: Path, dumps: list[Any],
+                         rrows: list[Any]) -> tuple[Any, list[str], dict[str, dict[str, float]]]:
+    """The table of interp-lab feature dumps (see `features_table`), its warnings and imported effects."""
+    from interpkit.sources.dumps import interp_lab_dump_notes, listed_text_dumps, table_from_feature_dumps
+
+    imported = {str(d.feature_id): dict(d.causal_effects) for d in dumps if d.causal_effects}
+    if rrows:
+        from interpkit.table import FeatureTable
+
+        notes = interp_lab_dump_notes(fpath.name, dumps, activations_from=Path(req.records).name)
+        table = FeatureTable.from_records(rrows)
+        have = set(table.feature_ids)
+        wanted = [str(d.feature_id) for d in dumps]
+        missing = [f for f in wanted if f not in have]
+        kept = [f for f in wanted if f in have]
+        if not kept:
+            raise InspectError(f"--features: none of the {len(wanted)} features of {fpath.name} appears in "
+                               f"--records {req.records}; nothing to rank")
+        if missing:
+            notes.append(f"{fpath.name}: {len(missing)} feature(s) not in --records, left out: "
+                         f"{', '.join(missing[:5])}")
+        table = table.select_features(np.asarray([table.feature_index(f) for f in kept], dtype=np.int64))
+        return table, notes, imported
+    from interpkit.inspect._model import score_texts
+
+    notes = interp_lab_dump_notes(fpath.name, dumps, activations_from=None)
+    texts = list(dict.fromkeys(t for d in dumps for t in d.examples))
+    if not texts:
+        raise InspectError(f"--features: {fpath.name} (interp-lab layout) lists no example texts and no "
+                           "--records were given; nothing to rank")
+    scores, compiler_name = score_texts(req.criterion, texts, compiler=req.compiler,
+                                        compiler_options=req.compiler_options)
+    try:
+        table, warnings, _ = table_from_feature_dumps(listed_text_dumps(dumps), scores=scores)
+    except ValueError as exc:
+        raise InspectError(f"--features: {fpath.name}: {exc}") from None
+    notes.append(f"{fpath.name}: criterion scores of its {len(texts)} example texts come from the "
+                 f"{compiler_name} compiler")
+    return table, [*notes, *warnings], imported
 
 
 BUILDERS: dict[str, Callable[[SimpleNamespace], BuiltTable]] = {

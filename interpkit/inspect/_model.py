@@ -148,6 +148,20 @@ def model_table(
     return FeatureTable.hstack([table, dtable]), info
 
 
+def score_texts(
+    criterion: str, texts: Sequence[str], *, compiler: str | None, compiler_options: Mapping[str, Any] | None
+) -> tuple[dict[str, float], str]:
+    """``{text: criterion score}`` for ``texts`` from ``compiler`` (default embedding), and the compiler's name.
+
+    Texts the compiler leaves unscored are left out.
+    """
+    from interpkit.criterion import Criterion, get_compiler
+
+    comp = get_compiler(compiler or DEFAULT_COMPILER, **dict(compiler_options or {}))
+    scored = comp.score_texts(Criterion(text=criterion), list(texts))
+    return {t: s.score for t, s in zip(texts, scored, strict=True) if s.score is not None}, comp.name
+
+
 def neuronpedia_table(
     refs: Sequence[str],
     files: Sequence[str | Path],
@@ -162,7 +176,6 @@ def neuronpedia_table(
     Returns:
         ``(table, explanations by feature id, warnings, model name)``.
     """
-    from interpkit.criterion import Criterion, get_compiler
     from interpkit.sources.dumps import table_from_feature_dumps
     from interpkit.sources.neuronpedia import NeuronpediaClient, load_neuronpedia_features
 
@@ -181,12 +194,10 @@ def neuronpedia_table(
                 texts.append(text)
     if not texts:
         raise CriterionRowsError("the Neuronpedia features list no example texts to score for the criterion")
-    comp = get_compiler(compiler or DEFAULT_COMPILER, **dict(compiler_options or {}))
-    scored = comp.score_texts(Criterion(text=criterion), texts)
-    scores = {t: s.score for t, s in zip(texts, scored, strict=True) if s.score is not None}
+    scores, compiler_name = score_texts(criterion, texts, compiler=compiler, compiler_options=compiler_options)
     table, warnings, _ = table_from_feature_dumps(dumps, scores=scores)
     warnings = [*warnings, f"criterion scores of the {len(texts)} Neuronpedia example texts come from the "
-                f"{comp.name} compiler"]
+                f"{compiler_name} compiler"]
     explanations = {str(d.feature_id): dict(e) for d, e in loaded}
     model = ",".join(sorted({d.model for d in dumps}))
     return table, explanations, warnings, model

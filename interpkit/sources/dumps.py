@@ -134,3 +134,61 @@ def table_from_feature_dumps(
         meta={"source": "feature_dumps"},
     )
     return table, warnings, causal
+
+
+# interp-lab 0.1 (the seed tool) writes feature dumps as its ``FeatureEvidence`` rows: the same field
+# names as ours, but ``examples`` are plain texts (no activation) and ``causal_effects`` hold its own
+# 0-1 scores. Nothing in such a file says how strongly a feature fires where, so the layout is
+# detected by those fields and translated explicitly, with a note per translated field.
+_INTERP_LAB_EFFECTS = frozenset({"criterion", "specificity", "side_effect", "signed_association",
+                                 "signed_causal_effect", "raw_intervention_delta", "intervention_record_count"})
+
+
+def is_interp_lab_dumps(dumps: Iterable[Any]) -> bool:
+    """Whether feature dumps are in interp-lab 0.1's layout (see `interp_lab_dump_notes`).
+
+    The layout: no example is an object (every listed example is a plain text), and some row lists a
+    text example, carries interp-lab's ``causal_effects`` keys (``criterion``, ``specificity``,
+    ``side_effect``) or its ``metadata`` object. A file of ours with an activation on any example is
+    never read as interp-lab's.
+    """
+    rows = list(dumps)
+    if not rows or any(isinstance(ex, Mapping) for d in rows for ex in d.examples):
+        return False
+    return any(d.examples or set(d.causal_effects) & _INTERP_LAB_EFFECTS or "metadata" in d.extra for d in rows)
+
+
+def interp_lab_dump_notes(name: str, dumps: Iterable[Any], *, activations_from: str | None) -> list[str]:
+    """The translation notes of an interp-lab dump file ``name`` (they go to the report's warnings).
+
+    Args:
+        activations_from: the activation-records file the activations come from; None when the listed
+            texts stand in for them (`listed_text_dumps`).
+    """
+    rows = list(dumps)
+    if activations_from is not None:
+        ex_note = (f"field 'examples' (plain texts) kept as the features' display examples; activations read "
+                   f"from {activations_from} (activation records of the same feature ids)")
+    else:
+        ex_note = ("field 'examples' (plain texts, no activations) read as the examples each feature fires "
+                   "on: activation 1.0 on its own listed texts, 0 on the texts other features list")
+    notes = [f"{name}: interp-lab layout: {ex_note}"]
+    keys = sorted({k for d in rows for k in d.causal_effects})
+    if keys:
+        notes.append(f"{name}: interp-lab layout: field 'causal_effects' ({', '.join(keys)}: interp-lab's own "
+                     "scores) kept as imported causal effects: reported, not ranked")
+    if any("metadata" in d.extra for d in rows):
+        notes.append(f"{name}: interp-lab layout: field 'metadata' kept verbatim (not interpreted)")
+    return notes
+
+
+def listed_text_dumps(dumps: Iterable[Any]) -> list[Any]:
+    """interp-lab dumps with each listed text as an example of activation 1.0 (for `table_from_feature_dumps`).
+
+    A text-only dump says only *that* a feature fires on its texts, so its table is a presence indicator:
+    the ranking then asks whether the texts a feature lists score higher for the criterion than the texts
+    the other features list.
+    """
+    from dataclasses import replace
+
+    return [replace(d, examples=tuple({"text": t, "activation": 1.0} for t in d.examples)) for d in dumps]
