@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from interpkit.runs._interp_lab import is_interp_lab_config, translate_interp_lab_config
 from interpkit.runs._steps import Option, get_kind, list_kinds
 
 CONFIG_VERSION = 1
@@ -69,6 +70,8 @@ class RunConfig:
     steps: tuple[StepConfig, ...]
     raw: Mapping[str, Any]
     """The config as parsed, kept in the manifest."""
+    notes: tuple[str, ...] = ()
+    """What was translated from another tool's config (interp-lab's); the manifest's ``warnings``."""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -220,6 +223,10 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> RunConfig:
     """Validate a parsed config mapping; ``path`` is the file it came from (for paths and messages)."""
     path = Path(path).absolute()
     name = path.name
+    notes: list[str] = []
+    original = data
+    if is_interp_lab_config(data):
+        data, notes = translate_interp_lab_config(data, path)
     for key in data:
         if key not in _TOP_KEYS:
             raise _unknown(name, str(key), _TOP_KEYS)
@@ -245,7 +252,7 @@ def parse_config(data: Mapping[str, Any], path: str | Path) -> RunConfig:
     seen: set[str] = set()
     parsed = tuple(_step(s, i, path, seed, seen) for i, s in enumerate(steps))
     return RunConfig(path=path, name=run_name, seed=seed, out=out, allow_outside=allow, steps=parsed,
-                     raw=json.loads(json.dumps(data, default=str)))
+                     raw=json.loads(json.dumps(original, default=str)), notes=tuple(notes))
 
 
 def load_config(path: str | Path) -> RunConfig:

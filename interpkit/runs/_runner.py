@@ -147,6 +147,7 @@ def run_plan(plan: Plan, *, echo: Callable[[str], Any] = print) -> dict[str, Any
         "name": cfg.name, "tool": tool(), "seed": cfg.seed,
         "config": {**describe_input(cfg.path, plan.relative(cfg.path)), "content": cfg.raw},
         "allow_outside": plan.allow_outside,
+        "warnings": list(cfg.notes),
         "inputs": _external(plan),
         "started_at": now(), "finished_at": None, "duration_s": None,
         "environment": environment(),
@@ -162,6 +163,8 @@ def run_plan(plan: Plan, *, echo: Callable[[str], Any] = print) -> dict[str, Any
         write_manifest(plan.run_dir, manifest)
 
     save("incomplete")
+    for note in cfg.notes:
+        echo(f"note: {note}")
     for ps, entry in zip(plan.steps, manifest["steps"], strict=True):
         echo(f"[{ps.step.index}] {ps.step.name}: interpkit {ps.step.kind}")
         try:
@@ -205,6 +208,8 @@ def run_config(config: str | Path | RunConfig, *, out: str | Path | None = None,
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     plan = make_plan(cfg, out=out, allow_outside=allow_outside)
     if dry_run:
+        for note in cfg.notes:
+            echo(f"note: {note}")
         echo(plan.describe())
         return None
     return run_plan(plan, echo=echo)
