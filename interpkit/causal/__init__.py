@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "read_target_tokens": "._metric",
     "CausalFeature": "._runner",
     "control_features": "._runner",
+    "CONTROL_KINDS": "._controls",
     "neuron_feature": "._runner",
     "run_interventions": "._runner",
     "EditSession": "._runner",

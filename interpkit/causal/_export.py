@@ -224,6 +224,7 @@ def export_interventions(
     ablate_mode: str = "zero",
     strength: float = 8.0,
     n_controls: int = 1,
+    controls: Sequence[str] | str = ("random",),
     threshold: float = 0.5,
     split: str | None = "test",
     seed: int = 0,
@@ -246,7 +247,8 @@ def export_interventions(
         target_tokens: the criterion's target tokens (default: the dataset's).
         ablate_mode: ``zero`` or ``mean``.
         strength: strength for steer/amplify.
-        n_controls: random same-norm controls per feature (features that are controls get none).
+        n_controls: controls per feature and control kind (features that are controls get none).
+        controls: control kinds (``random``, ``matched_frequency``, ``placebo``; see `run_interventions`).
         threshold: score threshold between negatives and positives.
         split: run on this split only (the ranking selected features on train); None: all rows.
         seed: seeds the controls.
@@ -275,12 +277,15 @@ def export_interventions(
     pos, neg = split_by_score(data, threshold=threshold)
     if not pos:
         raise ValueError(f"no positive prompts (criterion_score >= {threshold}) in the {split or 'whole'} split")
+    from ._controls import check_controls
+
+    controls = check_controls(controls)
     out: list[InterventionRecord] = []
     extra = {"split": split} if split is not None else None
     for feat in features:
         n = 0 if "::control" in feat.feature_id else n_controls
         out += run_interventions(model, [feat], pos, neg, metric, kinds=kinds, strength=strength, n_controls=n,
-                                 ablate_mode=ablate_mode, seed=seed, batch_size=batch_size, extra=extra)
+                                 controls=controls, ablate_mode=ablate_mode, seed=seed, batch_size=batch_size, extra=extra)
     return out
 
 

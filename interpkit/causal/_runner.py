@@ -17,10 +17,12 @@ distributions (0 = nothing changed, 1 = disjoint). It is in probability units, l
 metric, and it counts both a criterion rise where the criterion should not hold and any other
 disruption of the next-token prediction.
 
-Controls: for each feature and kind, ``n_controls`` random directions with the same norm at the same
-site get the same edit (a neuron's control is a random unit direction, its basis vector's norm).
-They are written as features of their own, ``"<feature>::control<k>"`` with extras
-``control: true`` and ``control_of: <feature>``, so a ranking sees them as null features.
+Controls: for each feature, kind and control kind (``controls=``: ``random``, the default,
+``matched_frequency``, ``placebo``; defined in `interpkit.causal._controls`), ``n_controls``
+controls at the same site get the same edit. They are written as features of their own,
+``"<feature>::control<k>"`` (random) or ``"<feature>::<control kind><k>"``, with extras
+``control: true``, ``control_of: <feature>`` and ``control_kind``; the ranking's causal component
+requires a feature to beat every control kind it was measured against.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class CausalFeature:
     """Hidden dimension index at ``site``."""
     control_of: str | None = None
     """For a control: the id of the feature it controls."""
+    control_kind: str | None = None
+    """For a control: ``random``, ``matched_frequency`` or ``placebo`` (None reads as random)."""
 
     def __post_init__(self) -> None:
         if (self.direction is None) == (self.neuron is None):
@@ -139,20 +143,15 @@ def neuron_feature(feature_id: str) -> CausalFeature:
 
 
 def control_features(feature: CausalFeature, n: int, *, d_model: int, seed: int = 0) -> list[CausalFeature]:
-    """``n`` random directions with the norm of ``feature``'s vector, at its site (seeded by id)."""
-    norm = float(np.linalg.norm(feature.vector(d_model)))
-    # Same norm, same site, random direction: a steering control moves the residual exactly as far, so an
-    # effect the feature shares with its controls comes from the edit's size, not its direction. The key is a
-    # deterministic function of the id (Python's hash() is salted), so controls are stable across runs.
-    key = sum(ord(c) * (i + 1) for i, c in enumerate(feature.feature_id)) % (2**31)
-    rng = np.random.default_rng([seed, key])
-    out = []
-    for k in range(n):
-        v = rng.standard_normal(d_model)
-        v = (v / np.linalg.norm(v) * norm).astype(np.float32)
-        out.append(CausalFeature(feature_id=f"{feature.feature_id}::control{k}", site=feature.site,
-                                 direction=v, control_of=feature.feature_id))
-    return out
+    """``n`` random directions with the norm of ``feature``'s vector, at its site (seeded by id).
+
+    Same norm, same site, random direction: a steering control moves the residual exactly as far, so an
+    effect the feature shares with its controls comes from the edit's size, not its direction. The other
+    control kinds are in `interpkit.causal._controls`.
+    """
+    from ._controls import random_controls
+
+    return random_controls(feature, n, d_model=d_model, seed=seed)
 
 
 def site_mean(model: Any, texts: Sequence[str], site: str, *, batch_size: int = 16) -> np.ndarray:
@@ -237,6 +236,7 @@ def run_interventions(
     kinds: Sequence[str] = ("steer",),
     strength: float = 1.0,
     n_controls: int = 1,
+    controls: Sequence[str] | str = ("random",),
     ablate_mode: str = "zero",
     seed: int = 0,
     batch_size: int = 16,
@@ -253,7 +253,11 @@ def run_interventions(
         metric: the criterion metric (its ``criterion`` text goes into every record).
         kinds: intervention kinds: ``steer``, ``amplify``, ``ablate``.
         strength: steering strength (``steer``/``amplify``).
-        n_controls: random same-norm directions per feature and kind (0: none).
+        n_controls: controls per feature, kind and control kind (0: none).
+        controls: control kinds: ``"random"`` (same-norm random directions), ``"matched_frequency"``
+            (as often active on the prompts as the feature), ``"placebo"`` (an on-distribution
+            direction orthogonal to the feature and to the class contrast); see
+            `interpkit.causal._controls`. A comma-separated string is accepted.
         ablate_mode: ``"zero"`` or ``"mean"`` (mean over every real token of the prompts).
         seed: seeds the control directions.
         batch_size: prompts per forward pass.
@@ -267,24 +271,51 @@ def run_interventions(
     pos_rows, neg_rows = _texts_ids(positives), _texts_ids(negatives)
     if not pos_rows:
         raise ValueError("run_interventions needs at least one positive prompt")
+    from ._controls import check_controls
+
+    control_kinds = check_controls(controls)
     kinds = [canonical_intervention(k) for k in kinds]
     d_model = int(model.d_model)
     base = _Baseline(model, metric, [r.text for r in pos_rows], [r.text for r in neg_rows], batch_size)
     means: dict[str, np.ndarray] = {}
+    acts: dict[str, list[np.ndarray]] = {}
     out: list[InterventionRecord] = []
     for feature in features:
+        ctrls = _controls_of(model, feature, control_kinds, n_controls, base, acts, d_model, seed, batch_size)
         for kind in kinds:
             mean = None
             if kind == "ablate" and ablate_mode == "mean":
                 if feature.site not in means:
                     means[feature.site] = site_mean(model, base.pos + base.neg, feature.site, batch_size=batch_size)
                 mean = means[feature.site]
-            for feat in [feature, *control_features(feature, n_controls, d_model=d_model, seed=seed)]:
+            for feat in [feature, *ctrls]:
                 outcome = measure_edit(base, feat.edit(kind, d_model=d_model, strength=strength, mean=mean))
                 out.extend(_records(model, metric, feat, kind, pos_rows, base.scores, outcome,
                                     strength=strength if kind in ("steer", "amplify") else None,
                                     ablate_mode=ablate_mode if kind == "ablate" else None,
                                     n_negatives=len(neg_rows), extra=extra))
+    return out
+
+
+def _controls_of(model: Any, feature: CausalFeature, control_kinds: Sequence[str], n: int, base: _Baseline,
+                 acts: dict[str, list[np.ndarray]], d_model: int, seed: int, batch_size: int) -> list[CausalFeature]:
+    """The controls of ``feature``, kind by kind (token activations per site read once, into ``acts``)."""
+    from ._controls import matched_frequency_controls, placebo_controls, token_activations
+
+    if n <= 0:
+        return []
+    out: list[CausalFeature] = []
+    for ck in control_kinds:
+        if ck == "random":
+            out += control_features(feature, n, d_model=d_model, seed=seed)
+            continue
+        if feature.site not in acts:
+            acts[feature.site] = token_activations(model, base.pos + base.neg, feature.site, batch_size=batch_size)
+        if ck == "matched_frequency":
+            out += matched_frequency_controls(feature, n, d_model=d_model, acts=acts[feature.site], seed=seed)
+        else:
+            out += placebo_controls(feature, n, d_model=d_model, acts=acts[feature.site], n_pos=len(base.pos),
+                                    seed=seed)
     return out
 
 
@@ -331,6 +362,7 @@ def _records(model, metric, feat, kind, rows, baseline, outcome, *, strength, ab
     common["control"] = feat.is_control
     if feat.is_control:
         common["control_of"] = feat.control_of
+        common["control_kind"] = feat.control_kind or "random"
     common["side_effect"] = "mean_tv_next_token_on_negatives"
     common["n_negatives"] = n_negatives
     common.update(extra or {})

@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="intervention kind; repeat for several (default ablate)")
     p.add_argument("--ablate-mode", choices=("zero", "mean"), default="zero", help="default zero")
     p.add_argument("--strength", type=float, default=8.0, help="strength for steer/amplify (default 8)")
-    p.add_argument("--n-controls", type=int, default=1, help="random same-norm controls per feature (default 1)")
+    p.add_argument("--n-controls", type=int, default=1, help="controls per feature and control kind (default 1)")
+    p.add_argument("--controls", default="random",
+                   help="control kinds, comma-separated: random (same-norm random directions, default), "
+                        "matched_frequency (as often active on the prompts), placebo (an on-distribution "
+                        "direction orthogonal to the feature and the class contrast); see docs/ranking.md")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="criterion_score at or above this is positive (default 0.5)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test",
@@ -37,6 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from interpkit.report import load_report
     from interpkit.sources import read_prompt_dataset
 
+    import sys
+
+    from interpkit.causal._controls import check_controls
+
+    try:
+        controls = check_controls(args.controls)
+    except ValueError as exc:
+        print(f"error: --controls: {exc}", file=sys.stderr)
+        return 2
     report = load_report(args.report)
     rows = read_prompt_dataset(args.dataset)
     target_tokens = read_target_tokens(args.target_tokens)
@@ -48,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     records = export_interventions(
         model, report, rows, args.criterion, top_k=args.top_k, directions=args.directions,
         kinds=tuple(args.kind or ("ablate",)), target_tokens=target_tokens, ablate_mode=args.ablate_mode,
-        strength=args.strength, n_controls=args.n_controls, threshold=args.threshold,
+        strength=args.strength, n_controls=args.n_controls, controls=controls, threshold=args.threshold,
         split=None if args.split == "all" else args.split, seed=args.seed, batch_size=args.batch_size,
     )
     write_jsonl(args.out, records)
