@@ -182,12 +182,17 @@ def aggregate_causal(
 
     known = set(feature_ids)
     groups: dict[str, list[Any]] = {}
+    controls: dict[str, dict[str, list[Any]]] = {}  # feature -> control kind -> its controls' records
     unknown: dict[str, int] = {}
     for rec in records:
         if isinstance(rec, Mapping):
             rec = InterventionRecord.from_dict(rec)
         fid = str(rec.feature_id)
-        if fid in known:
+        extra = rec.extra or {}
+        if fid not in known and extra.get("control") and str(extra.get("control_of")) in known:
+            kind = str(extra.get("control_kind") or "random")  # records before control kinds: random
+            controls.setdefault(str(extra["control_of"]), {}).setdefault(kind, []).append(rec)
+        elif fid in known:
             groups.setdefault(fid, []).append(rec)
         else:
             unknown[fid] = unknown.get(fid, 0) + 1
@@ -249,6 +254,8 @@ def aggregate_causal(
             status = "suppresses"
         else:
             status = "inconclusive"
+        if status in ("promotes", "suppresses") and fid in controls:
+            status = _beats_controls(fid, status, lo, hi, controls[fid], criterion, allow_mismatch, warnings)
         side_mean = float(np.mean(sides)) if sides else None
         value = mean - side_effect_weight * side_mean if side_mean is not None else mean
         out[fid] = Causal(status=status, value=value, ci_low=lo, ci_high=hi, n=n, n_dropped_mismatch=dropped,
@@ -261,3 +268,26 @@ def aggregate_causal(
     if criterion is None and groups:
         warnings.append("no criterion given: intervention records were not filtered by criterion")
     return out, warnings, dropped_total, synthetic
+
+
+def _beats_controls(fid: str, status: str, lo: float, hi: float, by_kind: Mapping[str, list[Any]],
+                    criterion: str | None, allow_mismatch: bool, warnings: list[str]) -> str:
+    """``status`` when the feature's interval clears the mean effect of every control kind, else inconclusive.
+
+    A feature must beat all the kinds it was measured against (random, matched_frequency, placebo): an
+    effect that a matched or placebo edit also produces is not evidence about this feature's direction.
+    """
+    from interpkit.records import filter_interventions
+
+    for kind, recs in sorted(by_kind.items()):
+        if criterion is not None:
+            recs, _ = filter_interventions(recs, criterion, allow_mismatch=allow_mismatch)
+        if not recs:
+            continue
+        ctrl = float(np.mean([float(r.signed_effect) for r in recs]))
+        beaten = lo > ctrl if status == "promotes" else hi < ctrl
+        if not beaten:
+            warnings.append(f"feature {fid!r}: its causal interval [{lo:.4g}, {hi:.4g}] does not clear the mean "
+                            f"effect of its {kind} controls ({ctrl:.4g}, {len(recs)} records): status inconclusive")
+            return "inconclusive"
+    return status
