@@ -12,7 +12,8 @@ Three kinds, chosen by ``run_interventions(controls=...)`` (``--controls`` on th
   frequency is closest. A feature that fires on most prompts is compared with edits that touch
   as many prompts, so a frequent feature's larger reach is not mistaken for specificity.
 - ``placebo``: an on-distribution edit unrelated to the criterion: a direction of the feature's norm
-  drawn from the top principal subspace of the site's token activations on the prompt set, made
+  drawn from the top principal subspace of the site's token activations on the prompt set (at most
+  16 components, at most a quarter of the width, weighted by their singular values), made
   orthogonal to the feature vector and to the positives-minus-negatives mean difference (so it
   separates the classes no better than chance on average). Random directions in a wide residual
   stream point mostly where the data does not vary, which the model may simply ignore; a

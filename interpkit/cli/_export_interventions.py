@@ -36,14 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from interpkit.causal import export_interventions, read_target_tokens
+    from interpkit.causal._controls import check_controls
     from interpkit.records import write_jsonl
     from interpkit.report import load_report
     from interpkit.sources import read_prompt_dataset
-
-    import sys
-
-    from interpkit.causal._controls import check_controls
 
     try:
         controls = check_controls(args.controls)

@@ -189,12 +189,13 @@ def aggregate_causal(
             rec = InterventionRecord.from_dict(rec)
         fid = str(rec.feature_id)
         extra = rec.extra or {}
-        if fid not in known and extra.get("control") and str(extra.get("control_of")) in known:
+        is_control = bool(extra.get("control")) and str(extra.get("control_of")) in known
+        if is_control:  # also ranked as a feature of its own when the table holds it
             kind = str(extra.get("control_kind") or "random")  # records before control kinds: random
             controls.setdefault(str(extra["control_of"]), {}).setdefault(kind, []).append(rec)
-        elif fid in known:
+        if fid in known:
             groups.setdefault(fid, []).append(rec)
-        else:
+        elif not is_control:
             unknown[fid] = unknown.get(fid, 0) + 1
     warnings: list[str] = []
     if unknown:
