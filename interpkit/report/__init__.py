@@ -17,6 +17,7 @@ Example:
     'the text is about cats'
 """
 
+from interpkit.report._compare import RunComparison, compare_runs
 from interpkit.report._html import card_css, feature_card_html
 from interpkit.report._report import (
     REPORT_KIND,
@@ -33,7 +34,9 @@ __all__ = [
     "InputFile",
     "Report",
     "ReportSchemaError",
+    "RunComparison",
     "card_css",
+    "compare_runs",
     "feature_card_html",
     "load_report",
 ]
