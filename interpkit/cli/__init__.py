@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from interpkit._version import __version__
 from interpkit.cli import (
     _bench,
+    _compare_runs,
     _criterion,
     _demo,
     _doctor,
@@ -41,6 +42,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
+    ("compare-runs", _compare_runs.HELP, _compare_runs.add_arguments, _compare_runs.run),
 )
 
 
