@@ -24,6 +24,7 @@ from interpkit.cli import (
     _inspect,
     _match,
     _run,
+    _search_features,
     _train_sae,
 )
 
@@ -43,6 +44,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
     ("compare-runs", _compare_runs.HELP, _compare_runs.add_arguments, _compare_runs.run),
+    ("search-features", _search_features.HELP, _search_features.add_arguments, _search_features.run),
 )
 
 

@@ -27,6 +27,7 @@ from interpkit.report._report import (
     ReportSchemaError,
     load_report,
 )
+from interpkit.report._search import SearchHit, search_features
 
 __all__ = [
     "REPORT_KIND",
@@ -35,8 +36,10 @@ __all__ = [
     "Report",
     "ReportSchemaError",
     "RunComparison",
+    "SearchHit",
     "card_css",
     "compare_runs",
     "feature_card_html",
     "load_report",
+    "search_features",
 ]
