@@ -26,6 +26,7 @@ from interpkit.cli import (
     _run,
     _search_features,
     _train_sae,
+    _validate_matches,
 )
 
 # (name, help, add_arguments, run)
@@ -45,6 +46,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
     ("compare-runs", _compare_runs.HELP, _compare_runs.add_arguments, _compare_runs.run),
     ("search-features", _search_features.HELP, _search_features.add_arguments, _search_features.run),
+    ("validate-matches", _validate_matches.HELP, _validate_matches.add_arguments, _validate_matches.run),
 )
 
 
