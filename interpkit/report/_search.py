@@ -64,14 +64,10 @@ class SearchHit:
 
 @dataclass(frozen=True, slots=True)
 class _Doc:
-    source: str
-    source_kind: str
-    feature_id: str
-    rank: int | None
-    label: str | None
-    tier: str | None
-    label_score: float | None
-    texts: tuple[tuple[str, str], ...]  # (where, text)
+    """A feature to search: the identity fields of its hits, and its texts as ``(where, text)``."""
+
+    who: dict[str, Any]
+    texts: tuple[tuple[str, str], ...]
 
 
 def _is_table(folder: Path) -> bool:
@@ -132,9 +128,11 @@ def _report_docs(path: Path) -> list[_Doc]:
         examples = list(f.top_examples) or list(expl.get("top_examples") or [])
         texts += [("example", str(e["text"])) for e in examples if e.get("text")]
         score = expl.get("label_score")
-        docs.append(_Doc(str(path), "report", f.feature_id, f.rank, f.label or expl.get("label"),
-                         (f.components or {}).get("tier") or tiers.get(f.feature_id),
-                         None if score is None else float(score), tuple(texts)))
+        who = {"source": str(path), "source_kind": "report", "feature_id": f.feature_id, "rank": f.rank,
+               "label": f.label or expl.get("label"),
+               "tier": (f.components or {}).get("tier") or tiers.get(f.feature_id),
+               "label_score": None if score is None else float(score)}
+        docs.append(_Doc(who, tuple(texts)))
     return docs
 
 
@@ -152,8 +150,9 @@ def _table_docs(path: Path) -> list[_Doc]:
         if isinstance(desc, str) and desc.strip() and desc != label:
             texts.append(("explanation", desc))
         if texts:
-            docs.append(_Doc(str(path), "table", str(fid), None, None if label is None else str(label), None, None,
-                             tuple(texts)))
+            who = {"source": str(path), "source_kind": "table", "feature_id": str(fid), "rank": None,
+                   "label": None if label is None else str(label), "tier": None, "label_score": None}
+            docs.append(_Doc(who, tuple(texts)))
     return docs
 
 
@@ -179,9 +178,7 @@ def _text_match(query: str, doc: _Doc) -> tuple[int, int, float, str, str] | Non
 
 
 def _hit(doc: _Doc, where: str, match: str, score: float, text: str) -> SearchHit:
-    return SearchHit(source=doc.source, source_kind=doc.source_kind, feature_id=doc.feature_id, rank=doc.rank,
-                     label=doc.label, tier=doc.tier, label_score=doc.label_score, where=where, match=match,
-                     score=float(score), text=text)
+    return SearchHit(**doc.who, where=where, match=match, score=float(score), text=text)
 
 
 def search_features(
@@ -232,7 +229,7 @@ def search_features(
         if m is None:
             rest.append(doc)
         else:
-            ranked.append(((m[0], m[1], m[2], doc.rank if doc.rank is not None else 1 << 30, i), doc, m))
+            ranked.append(((m[0], m[1], m[2], doc.who["rank"] if doc.who["rank"] is not None else 1 << 30, i), doc, m))
     ranked.sort(key=lambda x: x[0])
     hits = [_hit(doc, m[3], ("exact", "substring")[m[0]], -m[2], m[4]) for _, doc, m in ranked]
     if embed and len(hits) < top_k and rest:
