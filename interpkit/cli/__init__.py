@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from interpkit._version import __version__
 from interpkit.cli import (
     _bench,
+    _compare_runs,
     _criterion,
     _demo,
     _doctor,
@@ -23,7 +24,9 @@ from interpkit.cli import (
     _inspect,
     _match,
     _run,
+    _search_features,
     _train_sae,
+    _validate_matches,
 )
 
 # (name, help, add_arguments, run)
@@ -41,6 +44,9 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
+    ("compare-runs", _compare_runs.HELP, _compare_runs.add_arguments, _compare_runs.run),
+    ("search-features", _search_features.HELP, _search_features.add_arguments, _search_features.run),
+    ("validate-matches", _validate_matches.HELP, _validate_matches.add_arguments, _validate_matches.run),
 )
 
 

@@ -48,6 +48,7 @@ from ._validate import (
     target_tokens_from_contrast,
     validate_matches,
 )
+from ._validate_saved import features_from_table, read_matches, validate_saved_matches
 
 __all__ = [
     "COMPONENTS",
@@ -74,4 +75,7 @@ __all__ = [
     "orthogonal_controls",
     "target_tokens_from_contrast",
     "validate_matches",
+    "features_from_table",
+    "read_matches",
+    "validate_saved_matches",
 ]

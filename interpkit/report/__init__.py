@@ -17,6 +17,7 @@ Example:
     'the text is about cats'
 """
 
+from interpkit.report._compare import RunComparison, compare_runs
 from interpkit.report._html import card_css, feature_card_html
 from interpkit.report._report import (
     REPORT_KIND,
@@ -26,6 +27,7 @@ from interpkit.report._report import (
     ReportSchemaError,
     load_report,
 )
+from interpkit.report._search import SearchHit, search_features
 
 __all__ = [
     "REPORT_KIND",
@@ -33,7 +35,11 @@ __all__ = [
     "InputFile",
     "Report",
     "ReportSchemaError",
+    "RunComparison",
+    "SearchHit",
     "card_css",
+    "compare_runs",
     "feature_card_html",
     "load_report",
+    "search_features",
 ]

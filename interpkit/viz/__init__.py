@@ -7,6 +7,8 @@
 - `match_heatmap`: a match result's (or a `~interpkit.widgets.FingerprintHeatmap`'s) similarities;
 - `auroc_bars`, `bench_roc`, `bench_steering`: the benchmark report's charts (``interpkit.bench`` results);
   `bench_charts` builds all three, `write_bench_charts` writes them (the ``charts/`` of `interpkit bench`);
+- `run_comparison_chart`: two runs' ranks, AUROCs and causal effects per feature (``compare-runs``),
+  `save_run_comparison` writes it with the comparison's JSON and markdown;
 - `save_chart`: PNG/SVG (offline, vl-convert), self-contained HTML, or the vega-lite JSON.
 
 Example:
@@ -27,6 +29,7 @@ from interpkit._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._bench import auroc_bars, bench_charts, bench_roc, bench_steering, write_bench_charts
     from ._charts import activation_histogram, match_heatmap, ranking_bars, roc_curves, steering_curve
+    from ._compare import run_comparison_chart, save_run_comparison
     from ._save import save_chart
 
 _LAZY = {
@@ -40,6 +43,8 @@ _LAZY = {
     "bench_roc": "._bench",
     "bench_steering": "._bench",
     "write_bench_charts": "._bench",
+    "run_comparison_chart": "._compare",
+    "save_run_comparison": "._compare",
     "save_chart": "._save",
 }
 
@@ -52,7 +57,9 @@ __all__ = [
     "match_heatmap",
     "ranking_bars",
     "roc_curves",
+    "run_comparison_chart",
     "save_chart",
+    "save_run_comparison",
     "steering_curve",
     "write_bench_charts",
 ]
