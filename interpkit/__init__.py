@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     # report / inspect
     "Report": "interpkit.report",
     "load_report": "interpkit.report",
+    "compare_runs": "interpkit.report",
+    "search_features": "interpkit.report",
     "inspect": "interpkit.inspect",
     "rank": "interpkit.rank",
     "doctor": "interpkit._doctor",
@@ -78,6 +80,7 @@ __all__ = [
     "Report",
     "__version__",
     "compare",
+    "compare_runs",
     "compile_criterion",
     "doctor",
     "explain_feature",
@@ -94,6 +97,7 @@ __all__ = [
     "run_bench",
     "save_sae",
     "score_prompts",
+    "search_features",
     "train_sae",
 ]
 
@@ -119,6 +123,6 @@ if TYPE_CHECKING:  # pragma: no cover
         InterventionRecord,
         RecordError,
     )
-    from interpkit.report import Report, load_report
+    from interpkit.report import Report, compare_runs, load_report, search_features
     from interpkit.sources import make_toy_table
     from interpkit.table import FeatureTable
