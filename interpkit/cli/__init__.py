@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from interpkit._version import __version__
 from interpkit.cli import (
     _bench,
+    _capabilities,
     _criterion,
     _demo,
     _doctor,
@@ -22,6 +23,7 @@ from interpkit.cli import (
     _export_records,
     _inspect,
     _match,
+    _mcp,
     _run,
     _train_sae,
 )
@@ -41,6 +43,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
+    ("capabilities", _capabilities.HELP, _capabilities.add_arguments, _capabilities.run),
+    ("mcp", _mcp.HELP, _mcp.add_arguments, _mcp.run),
 )
 
 
