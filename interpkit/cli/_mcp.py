@@ -39,14 +39,18 @@ def _require_mcp() -> Any:
     return FastMCP
 
 
-def _threaded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` as a coroutine run in a worker thread; ``functools.wraps`` keeps its signature for the schema."""
+def _threaded(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fn`` as a coroutine run in a worker thread; ``functools.wraps`` keeps its signature for the schema.
+
+    The wrapper is named after the tool, so argument errors read "validation error for <tool>Arguments".
+    """
     import anyio.to_thread
 
     @functools.wraps(fn)
     async def call(**kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs))
 
+    call.__name__ = name
     return call
 
 
@@ -67,7 +71,7 @@ def build_server(tools: Any = None) -> Any:
     server._mcp_server.version = __version__
     for spec in TOOLS if tools is None else tools:
         server.add_tool(
-            _threaded(spec.fn), name=spec.name, title=spec.title, description=spec.fn.__doc__,
+            _threaded(spec.fn, spec.name), name=spec.name, title=spec.title, description=spec.fn.__doc__,
             annotations=ToolAnnotations(title=spec.title, readOnlyHint=spec.read_only, openWorldHint=False),
         )
     return server
