@@ -77,6 +77,34 @@ def build_server(tools: Any = None) -> Any:
     return server
 
 
+def serve_stdio(server: Any) -> None:
+    """Serve ``server`` over this process's stdin and stdout until the client closes stdin.
+
+    Standard output carries the protocol only: the protocol writes to a duplicate of file
+    descriptor 1, and descriptor 1 itself is pointed at standard error, so a stray ``print`` or a
+    C library writing to stdout inside a tool cannot corrupt the JSON-RPC stream.
+    """
+    import io
+    import os
+    import sys
+
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    sys.stdout.flush()
+    protocol = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), encoding="utf-8")
+    os.dup2(2, 1)
+    # FastMCP.run("stdio") does the same with the process's own stdout; its low-level server is the
+    # one the SDK's own helpers (mcp.shared.memory) drive as well
+    low = server._mcp_server
+
+    async def serve() -> None:
+        async with stdio_server(stdout=anyio.wrap_file(protocol)) as (read, write):
+            await low.run(read, write, low.create_initialization_options())
+
+    anyio.run(serve)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list-tools", action="store_true",
                    help="print the tool names and titles and exit instead of serving")
@@ -90,5 +118,5 @@ def run(args: argparse.Namespace) -> int:
         for spec in TOOLS:
             print(f"{spec.name:<14} {spec.title}")
         return 0
-    build_server().run("stdio")  # blocks until the client closes stdin
+    serve_stdio(build_server())  # blocks until the client closes stdin
     return 0

@@ -129,6 +129,80 @@ def test_bad_arguments_return_errors_naming_the_field(tmp_path: Path):
     assert not (tmp_path / "report.json").exists()  # refused before anything was written
 
 
+def test_the_command_serves_over_stdio_to_the_sdk_client():
+    """`interpkit mcp` as a subprocess, driven by the SDK's stdio client: initialize, list, call."""
+    import os
+    import sys
+
+    from mcp import StdioServerParameters
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "interpkit.cli", "mcp"], env=env, cwd=root)
+
+    async def go():
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            init = await session.initialize()
+            tools = await session.list_tools()
+            caps = await session.call_tool("capabilities", {})
+            return init, tools, caps
+
+    init, tools, caps = anyio.run(go)
+    assert init.serverInfo.name == "interpkit" and init.serverInfo.version == interpkit.__version__
+    assert [t.name for t in tools.tools] == [t.name for t in TOOLS]
+    assert _payload(caps)["kind"] == "interpkit_capabilities"
+
+
+NOISY = """
+import os
+from interpkit.cli._mcp import build_server, serve_stdio
+from interpkit.cli._mcp_tools import ToolSpec
+
+def noisy() -> dict[str, bool]:
+    \"\"\"Writes to stdout from Python and from the file descriptor.\"\"\"
+    print("stray print")
+    os.write(1, b"raw write to fd 1\\n")
+    return {"ok": True}
+
+serve_stdio(build_server([ToolSpec("noisy", noisy, "noisy")]))
+"""
+
+
+def test_stray_stdout_inside_a_tool_does_not_corrupt_the_protocol(tmp_path: Path):
+    import os
+    import sys
+
+    from mcp import StdioServerParameters
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    params = StdioServerParameters(command=sys.executable, args=[str(script)], env=env)
+
+    garbage: list[Exception] = []
+
+    async def on_message(message):  # the client hands lines it cannot parse here, as exceptions
+        if isinstance(message, Exception):
+            garbage.append(message)
+
+    async def go():
+        async with stdio_client(params) as (read, write), \
+                ClientSession(read, write, message_handler=on_message) as session:
+            await session.initialize()
+            first = await session.call_tool("noisy", {})
+            second = await session.call_tool("noisy", {})
+            return first, second
+
+    for result in anyio.run(go):
+        assert _payload(result) == {"ok": True}
+    assert garbage == [], f"non-protocol lines reached the client: {garbage}"
+
+
 def test_the_command_lists_its_tools(capsys):
     assert main(["mcp", "--list-tools"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [t.name for t in TOOLS]
