@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from interpkit._version import __version__
 from interpkit.cli import (
     _bench,
+    _capabilities,
     _compare_runs,
     _criterion,
     _demo,
@@ -23,6 +24,7 @@ from interpkit.cli import (
     _export_records,
     _inspect,
     _match,
+    _mcp,
     _run,
     _search_features,
     _train_sae,
@@ -47,6 +49,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("compare-runs", _compare_runs.HELP, _compare_runs.add_arguments, _compare_runs.run),
     ("search-features", _search_features.HELP, _search_features.add_arguments, _search_features.run),
     ("validate-matches", _validate_matches.HELP, _validate_matches.add_arguments, _validate_matches.run),
+    ("capabilities", _capabilities.HELP, _capabilities.add_arguments, _capabilities.run),
+    ("mcp", _mcp.HELP, _mcp.add_arguments, _mcp.run),
 )
 
 
