@@ -79,6 +79,22 @@ OUTPUTS: dict[str, tuple[dict[str, Any], ...]] = {
     "bench detect": (_out("out", "<out>/", "interpkit.bench", "docs/benchmarks.md#1-what-runs"),),
     "bench steer": (_out("out", "<out>/", "interpkit.bench", "docs/benchmarks.md#1-what-runs"),),
     "bench generate": (_out("out", "<out>/", "interpkit.bench.generate", "docs/benchmarks.md#data"),),
+    "compare-runs": (
+        _out("out", "<out>/comparison.json", "interpkit_run_comparison", "docs/formats.md#comparisonjson-schema-version-1"),
+        _out("out", "<out>/comparison.md, comparison.vl.json, comparison.html", None,
+             "docs/formats.md#comparisonjson-schema-version-1"),
+        _out(None, "<stdout>", None, "docs/formats.md#comparisonjson-schema-version-1", when="no --out: the markdown"),
+    ),
+    "search-features": (
+        _out(None, "<stdout>", None, "docs/formats.md#feature-search-hits-interpkit_feature_search-schema-version-1"),
+        _out("out", "<out>", "interpkit_feature_search",
+             "docs/formats.md#feature-search-hits-interpkit_feature_search-schema-version-1", when="--out given"),
+    ),
+    "validate-matches": (
+        _out("out", "<out> (default <matches>.validated.json)", "interpkit_matches",
+             "docs/formats.md#validated-matches-interpkit-validate-matches"),
+        _out("out", "the .md beside it", None, "docs/formats.md#validated-matches-interpkit-validate-matches"),
+    ),
     "capabilities": (_out(None, "<stdout>", CAPABILITIES_KIND, _CAPS),),
     "mcp": (_out(None, "<stdio>", None, _CAPS, when="an MCP server; its tools write where their 'out' says"),),
 }
