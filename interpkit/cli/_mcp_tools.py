@@ -9,13 +9,13 @@ the server returns them as MCP tool errors.
 Registered: ``capabilities`` (:func:`interpkit.cli._capabilities.capabilities`), ``inspect``
 (:func:`interpkit.inspect`), ``rank`` (:func:`interpkit.inspect.rank_criterion` /
 :func:`interpkit.rank` on a saved table), ``explain`` (a report entry's explanation, or
-:func:`interpkit.explain_feature` on a saved table) and ``match`` (:func:`interpkit.match.compare`).
+:func:`interpkit.explain_feature` on a saved table), ``match`` (:func:`interpkit.match.compare`),
+``compare_runs`` (:func:`interpkit.report.compare_runs`) and ``search_features``
+(:func:`interpkit.report.search_features`).
 
 TODO (issue 16; tools whose functions are being built in parallel; add one `ToolSpec` each when the
 function is on main, never a stub):
 
-- ``compare_runs`` -> ``interpkit.report.compare_runs``
-- ``search_features`` -> ``interpkit.report.search_features``
 - ``export_steering`` / ``apply_steering`` -> ``interpkit.causal.export_steering`` / ``apply_steering``
 - ``dossier`` -> ``interpkit.dossier``'s builder
 
@@ -242,6 +242,36 @@ def match_tool(
     }
 
 
+def compare_runs_tool(a: str, b: str, out: str | None = None, rel_tol: float = 1e-6,
+                      abs_tol: float = 1e-9) -> dict[str, Any]:
+    """Compare two saved runs (interpkit compare-runs); with ``out``, write comparison.json/.md and the chart.
+
+    ``a`` / ``b``: report.json paths or their folders.
+    """
+    from interpkit.report import compare_runs
+
+    comparison = compare_runs(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
+    written: list[str] = []
+    if out is not None:
+        from interpkit.viz import save_run_comparison
+
+        written = [str(p) for p in save_run_comparison(comparison, out)]
+    data = comparison.to_dict()
+    return {"kind": data["kind"], "no_change": comparison.no_change, "files": written,
+            "gained": data["gained"], "lost": data["lost"], "settings_changed": data["settings_changed"],
+            "features": data["features"]}
+
+
+def search_features_tool(query: str, reports: list[str], top_k: int = 20, embed: bool = True) -> dict[str, Any]:
+    """Find features across saved reports and tables by text (interpkit search-features)."""
+    from interpkit.report import search_features
+
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    hits = search_features(query, reports, top_k=top_k, embed=embed)
+    return {"kind": "interpkit_feature_search", "query": query, "embed": embed, "hits": [h.to_dict() for h in hits]}
+
+
 #: The tools ``interpkit mcp`` serves, in the order a client lists them.
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("capabilities", capabilities_tool, "interpkit commands, arguments and formats", read_only=True),
@@ -249,4 +279,6 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("rank", rank_tool, "rank a saved feature table for a criterion"),
     ToolSpec("explain", explain_tool, "explain one feature of a saved report", read_only=True),
     ToolSpec("match", match_tool, "match two reports' features one-to-one"),
+    ToolSpec("compare_runs", compare_runs_tool, "what changed between two saved runs"),
+    ToolSpec("search_features", search_features_tool, "find features in saved reports by text", read_only=True),
 )

@@ -206,3 +206,25 @@ def test_stray_stdout_inside_a_tool_does_not_corrupt_the_protocol(tmp_path: Path
 def test_the_command_lists_its_tools(capsys):
     assert main(["mcp", "--list-tools"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [t.name for t in TOOLS]
+
+
+def test_compare_runs_and_search_features_tools_read_saved_reports(tmp_path: Path):
+    async def calls(s):
+        paths = []
+        for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+            args = {"criterion": "mentions a cat", "out": str(tmp_path / name), "model": "toy",
+                    "backend": "toy", "top_k": 3, "seed": seed, **FAST}
+            paths.append(_payload(await s.call_tool("inspect", args))["report"])
+        same = _payload(await s.call_tool("compare_runs", {"a": paths[0], "b": paths[1]}))
+        assert same["no_change"] is True and same["files"] == []
+        other = _payload(await s.call_tool("compare_runs", {"a": paths[0], "b": paths[2], "out": str(tmp_path / "d")}))
+        assert other["no_change"] is False
+        assert any(c["name"].endswith("seed") for c in other["settings_changed"])
+        assert Path(tmp_path / "d" / "comparison.json").is_file() and str(tmp_path / "d" / "comparison.json") in other["files"]
+        label = interpkit.load_report(paths[0]).features[0].label
+        found = _payload(await s.call_tool("search_features", {"query": label, "reports": [paths[0]], "embed": False}))
+        assert found["hits"] and found["hits"][0]["match"] == "exact" and found["hits"][0]["label"] == label
+        bad = await s.call_tool("search_features", {"query": "x", "reports": [paths[0]], "top_k": 0})
+        assert bad.isError and "top_k" in bad.content[0].text
+
+    _session(calls)
