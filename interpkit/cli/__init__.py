@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from interpkit._version import __version__
 from interpkit.cli import (
+    _apply_steering,
     _bench,
     _criterion,
     _demo,
@@ -20,6 +21,7 @@ from interpkit.cli import (
     _export_contrast,
     _export_interventions,
     _export_records,
+    _export_steering,
     _inspect,
     _match,
     _run,
@@ -41,6 +43,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
+    ("export-steering", _export_steering.HELP, _export_steering.add_arguments, _export_steering.run),
+    ("apply-steering", _apply_steering.HELP, _apply_steering.add_arguments, _apply_steering.run),
 )
 
 
