@@ -58,6 +58,7 @@ _LAZY: dict[str, str] = {
     "check_artifact_model": "._artifact",
     "export_steering": "._artifact",
     "steering_evidence": "._artifact",
+    "unvalidated_artifact": "._artifact",
 }
 
 __all__ = sorted(_LAZY)

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from interpkit.records import InterventionRecord, canonical_intervention, filter_interventions
+from interpkit.records import InterventionRecord, filter_interventions
 
 from ._export import _feature_for
 
 __all__ = ["STEERING_GENERATION_KIND", "SteeringRefused", "apply_steering", "artifact_edits", "check_artifact_model",
-           "export_steering", "steering_evidence"]
+           "export_steering", "steering_evidence", "unvalidated_artifact"]
 
 STEERING_GENERATION_KIND = "steering_generation"
 """``kind`` of each row `apply_steering` writes."""
@@ -253,6 +253,36 @@ def export_steering(
 
     write_steering_artifact(out, artifact)
     return _with_path(artifact, out)
+
+
+def unvalidated_artifact(
+    model: Any,
+    feature: str,
+    site: str,
+    vector: Any,
+    strength: float,
+    *,
+    chosen_on: str = "panel",
+    criterion: str | None = None,
+    generation: Mapping[str, Any] | None = None,
+    command: str | None = None,
+) -> Any:
+    """A `~interpkit.records.SteeringArtifact` of a vector with no held-out evidence (``validated: false``).
+
+    What the SteeringPanel exports: its slider strength (``chosen_on="panel"``) and generation
+    settings, the model's fingerprint; ``export_steering`` is the way to a validated artifact.
+    """
+    from interpkit.records import SteeringArtifact
+    from interpkit.sources import model_fingerprint
+
+    return SteeringArtifact(
+        feature=str(feature), site=model.resolve_site(site), vector=np.asarray(vector, dtype=np.float32),
+        model_name=str(getattr(model, "name", "")), model_fingerprint=model_fingerprint(model),
+        criterion=criterion, strength=float(strength), strength_chosen_on=chosen_on,
+        strength_detail="set on a SteeringPanel slider" if chosen_on == "panel" else None, validated=False,
+        generation=dict(generation or {}),
+        provenance={"command": command, "created_at": _now(), "forced": False},
+    )
 
 
 def _now() -> str:

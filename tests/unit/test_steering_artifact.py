@@ -239,3 +239,31 @@ def test_cli_export_and_apply(cli, report_dir, tmp_path, capsys):
     (bad / "steering.json").write_text("{")
     assert main(["apply-steering", "--artifact", str(bad), "--prompts", str(prompts), "--out", str(out)]) == 2
     assert "steering.json" in capsys.readouterr().err
+
+
+def test_panel_exports_the_artifact_and_loads_it_back(report_dir, tiny, tmp_path):
+    from interpkit.widgets import SteeringPanel
+
+    vec = np.random.default_rng(0).normal(size=tiny.d_model).astype(np.float32)
+    panel = SteeringPanel(tiny, {"v": ("layer1.resid_post", vec), "w": ("layer0.resid_post", -vec)},
+                          criterion=KW, compiler="keyword", prompt="the cat", max_new_tokens=4, debounce=0,
+                          live=False, strengths={"v": 2.5})
+    path = panel.save_artifact(tmp_path / "panel_art")
+    art = read_steering_artifact(path)
+    assert art.feature == "v" and art.strength == 2.5 and art.strength_chosen_on == "panel"
+    assert not art.validated and art.evidence is None and art.criterion == KW
+    assert np.array_equal(art.vector, vec) and art.generation["prompt"] == "the cat"
+    panel.strengths = {"v": 1.0, "w": 1.0}
+    with pytest.raises(ValueError, match="name the feature"):
+        panel.artifact()
+    assert panel.artifact("w").site == "layer0.resid_post"
+
+    back = SteeringPanel.from_artifact(tiny, path, compiler="keyword", debounce=0, live=False)
+    assert back.strengths == {"v": 2.5} and back.prompt == "the cat" and back.max_new_tokens == 4
+    assert back.run("the cat", back.strengths) == panel.run("the cat", {"v": 2.5, "w": 0.0}) | {"strengths": {"v": 2.5}}
+    # an export-steering artifact loads into a running panel as one more slider
+    export_steering(report_dir, GOOD, tmp_path / "art", model=tiny)
+    assert back.load_artifact(tmp_path / "art") == GOOD
+    assert [f["name"] for f in back.features] == ["v", GOOD] and back.strengths[GOOD] == 4.0
+    with pytest.raises(ValueError, match="model.fingerprint"):
+        SteeringPanel.from_artifact(tiny_model("nnsight", seed=1), path, compiler="keyword", debounce=0)
