@@ -22,7 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compiler", default="embedding",
                    help="criterion compiler for the score (default embedding; keyword needs no model)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="tokens per generation (default: artifact, else 32)")
-    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None, help="wrap prompts in the chat template")
+    # two plain flags (not BooleanOptionalAction) so that config runs read them too; neither: the artifact's
+    chat = p.add_mutually_exclusive_group()
+    chat.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
+    chat.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the chat template")
     p.add_argument("--seed", type=int, default=None)
 
 
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_for_cli(args.model or art.model_name, args.backend)
     rows = apply_steering(art, model, args.prompts, args.out, strength=args.strength,
                           allow_other_model=args.allow_other_model, criterion=args.criterion,
-                          compiler=args.compiler, max_new_tokens=args.max_new_tokens, chat=args.chat, seed=args.seed)
+                          compiler=args.compiler, max_new_tokens=args.max_new_tokens,
+                          chat=True if args.chat else False if args.no_chat else None, seed=args.seed)
     changed = sum(r["baseline"]["text"] != r["steered"]["text"] for r in rows)
     print(f"wrote {len(rows)} generations to {args.out} ({changed} steered continuations differ from baseline)")
     return 0

@@ -267,3 +267,21 @@ def test_panel_exports_the_artifact_and_loads_it_back(report_dir, tiny, tmp_path
     assert [f["name"] for f in back.features] == ["v", GOOD] and back.strengths[GOOD] == 4.0
     with pytest.raises(ValueError, match="model.fingerprint"):
         SteeringPanel.from_artifact(tiny_model("nnsight", seed=1), path, compiler="keyword", debounce=0)
+
+
+def test_run_steps_export_and_apply(cli, report_dir, tmp_path):
+    from interpkit.runs import run_config
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt_id": "a", "text": "the cat"}) + "\n")
+    cfg = tmp_path / "steer.json"
+    cfg.write_text(json.dumps({"name": "steer", "steps": [
+        {"name": "art", "kind": "export-steering", "args": {"report": str(report_dir), "feature": GOOD}},
+        {"name": "gen", "kind": "apply-steering",
+         "args": {"artifact": "${steps.art.out}", "prompts": str(prompts), "compiler": "keyword", "criterion": KW,
+                  "max_new_tokens": 3}}]}))
+    run_config(cfg, out=tmp_path / "run", allow_outside=True, echo=lambda _: None)
+    art = read_steering_artifact(tmp_path / "run" / "art")
+    assert art.validated and art.feature == GOOD
+    (row,) = [json.loads(x) for x in (tmp_path / "run" / "gen.jsonl").read_text().splitlines()]
+    assert row["kind"] == "steering_generation" and row["artifact"]["validated"] is True
