@@ -48,7 +48,7 @@ from .._io import atomic_dir
 from .._version import __version__
 from ._checks import check_bool, check_float, check_int, check_mapping, check_number, check_str
 from ._errors import _MISSING, RecordError
-from ._spec import _refuse_unknown, _required, vector_sha256
+from ._spec import _check_header, _refuse_unknown, _required, vector_sha256
 
 __all__ = [
     "STEERING_ARTIFACT_KIND",
@@ -242,13 +242,7 @@ def _parse(data: Any) -> dict[str, Any]:
     """The artifact's fields from its JSON form (the vector's metadata under ``_vector``)."""
     data = check_mapping(data, None)
     _refuse_unknown(data, _TOP)
-    kind = _required(data, "kind")
-    if kind != STEERING_ARTIFACT_KIND:
-        raise RecordError(f"{STEERING_ARTIFACT_KIND!r} (this is not a steering artifact)", kind, field="kind")
-    version = _required(data, "schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= STEERING_SCHEMA_VERSION:
-        raise RecordError(f"a schema version this interpkit reads (1..{STEERING_SCHEMA_VERSION})", version,
-                          field="schema_version")
+    _check_header(data, STEERING_ARTIFACT_KIND, "a steering artifact", STEERING_SCHEMA_VERSION)
     vec = _object(data, "vector", _VECTOR)
     vmeta = {"file": check_str(_req(vec, "vector.file"), "vector.file", nonempty=True),
              "tensor": check_str(vec.get("tensor", _TENSOR), "vector.tensor", nonempty=True),

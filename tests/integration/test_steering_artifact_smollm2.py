@@ -30,8 +30,8 @@ def steering_report(smollm2_nnsight, tmp_path_factory):
     data = resources.files("interpkit.data")
     crit = json.loads(data.joinpath("measurement_units.json").read_text(encoding="utf-8"))
     rows = read_prompt_dataset(str(data.joinpath("measurement_units.jsonl")))
-    pos = [r for r in rows if r.criterion_score == 1.0][:12]
-    neg = [r for r in rows if r.criterion_score == 0.0][:12]
+    pos = [r for r in rows if r.criterion_score == 1.0]
+    neg = [r for r in rows if r.criterion_score == 0.0]
     rows = [replace(r, split="train" if i % 2 == 0 else "test") for group in (pos, neg) for i, r in enumerate(group)]
     out = export_contrast(smollm2_nnsight, rows, crit["criterion"], layer=LAYER, strengths=(10, 30),
                           target_tokens=crit["target_tokens"], n_controls=2)
