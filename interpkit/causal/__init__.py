@@ -13,6 +13,10 @@
   intervention spec. The steering panel shows these.
 - `export_records`, `export_contrast`, `export_interventions` back the ``interpkit export-hf-*``
   commands.
+- `export_steering` writes a report feature as a steering artifact (vector, site, model
+  fingerprint, strength chosen on train, held-out effect and the controls it beat: `steering_evidence`),
+  refusing one without held-out causal evidence; `apply_steering` steers prompts with an artifact
+  (``interpkit export-steering`` / ``apply-steering``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,14 @@ _LAZY: dict[str, str] = {
     "export_contrast": "._export",
     "export_interventions": "._export",
     "export_records": "._export",
+    "STEERING_GENERATION_KIND": "._artifact",
+    "SteeringRefused": "._artifact",
+    "apply_steering": "._artifact",
+    "artifact_edits": "._artifact",
+    "check_artifact_model": "._artifact",
+    "export_steering": "._artifact",
+    "steering_evidence": "._artifact",
+    "unvalidated_artifact": "._artifact",
 }
 
 __all__ = sorted(_LAZY)

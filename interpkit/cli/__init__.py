@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from interpkit._version import __version__
 from interpkit.cli import (
+    _apply_steering,
     _bench,
     _capabilities,
     _compare_runs,
@@ -22,6 +23,7 @@ from interpkit.cli import (
     _export_contrast,
     _export_interventions,
     _export_records,
+    _export_steering,
     _inspect,
     _match,
     _mcp,
@@ -51,6 +53,8 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("validate-matches", _validate_matches.HELP, _validate_matches.add_arguments, _validate_matches.run),
     ("capabilities", _capabilities.HELP, _capabilities.add_arguments, _capabilities.run),
     ("mcp", _mcp.HELP, _mcp.add_arguments, _mcp.run),
+    ("export-steering", _export_steering.HELP, _export_steering.add_arguments, _export_steering.run),
+    ("apply-steering", _apply_steering.HELP, _apply_steering.add_arguments, _apply_steering.run),
 )
 
 

@@ -32,6 +32,7 @@ Example:
 """
 
 from interpkit._lazy import callable_package
+from interpkit.rank._components import aggregate_causal
 from interpkit.rank._rank import rank
 from interpkit.rank._result import (
     CAUSAL_STATUSES,
@@ -55,6 +56,7 @@ __all__ = [
     "FeatureRanking",
     "RankSettings",
     "RankingResult",
+    "aggregate_causal",
     "auroc",
     "benjamini_hochberg",
     "hash_splits",

@@ -4,7 +4,9 @@ Three frozen record types read from and written to streaming JSONL, field names 
 formats researchers already produce. Unknown fields are kept in each record's ``extra`` and
 written back, and every malformed input raises a `RecordError` naming file, line and field.
 An `InterventionSpec` (one JSON file: steering edits with their vectors and sha256) is what the
-steering panel saves; `read_intervention_spec` reads it as strictly. `ReportRecord` is
+steering panel once saved (still read: `read_intervention_spec`); a `SteeringArtifact` (a folder:
+``steering.json`` + ``vector.safetensors``, `read_steering_artifact` / `write_steering_artifact`) is
+one steering vector with its held-out evidence and provenance, what ``export-steering`` and the panel write. `ReportRecord` is
 ``report.json`` as a format (`read_report`); the report layer's ``Report`` builds on it.
 
 >>> from interpkit.records import InterventionRecord
@@ -49,6 +51,12 @@ from ._spec import (
     vector_sha256,
     write_intervention_spec,
 )
+from ._steering import (
+    STEERING_ARTIFACT_KIND,
+    SteeringArtifact,
+    read_steering_artifact,
+    write_steering_artifact,
+)
 
 __all__ = [
     "DECREASING_INTERVENTIONS",
@@ -56,6 +64,7 @@ __all__ = [
     "INTERVENTION_KINDS",
     "INTERVENTION_SPEC_KIND",
     "REPORT_KIND",
+    "STEERING_ARTIFACT_KIND",
     "ActivationRecord",
     "FeatureActivation",
     "FeatureDump",
@@ -70,6 +79,7 @@ __all__ = [
     "ReportSchemaError",
     "Source",
     "SpecEdit",
+    "SteeringArtifact",
     "canonical_intervention",
     "detect_record_kind",
     "filter_interventions",
@@ -83,7 +93,9 @@ __all__ = [
     "read_intervention_records",
     "read_intervention_spec",
     "read_report",
+    "read_steering_artifact",
     "vector_sha256",
     "write_intervention_spec",
     "write_jsonl",
+    "write_steering_artifact",
 ]

@@ -153,13 +153,7 @@ class InterventionSpec:
     def _parse(cls, data: Any) -> InterventionSpec:
         data = check_mapping(data, None)
         _refuse_unknown(data, _SPEC_FIELDS)
-        kind = _required(data, "kind")
-        if kind != INTERVENTION_SPEC_KIND:
-            raise RecordError(f"{INTERVENTION_SPEC_KIND!r} (this is not an intervention spec)", kind, field="kind")
-        version = _required(data, "schema_version")
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
-            raise RecordError(f"a schema version this interpkit reads (1..{SCHEMA_VERSION})", version,
-                              field="schema_version")
+        _check_header(data, INTERVENTION_SPEC_KIND, "an intervention spec", SCHEMA_VERSION)
         edits = _required(data, "edits")
         if not isinstance(edits, list):
             raise RecordError("a list of edits", edits, field="edits")
@@ -172,6 +166,18 @@ class InterventionSpec:
         generation = check_mapping(data.get("generation") or {}, "generation")
         return cls(edits=tuple(parsed), model=check_str(data.get("model"), "model", optional=True),
                    criterion=check_str(data.get("criterion"), "criterion", optional=True), generation=generation)
+
+
+def _check_header(data: Mapping[str, Any], kind: str, what: str, max_version: int) -> int:
+    """Check a JSON file's ``kind`` and ``schema_version`` (1..``max_version``); return the version."""
+    found = _required(data, "kind")
+    if found != kind:
+        raise RecordError(f"{kind!r} (this is not {what})", found, field="kind")
+    version = _required(data, "schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= max_version:
+        raise RecordError(f"a schema version this interpkit reads (1..{max_version})", version,
+                          field="schema_version")
+    return version
 
 
 def _required(data: Mapping[str, Any], name: str) -> Any:

@@ -162,3 +162,10 @@ register_kind(StepKind(
 register_kind(StepKind(
     "bench", "interpkit.cli._bench", add_arguments="add_step_arguments", run="run_step",
     inputs=("task", "sae", "instructions_file"), outputs=("out",), maybe_inputs=("model",), default_out="{name}"))
+# ``interpkit export-steering`` / ``apply-steering``: steering artifacts (folders)
+register_kind(StepKind(
+    "export-steering", "interpkit.cli._export_steering", inputs=("report", "directions", "interventions"),
+    outputs=("out",), maybe_inputs=("model",), default_out="{name}"))
+register_kind(StepKind(
+    "apply-steering", "interpkit.cli._apply_steering", inputs=("artifact", "prompts"), outputs=("out",),
+    maybe_inputs=("model",), default_out="{name}.jsonl"))

@@ -9,9 +9,13 @@ continuation and the ``next_token_tv`` distance; see there) and the sweep
 `interpkit.causal.steer_sweep`: the panel only holds the vectors and settings and mirrors the
 results into its synced traits, so a script gets the same numbers without the widget.
 
-`SteeringPanel.export_spec` writes the settings as an intervention spec
-(`interpkit.records.InterventionSpec`: site, strength and the vector with its sha256) that
-`SteeringPanel.edits_from_spec` (`interpkit.causal.spec_edits`) turns back into edits.
+`SteeringPanel.save_artifact` exports one feature at its slider strength as a steering artifact
+(`interpkit.records.SteeringArtifact`, the format ``interpkit export-steering`` writes; from the
+panel it says ``validated: false``: a slider is not held-out evidence), and
+`SteeringPanel.from_artifact` / `SteeringPanel.load_artifact` load one back (refusing a model
+whose fingerprint differs unless ``allow_other_model=True``). The older intervention-spec export
+(`SteeringPanel.export_spec`, `save_spec`, `edits_from_spec`: `interpkit.records.InterventionSpec`)
+stays for the files already written.
 
 Example:
     >>> import numpy as np
@@ -231,6 +235,87 @@ class SteeringPanel(anywidget.AnyWidget):
         from interpkit.records import write_intervention_spec
 
         return write_intervention_spec(path, self.spec())
+
+    def artifact(self, feature: str | None = None) -> Any:
+        """One feature at its current strength as an unvalidated `interpkit.records.SteeringArtifact`.
+
+        Args:
+            feature: the feature's name; default: the only feature with a non-zero strength (or the
+                panel's only feature).
+
+        Raises:
+            ValueError: ``feature`` is None and the choice is ambiguous, or the name is unknown.
+        """
+        from interpkit.causal import unvalidated_artifact
+
+        if feature is None:
+            live = [n for n in self.vectors if float(self.strengths.get(n, 0.0)) != 0.0]
+            choice = live if live else list(self.vectors)
+            if len(choice) != 1:
+                raise ValueError(f"the panel steers {choice}: name the feature to export (feature=...)")
+            feature = choice[0]
+        if feature not in self.vectors:
+            raise ValueError(f"no feature {feature!r}; known: {sorted(self.vectors)}")
+        site, vec = self.vectors[feature]
+        gen = {"prompt": self.prompt, "max_new_tokens": int(self.max_new_tokens), "seed": int(self.seed),
+               "do_sample": bool(self.do_sample), "chat": bool(self.chat)}
+        return unvalidated_artifact(self.model, feature, site, vec.detach().cpu().numpy(),
+                                    float(self.strengths.get(feature, 0.0)),
+                                    criterion=getattr(self.criterion, "text", self.criterion), generation=gen,
+                                    command="SteeringPanel.save_artifact")
+
+    def save_artifact(self, path: str | Path, feature: str | None = None) -> Path:
+        """Write `artifact` as a steering artifact folder (atomically) and return the path."""
+        from interpkit.records import write_steering_artifact
+
+        return write_steering_artifact(path, self.artifact(feature))
+
+    def load_artifact(self, artifact: Any, *, allow_other_model: bool = False) -> str:
+        """Add (or replace) the artifact's feature with its vector and strength; return its name.
+
+        Raises:
+            ValueError: the model's fingerprint differs from the artifact's (unless
+                ``allow_other_model``) or the vector does not fit the model.
+        """
+        import torch
+
+        from interpkit.causal import artifact_edits, check_artifact_model
+        from interpkit.records import SteeringArtifact, read_steering_artifact
+
+        if not isinstance(artifact, SteeringArtifact):
+            artifact = read_steering_artifact(artifact)
+        check_artifact_model(artifact, self.model, allow_other_model=allow_other_model)
+        (edit,) = artifact_edits(artifact, self.model)
+        name = artifact.feature
+        self.vectors[name] = (edit.site, torch.from_numpy(artifact.vector.copy()))
+        meta = [f for f in self.features if f["name"] != name]
+        meta.append({"name": name, "site": edit.site, "norm": float(np.linalg.norm(artifact.vector)),
+                     "d_model": artifact.d_model})
+        self.features = meta
+        self.strengths = {**self.strengths, name: float(artifact.strength)}
+        return name
+
+    @classmethod
+    def from_artifact(cls, model: Any, artifact: Any, *, allow_other_model: bool = False,
+                      **kwargs: Any) -> SteeringPanel:
+        """A panel over one steering artifact: its feature at its strength, its criterion and generation settings.
+
+        ``kwargs`` go to the constructor and override the artifact's settings.
+
+        Raises:
+            ValueError: the model's fingerprint differs from the artifact's (unless ``allow_other_model``).
+        """
+        from interpkit.causal import check_artifact_model
+        from interpkit.records import SteeringArtifact, read_steering_artifact
+
+        if not isinstance(artifact, SteeringArtifact):
+            artifact = read_steering_artifact(artifact)
+        check_artifact_model(artifact, model, allow_other_model=allow_other_model)
+        gen = {k: v for k, v in artifact.generation.items()
+               if k in ("prompt", "max_new_tokens", "seed", "do_sample", "chat")}
+        options = {"criterion": artifact.criterion, "strengths": {artifact.feature: artifact.strength}, **gen,
+                   **kwargs}
+        return cls(model, {artifact.feature: (artifact.site, artifact.vector)}, **options)
 
     @staticmethod
     def edits_from_spec(spec: Mapping[str, Any] | str | Path) -> list[Any]:
