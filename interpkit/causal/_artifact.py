@@ -99,7 +99,9 @@ def steering_evidence(
         "strength": float(next(iter(strengths))) if len(strengths) == 1 and None not in strengths else None,
         "strength_chosen_on": next(iter(chosen)) if len(chosen) == 1 else None,
         "controls": [{"feature_id": cid, "n": len(v), "effect": float(np.mean(v)),
-                      "beaten": causal.ci_low is not None and causal.ci_low > float(np.mean(v))}
+                      # the ranking's rule (a feature's mean effect against its controls' mean), held
+                      # here against each control: a validated artifact beats every one of them
+                      "beaten": causal.effect is not None and causal.effect > float(np.mean(v))}
                      for cid, v in controls.items()],
     }
 

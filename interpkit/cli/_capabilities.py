@@ -95,6 +95,14 @@ OUTPUTS: dict[str, tuple[dict[str, Any], ...]] = {
              "docs/formats.md#validated-matches-interpkit-validate-matches"),
         _out("out", "the .md beside it", None, "docs/formats.md#validated-matches-interpkit-validate-matches"),
     ),
+    "export-steering": (
+        _out("out", "<out>/steering.json + vector.safetensors", "steering_artifact",
+             "docs/formats.md#steering-artifacts-a-folder-steeringjson--vectorsafetensors-schema-version-1"),
+    ),
+    "apply-steering": (
+        _out("out", "<out> (JSONL)", "steering_generation",
+             "docs/formats.md#steering-generations-apply-steering---out-jsonl-one-prompt-per-row"),
+    ),
     "capabilities": (_out(None, "<stdout>", CAPABILITIES_KIND, _CAPS),),
     "mcp": (_out(None, "<stdio>", None, _CAPS, when="an MCP server; its tools write where their 'out' says"),),
 }
