@@ -8,6 +8,7 @@ print one ``error:`` line naming the file, line and field, and exit with status 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -75,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a check or an online service failed, 2 bad input)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # the command line as run, for the provenance a command records (not sys.argv: main() is also
+    # called in-process, by tests, config runs and the MCP server)
+    args._command = shlex.join(["interpkit", *argv])
     from interpkit._http import ServiceError
     from interpkit.records import RecordError
     from interpkit.report import ReportSchemaError

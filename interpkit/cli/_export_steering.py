@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from interpkit.cli._export_records import BACKEND_CHOICES, load_model_for_cli
 
@@ -35,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_for_cli(args.model or report.model, args.backend)
     art = export_steering(report, args.feature, args.out, model=model, directions=args.directions,
                           interventions=args.interventions, strength=args.strength, force=args.force,
-                          command=shlex.join(["interpkit", *sys.argv[1:]]))
+                          command=args._command)
     ev = art.evidence
     status = "validated" if art.validated else "NOT validated (forced)"
     effect = "" if ev is None else (f"; held-out {ev['intervention']} effect {ev['effect']:.4g} "

@@ -71,6 +71,8 @@ def _namespace(ps: PlannedStep) -> argparse.Namespace:
     schema = get_kind(ps.step.kind).schema()
     values = {d: copy.copy(o.default) for d, o in schema.items()}
     values.update(ps.args)
+    # what a command records as its provenance (`interpkit.cli.main` sets the command line)
+    values["_command"] = f"interpkit run (step {ps.step.kind!r})"
     return argparse.Namespace(**values)
 
 
