@@ -17,6 +17,7 @@ from interpkit.cli import (
     _criterion,
     _demo,
     _doctor,
+    _dossier,
     _export_contrast,
     _export_interventions,
     _export_records,
@@ -41,6 +42,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("match", _match.HELP, _match.add_arguments, _match.run),
     ("run", _run.HELP, _run.add_arguments, _run.run),
     ("bench", _bench.HELP, _bench.add_arguments, _bench.run),
+    ("dossier", _dossier.HELP, _dossier.add_arguments, _dossier.run),
 )
 
 
