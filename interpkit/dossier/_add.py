@@ -10,7 +10,6 @@ records file if it is still there with the same sha256.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from interpkit._constants import REPORT_JSON_NAME
 from interpkit._io import sha256_file
 
-from ._format import Dossier, DossierError, dossier_dir, feature_key, read_dossier, write_dossier
+from ._format import Dossier, DossierError, dossier_dir, feature_key, load_json, read_dossier, write_dossier
 
 __all__ = ["add_to_dossier", "auroc_interval", "list_dossiers", "load_dossier"]
 
@@ -166,11 +165,10 @@ def _match_rows(path: Path, dossier: Dossier) -> list[dict[str, Any]]:
     """The matches of the dossier's feature in a matches.json from `interpkit match`."""
     from interpkit.match import MatchError, MatchResult
 
+    data = load_json(path)
     try:
-        result = MatchResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise DossierError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
-    except (MatchError, KeyError, TypeError) as exc:
+        result = MatchResult.from_dict(data)
+    except (MatchError, KeyError, TypeError, AttributeError) as exc:
         raise DossierError(f"{path}: not a matches file from `interpkit match`: {exc}") from exc
     sha = sha256_file(path)
     fid, model = dossier.feature["feature_id"], dossier.feature["model"]
@@ -198,10 +196,7 @@ def _artifact(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"artifact: no file at {path}")
     kind = None
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DossierError(f"{path}: artifact ends in .json but is not valid JSON: {exc}") from exc
+        data = load_json(path)
         kind = data.get("kind") if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
     return {"path": str(path.resolve()), "sha256": sha256_file(path), "kind": kind, "bytes": path.stat().st_size}
 

@@ -193,6 +193,14 @@ class Dossier:
                    matches=[dict(m) for m in data["matches"]], artifacts=[dict(a) for a in data["artifacts"]])
 
 
+def load_json(path: Path) -> Any:
+    """The JSON value in ``path``; invalid JSON is a `DossierError` naming the file and line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DossierError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+
+
 def read_dossier(path: str | Path) -> Dossier:
     """Read ``dossier.json`` (or the dossier folder holding it).
 
@@ -200,16 +208,10 @@ def read_dossier(path: str | Path) -> Dossier:
         FileNotFoundError: no dossier there.
         DossierError: invalid JSON (with its line) or a schema problem (with the field).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / DOSSIER_FILE
+    p = Path(path) / DOSSIER_FILE if Path(path).is_dir() else Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no dossier at {p} (expected a dossier.json written by `interpkit dossier add`)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DossierError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
-    dossier = Dossier.from_dict(data, source=str(p))
+    dossier = Dossier.from_dict(load_json(p), source=str(p))
     dossier.path = p
     return dossier
 
