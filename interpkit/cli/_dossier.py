@@ -8,14 +8,25 @@ import json
 HELP = "evidence dossiers per feature: add a report's evidence, show the graded claim and the next experiment, list"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="dossier_command", required=True, metavar="ACTION")
-    a = sub.add_parser("add", help="add a report's evidence on its top features (or one feature) to their dossiers")
+def add_step_arguments(a: argparse.ArgumentParser) -> None:
+    """The options of ``dossier add``, which is also the ``dossier`` step kind of a run config."""
     a.add_argument("--project", required=True, help="project folder (dossiers go in <project>/dossiers/)")
     a.add_argument("--report", required=True, help="report.json written by interpkit inspect (or its folder)")
     a.add_argument("--feature", default=None, help="one of the report's top features (default: all of them)")
     a.add_argument("--matches", default=None, help="matches.json from interpkit match: record the feature's matches")
     a.add_argument("--artifact", default=None, help="a file exported from the feature: record its kind and sha256")
+
+
+def run_step(args: argparse.Namespace) -> int:
+    """Run a ``dossier`` config step (``dossier add``)."""
+    args.dossier_command = "add"
+    return run(args)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="dossier_command", required=True, metavar="ACTION")
+    add_step_arguments(sub.add_parser(
+        "add", help="add a report's evidence on its top features (or one feature) to their dossiers"))
     s = sub.add_parser("show", help="a dossier's evidence, its grade and the experiments that would raise it")
     s.add_argument("--project", required=True, help="project folder")
     s.add_argument("key", help="the feature key (model|site|feature_id[|sha256:...]) or the dossier's folder name")

@@ -162,3 +162,7 @@ register_kind(StepKind(
 register_kind(StepKind(
     "bench", "interpkit.cli._bench", add_arguments="add_step_arguments", run="run_step",
     inputs=("task", "sae", "instructions_file"), outputs=("out",), maybe_inputs=("model",), default_out="{name}"))
+# ``interpkit dossier add`` (the project folder is written: dossiers accumulate there across runs)
+register_kind(StepKind(
+    "dossier", "interpkit.cli._dossier", add_arguments="add_step_arguments", run="run_step",
+    inputs=("report", "matches", "artifact"), outputs=("project",)))

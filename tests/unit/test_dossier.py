@@ -261,3 +261,17 @@ def test_cli(toy, tmp_path, capsys):
     assert main(["dossier", "show", "--project", project, "missing"]) == 2
     assert "error: no dossier 'missing'" in capsys.readouterr().err
     assert main(["dossier", "add", "--project", project, "--report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_dossier_step_adds_an_earlier_report(tmp_path):
+    from interpkit.runs import run_config
+
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps({"name": "toy-dossier", "seed": 0, "steps": [
+        {"name": "a", "kind": "inspect", "args": {"model": "toy", "criterion": "x", "top_k": 2, **FAST}},
+        {"name": "d", "kind": "dossier", "args": {"project": "project", "report": "${steps.a.out}/report.json"}},
+    ]}))
+    run_config(cfg, out=tmp_path / "r1", echo=lambda *a: None)
+    dossiers = list_dossiers(tmp_path / "r1" / "project")
+    assert len(dossiers) == 2 and all(len(d.entries) == 1 for d in dossiers)
+    assert all(d.entries[0]["backend"] == "toy" for d in dossiers)
