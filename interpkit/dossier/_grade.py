@@ -3,8 +3,8 @@
 The rules are the ones docs/dossiers.md states, applied top-down; the first that holds decides.
 No weights: each level names the kind of evidence it needs, never a score.
 
-- 3 ``replicated``: level-2 evidence in two entries with different ranking seeds and the same sign,
-  or level-2 evidence plus a validated match (``validated: true``) in another model.
+- 3 ``replicated``: level-2 evidence in two entries with different ranking seeds, separately measured
+  intervention records (not one records file ranked twice) and the same sign, or level-2 evidence plus a validated match (``validated: true``) in another model.
 - 2 ``causal on held-out prompts``: an entry whose causal interval excludes zero (``promotes`` or
   ``suppresses``, n >= 3) and lies beyond every same-norm control's interval (``beats_controls``).
 - 1 ``correlational``: an entry with a significant held-out association (BH q < fdr_alpha, sign as
@@ -66,6 +66,10 @@ def _run(e: dict[str, Any]) -> str:
     return f"run {e['report_path']} (seed {e['settings']['seed']}, rank {e['rank']}, tier {e['tier']!r})"
 
 
+def _interventions_sha(e: dict[str, Any]) -> str | None:
+    return next((i["sha256"] for i in e["settings"]["inputs"] if i["role"] == "interventions"), None)
+
+
 def _is_causal(e: dict[str, Any]) -> bool:
     c = e["causal"]
     return c is not None and c["status"] in CAUSAL_WITH_SIGN and c["beats_controls"] is True
@@ -100,11 +104,20 @@ def grade(dossier: Dossier) -> Grade:
     causal = [e for e in entries if _is_causal(e)]
     other_model = [m for m in dossier.matches
                    if m["validated"] is True and m["other_model"] and m["other_model"] != dossier.feature["model"]]
+    shared_records = False
     for sign in CAUSAL_WITH_SIGN:
         same = [e for e in causal if e["causal"]["status"] == sign]
-        if len({e["settings"]["seed"] for e in same}) >= 2:
-            return Grade(3, "replicated", "causal beyond controls in >= 2 runs with different seeds, same sign",
-                         tuple(_causal_line(e) for e in same), synthetic=synthetic)
+        if len({e["settings"]["seed"] for e in same}) < 2:
+            continue
+        # the causal interval comes from the intervention records: runs that ranked one records file
+        # under two seeds measured the effect once, so they do not replicate it
+        files = {_interventions_sha(e) for e in same}
+        if len(files) == 1 and None not in files:
+            shared_records = True
+            continue
+        return Grade(3, "replicated", "causal beyond controls in >= 2 runs with different seeds and "
+                     "separately measured interventions, same sign", tuple(_causal_line(e) for e in same),
+                     synthetic=synthetic)
     if causal and other_model:
         lines = [_causal_line(causal[0])] + [
             f"validated match {m['other_feature_id']} in {m['other_model']} (score {m['score']:.3g}, "
@@ -114,7 +127,10 @@ def grade(dossier: Dossier) -> Grade:
     if causal:
         return Grade(2, GRADES[2], "causal interval excludes zero and lies beyond every same-norm control",
                      tuple(_causal_line(e) for e in causal),
-                     missing=("a second causal run with a different seed, or a validated match in another model",),
+                     missing=("a second causal run with a different seed and newly measured intervention "
+                              "records, or a validated match in another model",
+                              *(("the causal runs with different seeds share one intervention records file",)
+                                if shared_records else ())),
                      synthetic=synthetic)
     missing = []
     for e in entries:
@@ -235,10 +251,14 @@ def next_experiments(dossier: Dossier, *, project_dir: str | None = None) -> lis
                                _inspect_cmd(causal, seed=new_seed, out=f"{out_dir}-causal",
                                             interventions=f"{out_dir}-interventions.jsonl")])
         else:
-            holes = ()
-            cmd = _inspect_cmd(causal, seed=new_seed, out=f"{runs}/seed{new_seed}", interventions=ivs)
+            # the same records would measure the same effect again: new ones, on other prompts, are needed
+            holes = ("NEW_INTERVENTIONS.jsonl",) if ivs else ()
+            cmd = _inspect_cmd(causal, seed=new_seed, out=f"{runs}/seed{new_seed}",
+                               interventions="NEW_INTERVENTIONS.jsonl" if ivs else None)
         out.append(Suggestion(3, f"replication: the causal result with another seed (seeds so far: "
-                              f"{sorted(set(map(str, seeds)))}) must keep its sign beyond the controls",
+                              f"{sorted(set(map(str, seeds)))}) and intervention records measured anew"
+                              f"{' (NEW_INTERVENTIONS.jsonl: other prompts than ' + ivs + ')' if ivs else ''} "
+                              "must keep its sign beyond the controls",
                               f"{cmd} && interpkit dossier add --project {_q(root)} --report "
                               f"{_q(out_dir + '-causal' if causal['backend'] == 'model' else runs + '/seed' + str(new_seed))}"
                               f" --feature {_q(dossier.feature['feature_id'])}", holes))

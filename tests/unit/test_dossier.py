@@ -44,7 +44,12 @@ def toy(tmp_path_factory):
     write_jsonl(d / "records.jsonl", data.table.to_records())
     plain = [r.to_dict() for r in data.interventions]
     write_jsonl(d / "interventions.jsonl", plain)
-    write_jsonl(d / "controlled.jsonl", plain + _control_rows(data, data.truth.carrier))
+    controlled = plain + _control_rows(data, data.truth.carrier)
+    write_jsonl(d / "controlled.jsonl", controlled)
+    # the same experiment measured again: new noise on every score (another file, another sha256)
+    rng = np.random.default_rng(7)
+    again = [{**r, "intervention_score": r["intervention_score"] + float(rng.normal(0, 0.005))} for r in controlled]
+    write_jsonl(d / "controlled-again.jsonl", again)
     return data, d
 
 
@@ -109,9 +114,16 @@ def test_replicated_across_seeds_and_idempotent(toy, tmp_path):
     [d1b] = add_to_dossier(project, a, fid)
     assert d1b.path.read_bytes() == before and len(d1b.entries) == 1  # same report twice: no change
     plan = next_experiments(d1b)
-    assert plan[0].raises_to == 3 and "--seed 1" in plan[0].command and "--interventions" in plan[0].command
+    assert plan[0].raises_to == 3 and "--seed 1" in plan[0].command
+    assert "--interventions NEW_INTERVENTIONS.jsonl" in plan[0].command
     assert plan[0].command.startswith("interpkit inspect --backend records")
-    b = _run(toy, tmp_path / "b", seed=1, top_k=3)
+    # another seed over the same intervention records measures the effect once: not a replication
+    same_records = _run(toy, tmp_path / "same", seed=1, top_k=3)
+    [d_same] = add_to_dossier(tmp_path / "p-same", a, fid)
+    [d_same] = add_to_dossier(tmp_path / "p-same", same_records, fid)
+    g = grade(d_same)
+    assert g.level == 2 and any("share one intervention records file" in m for m in g.missing)
+    b = _run(toy, tmp_path / "b", seed=1, top_k=3, interventions="controlled-again.jsonl")
     [d2] = add_to_dossier(project, b, fid)
     assert len(d2.entries) == 2
     g = grade(d2)
