@@ -20,24 +20,14 @@ from __future__ import annotations
 
 from interpkit._lazy import lazy_exports
 
-_LAZY: dict[str, str] = {
-    "DOSSIER_KIND": "._format",
-    "DOSSIER_SCHEMA_VERSION": "._format",
-    "Dossier": "._format",
-    "DossierError": "._format",
-    "feature_key": "._format",
-    "read_dossier": "._format",
-    "write_dossier": "._format",
-    "add_to_dossier": "._add",
-    "auroc_interval": "._add",
-    "list_dossiers": "._add",
-    "load_dossier": "._add",
-    "GRADES": "._grade",
-    "Grade": "._grade",
-    "Suggestion": "._grade",
-    "grade": "._grade",
-    "next_experiments": "._grade",
+# public name -> defining module, grouped by module
+_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "._format": ("DOSSIER_KIND", "DOSSIER_SCHEMA_VERSION", "Dossier", "DossierError", "feature_key",
+                 "read_dossier", "write_dossier"),
+    "._add": ("add_to_dossier", "auroc_interval", "list_dossiers", "load_dossier"),
+    "._grade": ("GRADES", "Grade", "Suggestion", "grade", "next_experiments"),
 }
+_LAZY: dict[str, str] = {name: module for module, names in _BY_MODULE.items() for name in names}
 
 __all__ = sorted(_LAZY)
 
