@@ -66,6 +66,8 @@ def _show(args: argparse.Namespace) -> int:
               f" | causal {causal} | stability {_fmt(e['stability']['stability'], '.2f')} | label "
               f"{e['label']['text']!r} score {_fmt(e['label']['score'], '.2f')}")
         print(f"    {e['report_path']}")
+        for copy in e["copies"]:
+            print(f"    {copy} (the same bytes)")
     for m in d.matches:
         print(f"  match: {m['other_feature_id']} in {m['other_model'] or '?'} score {_fmt(m['score'])} "
               f"confidence {_fmt(m['confidence'], '.2f')} validated {m['validated']}")

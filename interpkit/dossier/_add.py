@@ -142,7 +142,7 @@ def _entry(report: Any, report_file: Path, sha: str, feature: Any) -> dict[str, 
         "inputs": [{"role": i.role, "path": i.path, "sha256": i.sha256} for i in report.inputs],
     }
     return {
-        "report_path": str(report_file.resolve()), "report_sha256": sha, "model": report.model,
+        "report_path": str(report_file.resolve()), "report_sha256": sha, "copies": [], "model": report.model,
         "criterion": report.criterion, "backend": report.backend, "synthetic": bool(report.synthetic),
         "settings": settings, "rank": row.rank, "n_features": len(report.ranking.rows), "tier": row.tier,
         "tier_rank": row.tier_rank,
@@ -210,6 +210,17 @@ def _upsert(items: list[dict[str, Any]], new: dict[str, Any], key: Sequence[str]
     items.append(new)
 
 
+def _add_entry(entries: list[dict[str, Any]], new: dict[str, Any]) -> None:
+    """Add a report's entry, keyed by the report's sha256. The same bytes at another path (a rerun of
+    one config and seed writes an identical report) are one result: the path joins ``copies``."""
+    for old in entries:
+        if old["report_sha256"] == new["report_sha256"]:
+            if new["report_path"] != old["report_path"] and new["report_path"] not in old["copies"]:
+                old["copies"] = sorted([*old["copies"], new["report_path"]])
+            return
+    entries.append(new)
+
+
 def add_to_dossier(
     project_dir: str | Path,
     report_dir_or_json: str | Path,
@@ -263,7 +274,7 @@ def add_to_dossier(
         dossier = read_dossier(folder) if (folder / "dossier.json").exists() else Dossier(
             key=key, feature={"model": model, "site": feature.site, "feature_id": feature.feature_id,
                               "layer": feature.layer, "source": feature.source, "direction_sha256": direction})
-        _upsert(dossier.entries, _entry(report, report_file, sha, feature), ("report_sha256",))
+        _add_entry(dossier.entries, _entry(report, report_file, sha, feature))
         if match_path is not None:
             for row in _match_rows(match_path, dossier):
                 _upsert(dossier.matches, row, ("matches_sha256", "side", "other_feature_id"))

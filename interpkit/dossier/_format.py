@@ -87,7 +87,7 @@ _CAUSAL = {
 _STABILITY = {"stability": _OPT_NUM, "auroc_sd": _OPT_NUM, "n_bootstrap": (int,)}
 _LABEL = {"text": _OPT_STR, "source": _OPT_STR, "score": _OPT_NUM, "method": _OPT_STR}
 _ENTRY = {
-    "report_path": (str,), "report_sha256": (str,), "model": (str,), "criterion": (str,), "backend": (str,),
+    "report_path": (str,), "report_sha256": (str,), "copies": (list,), "model": (str,), "criterion": (str,), "backend": (str,),
     "synthetic": (bool,), "settings": (dict,), "rank": (int,), "n_features": (int,), "tier": (str,),
     "tier_rank": (int,), "association": _ASSOCIATION, "causal": ("opt", _CAUSAL), "specificity": _OPT_NUM,
     "stability": _STABILITY, "label": _LABEL,

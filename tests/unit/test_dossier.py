@@ -113,6 +113,12 @@ def test_replicated_across_seeds_and_idempotent(toy, tmp_path):
     before = d1.path.read_bytes()
     [d1b] = add_to_dossier(project, a, fid)
     assert d1b.path.read_bytes() == before and len(d1b.entries) == 1  # same report twice: no change
+    twin = tmp_path / "twin"
+    shutil.copytree(a, twin)  # the same bytes elsewhere (a rerun of one config): one result, one more path
+    [d1c] = add_to_dossier(tmp_path / "p-twin", a, fid)
+    [d1c] = add_to_dossier(tmp_path / "p-twin", twin, fid)
+    [d1c] = add_to_dossier(tmp_path / "p-twin", twin, fid)
+    assert len(d1c.entries) == 1 and d1c.entries[0]["copies"] == [str((twin / "report.json").resolve())]
     plan = next_experiments(d1b)
     assert plan[0].raises_to == 3 and "--seed 1" in plan[0].command
     assert "--interventions NEW_INTERVENTIONS.jsonl" in plan[0].command
