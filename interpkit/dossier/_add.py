@@ -32,15 +32,18 @@ def auroc_interval(auroc: float | None, n_pos: int, n_neg: int, level: float = 0
     """Hanley & McNeil (1982) normal interval of an AUROC from its class sizes, clipped to [0, 1].
 
     ``SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2)`` with ``Q1 = A/(2-A)``,
-    ``Q2 = 2A^2/(1+A)``; ``(None, None)`` when the AUROC or a class is missing.
+    ``Q2 = 2A^2/(1+A)``; ``(None, None)`` when the AUROC or a class is missing. At A = 0 or 1 the
+    variance formula is 0, so it is evaluated half a discordant pair inside, at
+    ``A = 1 - 1/(2 n1 n2)`` (or ``1/(2 n1 n2)``): perfect separation of few examples keeps a width.
     """
     if auroc is None or n_pos < 1 or n_neg < 1 or not math.isfinite(auroc):
         return None, None
-    a = float(auroc)
+    edge = 1 / (2 * n_pos * n_neg)
+    a = min(max(float(auroc), edge), 1 - edge)
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
     half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(var, 0.0))
-    return max(0.0, a - half), min(1.0, a + half)
+    return max(0.0, float(auroc) - half), min(1.0, float(auroc) + half)
 
 
 def _report_file(path: str | Path) -> Path:
@@ -131,6 +134,7 @@ def _entry(report: Any, report_file: Path, sha: str, feature: Any) -> dict[str, 
         }
     expl = feature.explanation or {}
     scoring = expl.get("label_scoring") or {}
+    scored = report.settings.get("criterion_scores") or {}
     settings = {
         "seed": report.settings.get("seed", s.seed), "top_k": report.settings.get("top_k"),
         "n_permutations": report.settings.get("n_permutations", s.n_permutations),
@@ -138,7 +142,11 @@ def _entry(report: Any, report_file: Path, sha: str, feature: Any) -> dict[str, 
         "fdr_alpha": s.fdr_alpha, "ci_level": s.ci_level, "causal_margin": s.causal_margin,
         "split_source": s.split_source, "n_train": s.n_train, "n_test": s.n_test,
         "site": (report.settings.get("model_table") or {}).get("site", feature.site),
-        "max_per_class": report.settings.get("max_per_class"),
+        # inspect records the rows it scored, not the cap: the larger class is the cap it ran with
+        # whenever the pool had enough prompts (it does for the packaged pool at the defaults)
+        "max_per_class": report.settings.get("max_per_class") or (
+            max(scored.get("n_positive") or 0, scored.get("n_negative") or 0) or None),
+        "compiler": scored.get("compiler"),
         "inputs": [{"role": i.role, "path": i.path, "sha256": i.sha256} for i in report.inputs],
     }
     return {

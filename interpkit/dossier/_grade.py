@@ -177,6 +177,8 @@ def _inspect_cmd(e: dict[str, Any], *, seed: int, out: str, interventions: str |
             parts += ["--site", _q(s["site"])]
         if s.get("max_per_class"):
             parts += ["--max-per-class", str(s["max_per_class"])]
+        if s.get("compiler"):
+            parts += ["--compiler", _q(s["compiler"])]
     for role, flag in (("records", "--records"), ("features", "--features"), ("dataset", "--dataset")):
         if _input(e, role):
             parts += [flag, _q(_input(e, role))]
