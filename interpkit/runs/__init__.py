@@ -8,7 +8,7 @@ input, and each step's arguments, timing, outputs (with sha256) and status. See 
 Example:
     >>> from interpkit.runs import list_kinds
     >>> list_kinds()[:3]
-    ('bench', 'compile-criterion', 'export-hf-contrast')
+    ('bench', 'compile-criterion', 'dossier')
 """
 
 from interpkit.runs._config import ConfigError, RunConfig, StepConfig, load_config, parse_config
