@@ -21,6 +21,7 @@ from interpkit.cli import (
     _criterion,
     _demo,
     _doctor,
+    _dossier,
     _export_contrast,
     _export_interventions,
     _export_records,
@@ -56,6 +57,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("mcp", _mcp.HELP, _mcp.add_arguments, _mcp.run),
     ("export-steering", _export_steering.HELP, _export_steering.add_arguments, _export_steering.run),
     ("apply-steering", _apply_steering.HELP, _apply_steering.add_arguments, _apply_steering.run),
+    ("dossier", _dossier.HELP, _dossier.add_arguments, _dossier.run),
 )
 
 

@@ -7,7 +7,7 @@ input, and each step's arguments, timing, outputs (with sha256) and status. See 
 
 Example:
     >>> from interpkit.runs import list_kinds
-    >>> {"bench", "inspect", "match", "export-steering"} <= set(list_kinds())  # sorted names of every kind
+    >>> {"bench", "inspect", "match", "export-steering", "dossier"} <= set(list_kinds())
     True
 """
 

@@ -169,3 +169,7 @@ register_kind(StepKind(
 register_kind(StepKind(
     "apply-steering", "interpkit.cli._apply_steering", inputs=("artifact", "prompts"), outputs=("out",),
     maybe_inputs=("model",), default_out="{name}.jsonl"))
+# ``interpkit dossier add`` (the project folder is written: dossiers accumulate there across runs)
+register_kind(StepKind(
+    "dossier", "interpkit.cli._dossier", add_arguments="add_step_arguments", run="run_step",
+    inputs=("report", "matches", "artifact"), outputs=("project",)))

@@ -20,7 +20,7 @@ ORDER = [
     "_constants", "_version", "_io", "_lazy", "_registry", "_http",
     "records", "table", "models", "_testing", "_doctor", "sources", "criterion",
     "rank", "causal", "sae", "explain", "match", "bench",
-    "report", "viz", "inspect", "widgets",
+    "report", "viz", "inspect", "dossier", "widgets",
     "demo", "runs", "cli", "__main__",
 ]
 
