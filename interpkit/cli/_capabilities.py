@@ -103,6 +103,9 @@ OUTPUTS: dict[str, tuple[dict[str, Any], ...]] = {
         _out("out", "<out> (JSONL)", "steering_generation",
              "docs/formats.md#steering-generations-apply-steering---out-jsonl-one-prompt-per-row"),
     ),
+    "dossier add": (_out("project", "<project>/dossiers/<slug>/dossier.json", "interpkit_dossier", "docs/formats.md#dossierjson-evidence-dossier-of-one-feature-schema-version-1"),),
+    "dossier show": (_out(None, "<stdout>", None, "docs/dossiers.md", when="the grade and next experiments"),),
+    "dossier list": (_out(None, "<stdout>", None, "docs/dossiers.md"),),
     "capabilities": (_out(None, "<stdout>", CAPABILITIES_KIND, _CAPS),),
     "mcp": (_out(None, "<stdio>", None, _CAPS, when="an MCP server; its tools write where their 'out' says"),),
 }

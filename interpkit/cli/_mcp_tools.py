@@ -10,14 +10,12 @@ Registered: ``capabilities`` (:func:`interpkit.cli._capabilities.capabilities`),
 (:func:`interpkit.inspect`), ``rank`` (:func:`interpkit.inspect.rank_criterion` /
 :func:`interpkit.rank` on a saved table), ``explain`` (a report entry's explanation, or
 :func:`interpkit.explain_feature` on a saved table), ``match`` (:func:`interpkit.match.compare`),
-``compare_runs`` (:func:`interpkit.report.compare_runs`) and ``search_features``
-(:func:`interpkit.report.search_features`).
+``compare_runs`` (:func:`interpkit.report.compare_runs`), ``search_features``
+(:func:`interpkit.report.search_features`) and ``dossier`` (:func:`interpkit.dossier.add_to_dossier`,
+``grade``, ``next_experiments``).
 
-TODO (issue 16; tools whose functions are being built in parallel; add one `ToolSpec` each when the
-function is on main, never a stub):
-
-- ``export_steering`` / ``apply_steering`` -> ``interpkit.causal.export_steering`` / ``apply_steering``
-- ``dossier`` -> ``interpkit.dossier``'s builder
+``export_steering`` / ``apply_steering`` (:func:`interpkit.causal.export_steering` /
+``apply_steering``) load the named model on each call.
 
 This module imports nothing heavy at the top (no mcp, no torch): the functions import what they use.
 """
@@ -272,6 +270,56 @@ def search_features_tool(query: str, reports: list[str], top_k: int = 20, embed:
     return {"kind": "interpkit_feature_search", "query": query, "embed": embed, "hits": [h.to_dict() for h in hits]}
 
 
+def dossier_tool(project: str, report: str | None = None, feature_id: str | None = None,
+                 matches: str | None = None, artifact: str | None = None) -> dict[str, Any]:
+    """Evidence dossiers (interpkit dossier): with ``report``, add its evidence (one feature, or every top
+    feature) to the project's dossiers; then each touched dossier's grade and the next experiments.
+    Without ``report``: every dossier of the project with its grade."""
+    from interpkit.dossier import add_to_dossier, grade, list_dossiers, next_experiments
+
+    if report is None:
+        if feature_id is not None or matches is not None or artifact is not None:
+            raise ValueError("feature_id, matches and artifact need report (the evidence to add)")
+        dossiers = list_dossiers(project)
+    else:
+        dossiers = add_to_dossier(project, report, feature_id, matches=matches, artifact=artifact)
+    return {"kind": "interpkit_dossier", "project": project, "dossiers": [
+        {"key": d.key, "path": str(d.path) if d.path else None, "n_runs": len(d.entries),
+         "grade": grade(d).to_dict(),
+         "next": [x.to_dict() for x in next_experiments(d, project_dir=project)] if report is not None else []}
+        for d in dossiers]}
+
+
+def export_steering_tool(report: str, feature_id: str, out: str, model: str = "smollm2-135m",
+                         directions: str | None = None, interventions: str | None = None,
+                         strength: float | None = None, force: bool = False) -> dict[str, Any]:
+    """Write a steering artifact for one report feature (interpkit export-steering); refused (nothing
+    written) without held-out causal evidence unless ``force`` (then ``validated: false``)."""
+    from interpkit.causal import export_steering
+    from interpkit.models import load_model
+
+    art = export_steering(report, feature_id, out, model=load_model(model), directions=directions,
+                          interventions=interventions, strength=strength, force=force,
+                          command=f"interpkit mcp (tool export_steering, feature {feature_id})")
+    return {"kind": "steering_artifact", "artifact": str(out), "feature_id": feature_id,
+            "validated": art.validated, "strength": art.strength, "evidence": art.evidence}
+
+
+def apply_steering_tool(artifact: str, prompts: str, out: str, model: str = "smollm2-135m",
+                        strength: float | None = None, allow_other_model: bool = False,
+                        max_new_tokens: int | None = None, criterion: str | None = None,
+                        compiler: str = "embedding") -> dict[str, Any]:
+    """Baseline and steered generations of a steering artifact on a prompt file (interpkit apply-steering);
+    ``criterion`` (default: the artifact's) is scored by ``compiler`` on both continuations."""
+    from interpkit.causal import apply_steering
+    from interpkit.models import load_model
+
+    rows = apply_steering(artifact, load_model(model), prompts, out, strength=strength,
+                          allow_other_model=allow_other_model, max_new_tokens=max_new_tokens,
+                          criterion=criterion, compiler=compiler)
+    return {"kind": "steering_generation", "out": str(out), "n": len(rows), "rows": rows[:5]}
+
+
 #: The tools ``interpkit mcp`` serves, in the order a client lists them.
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("capabilities", capabilities_tool, "interpkit commands, arguments and formats", read_only=True),
@@ -281,4 +329,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec("match", match_tool, "match two reports' features one-to-one"),
     ToolSpec("compare_runs", compare_runs_tool, "what changed between two saved runs"),
     ToolSpec("search_features", search_features_tool, "find features in saved reports by text", read_only=True),
+    ToolSpec("export_steering", export_steering_tool, "write a steering artifact for a report feature"),
+    ToolSpec("apply_steering", apply_steering_tool, "steer generations with a steering artifact"),
+    ToolSpec("dossier", dossier_tool, "add a report's evidence to feature dossiers; grades and next experiments"),
 )

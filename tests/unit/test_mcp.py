@@ -228,3 +228,19 @@ def test_compare_runs_and_search_features_tools_read_saved_reports(tmp_path: Pat
         assert bad.isError and "top_k" in bad.content[0].text
 
     _session(calls)
+
+
+def test_dossier_tool_adds_a_report_and_lists_the_grades(tmp_path: Path):
+    async def calls(s):
+        args = {"criterion": "mentions a cat", "out": str(tmp_path / "r"), "model": "toy", "backend": "toy",
+                "top_k": 2, **FAST}
+        report = _payload(await s.call_tool("inspect", args))["report"]
+        added = _payload(await s.call_tool("dossier", {"project": str(tmp_path / "proj"), "report": report}))
+        assert len(added["dossiers"]) == 2 and all(Path(d["path"]).is_file() for d in added["dossiers"])
+        assert all("level" in d["grade"] for d in added["dossiers"])
+        listed = _payload(await s.call_tool("dossier", {"project": str(tmp_path / "proj")}))
+        assert sorted(d["key"] for d in listed["dossiers"]) == sorted(d["key"] for d in added["dossiers"])
+        bad = await s.call_tool("dossier", {"project": str(tmp_path / "proj"), "feature_id": "x"})
+        assert bad.isError and "report" in bad.content[0].text
+
+    _session(calls)

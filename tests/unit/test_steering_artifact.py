@@ -285,3 +285,19 @@ def test_run_steps_export_and_apply(cli, report_dir, tmp_path):
     assert art.validated and art.feature == GOOD
     (row,) = [json.loads(x) for x in (tmp_path / "run" / "gen.jsonl").read_text().splitlines()]
     assert row["kind"] == "steering_generation" and row["artifact"]["validated"] is True
+
+
+def test_mcp_steering_tools_export_and_apply(cli, report_dir, tmp_path):
+    from interpkit.cli._mcp_tools import apply_steering_tool, export_steering_tool
+
+    got = export_steering_tool(str(report_dir), GOOD, str(tmp_path / "art"), model="tiny")
+    assert got["validated"] is True and read_steering_artifact(tmp_path / "art").feature == GOOD
+    with pytest.raises(Exception, match="held-out"):
+        export_steering_tool(str(report_dir), NO_EVIDENCE, str(tmp_path / "none"), model="tiny")
+    assert not (tmp_path / "none").exists()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt_id": "a", "text": "the cat"}) + "\n")
+    applied = apply_steering_tool(str(tmp_path / "art"), str(prompts), str(tmp_path / "g.jsonl"), model="tiny",
+                                  max_new_tokens=3, criterion=KW, compiler="keyword")
+    assert applied["n"] == 1 and (tmp_path / "g.jsonl").is_file()
+    assert applied["rows"][0]["steered"]["text"] is not None
