@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def _umask() -> int:
@@ -166,6 +167,30 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json_file(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    missing: str,
+    invalid: Callable[[Path, json.JSONDecodeError], Exception],
+) -> tuple[Path, Any]:
+    """``(file, data)``: the JSON at ``path``, or at ``path/name`` when ``path`` is a folder.
+
+    The one way readers open a JSON file: ``missing`` (``{path}`` in it replaced by the file) is the
+    `FileNotFoundError`'s message, ``invalid(file, error)`` builds the reader's own error for a file that
+    is not JSON (it has the line in ``error.lineno``).
+    """
+    p = Path(path)
+    if name is not None and p.is_dir():
+        p = p / name
+    if not p.is_file():
+        raise FileNotFoundError(missing.replace("{path}", str(p)))
+    try:
+        return p, json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise invalid(p, exc) from None
 
 
 def slug(text: str, *, max_len: int = 40, empty: str = "f") -> str:

@@ -11,7 +11,6 @@ left report's criterion.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,15 +29,12 @@ def read_matches(path: str | os.PathLike[str]) -> MatchResult:
         FileNotFoundError: no file at ``path``.
         MatchError: not valid JSON or not a matches file (the message names the file).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "matches.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"no matches file at {p} (expected a matches.json written by `interpkit match`)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MatchError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    from interpkit._io import read_json_file
+
+    p, data = read_json_file(
+        path, name="matches.json",
+        missing="no matches file at {path} (expected a matches.json written by `interpkit match`)",
+        invalid=lambda f, exc: MatchError(f"{f}:{exc.lineno}: not valid JSON: {exc.msg}"))
     try:
         return MatchResult.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._constants import REPORT_JSON_NAME
+from .._io import read_json_file
 from .._version import __version__
 
 __all__ = ["REPORT_KIND", "FeatureEntryRecord", "InputFile", "ReportRecord", "ReportSchemaError", "read_report"]
@@ -233,15 +234,10 @@ class ReportRecord:
             FileNotFoundError: no report at ``path``.
             ReportSchemaError: the file is not valid JSON or not a report of a readable version.
         """
-        p = Path(path)
-        if p.is_dir():
-            p = p / REPORT_JSON_NAME
-        if not p.exists():
-            raise FileNotFoundError(f"no report at {p} (expected a report.json written by `interpkit inspect`)")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ReportSchemaError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+        p, data = read_json_file(
+            path, name=REPORT_JSON_NAME,
+            missing="no report at {path} (expected a report.json written by `interpkit inspect`)",
+            invalid=lambda f, exc: ReportSchemaError(f"{f}:{exc.lineno}: not valid JSON: {exc.msg}"))
         return replace(cls.from_dict(data, source=str(p)), path=p)
 
 

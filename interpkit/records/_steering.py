@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_dir
+from .._io import atomic_dir, read_json_file
 from .._version import __version__
 from ._checks import check_bool, check_float, check_int, check_mapping, check_number, check_str
 from ._errors import _MISSING, RecordError
@@ -180,13 +180,10 @@ def read_steering_artifact(path: str | os.PathLike[str]) -> SteeringArtifact:
     """
     p = Path(path)
     folder = p if p.is_dir() else p.parent
-    jpath = folder / STEERING_JSON_NAME
-    if not jpath.is_file():
-        raise FileNotFoundError(f"no steering artifact at {p} (expected a folder with {STEERING_JSON_NAME})")
-    try:
-        data = json.loads(jpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RecordError("valid JSON", rendered=f"{exc.msg} at line {exc.lineno}", path=str(jpath)) from None
+    jpath, data = read_json_file(
+        folder / STEERING_JSON_NAME,
+        missing=f"no steering artifact at {p} (expected a folder with {STEERING_JSON_NAME})",
+        invalid=lambda f, exc: RecordError("valid JSON", rendered=f"{exc.msg} at line {exc.lineno}", path=str(f)))
     try:
         fields = _parse(data)
         vector = _read_vector(folder, fields.pop("_vector"))
