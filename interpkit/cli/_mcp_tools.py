@@ -15,7 +15,7 @@ Registered: ``capabilities`` (:func:`interpkit.cli._capabilities.capabilities`),
 ``grade``, ``next_experiments``).
 
 ``export_steering`` / ``apply_steering`` (:func:`interpkit.causal.export_steering` /
-``apply_steering``) load the named model on each call.
+``apply_steering``) load the model (default: the one the report or artifact names) on each call.
 
 This module imports nothing heavy at the top (no mcp, no torch): the functions import what they use.
 """
@@ -290,31 +290,38 @@ def dossier_tool(project: str, report: str | None = None, feature_id: str | None
         for d in dossiers]}
 
 
-def export_steering_tool(report: str, feature_id: str, out: str, model: str = "smollm2-135m",
+def export_steering_tool(report: str, feature_id: str, out: str, model: str | None = None,
                          directions: str | None = None, interventions: str | None = None,
                          strength: float | None = None, force: bool = False) -> dict[str, Any]:
     """Write a steering artifact for one report feature (interpkit export-steering); refused (nothing
-    written) without held-out causal evidence unless ``force`` (then ``validated: false``)."""
+    written) without held-out causal evidence unless ``force`` (then ``validated: false``).
+    ``model``: default the model the report names, as the command."""
     from interpkit.causal import export_steering
-    from interpkit.models import load_model
+    from interpkit.cli._export_records import load_model_for_cli
+    from interpkit.records import read_report
 
-    art = export_steering(report, feature_id, out, model=load_model(model), directions=directions,
+    loaded = read_report(report)
+    art = export_steering(loaded, feature_id, out, model=load_model_for_cli(model or loaded.model, None),
+                          directions=directions,
                           interventions=interventions, strength=strength, force=force,
                           command=f"interpkit mcp (tool export_steering, feature {feature_id})")
     return {"kind": "steering_artifact", "artifact": str(out), "feature_id": feature_id,
             "validated": art.validated, "strength": art.strength, "evidence": art.evidence}
 
 
-def apply_steering_tool(artifact: str, prompts: str, out: str, model: str = "smollm2-135m",
+def apply_steering_tool(artifact: str, prompts: str, out: str, model: str | None = None,
                         strength: float | None = None, allow_other_model: bool = False,
                         max_new_tokens: int | None = None, criterion: str | None = None,
                         compiler: str = "embedding") -> dict[str, Any]:
     """Baseline and steered generations of a steering artifact on a prompt file (interpkit apply-steering);
-    ``criterion`` (default: the artifact's) is scored by ``compiler`` on both continuations."""
+    ``criterion`` (default: the artifact's) is scored by ``compiler`` on both continuations; ``model``:
+    default the artifact's, as the command."""
     from interpkit.causal import apply_steering
-    from interpkit.models import load_model
+    from interpkit.cli._export_records import load_model_for_cli
+    from interpkit.records import read_steering_artifact
 
-    rows = apply_steering(artifact, load_model(model), prompts, out, strength=strength,
+    art = read_steering_artifact(artifact)
+    rows = apply_steering(art, load_model_for_cli(model or art.model_name, None), prompts, out, strength=strength,
                           allow_other_model=allow_other_model, max_new_tokens=max_new_tokens,
                           criterion=criterion, compiler=compiler)
     return {"kind": "steering_generation", "out": str(out), "n": len(rows), "rows": rows[:5]}

@@ -290,14 +290,14 @@ def test_run_steps_export_and_apply(cli, report_dir, tmp_path):
 def test_mcp_steering_tools_export_and_apply(cli, report_dir, tmp_path):
     from interpkit.cli._mcp_tools import apply_steering_tool, export_steering_tool
 
-    got = export_steering_tool(str(report_dir), GOOD, str(tmp_path / "art"), model="tiny")
+    got = export_steering_tool(str(report_dir), GOOD, str(tmp_path / "art"))  # the report's model
     assert got["validated"] is True and read_steering_artifact(tmp_path / "art").feature == GOOD
     with pytest.raises(Exception, match="held-out"):
         export_steering_tool(str(report_dir), NO_EVIDENCE, str(tmp_path / "none"), model="tiny")
     assert not (tmp_path / "none").exists()
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"prompt_id": "a", "text": "the cat"}) + "\n")
-    applied = apply_steering_tool(str(tmp_path / "art"), str(prompts), str(tmp_path / "g.jsonl"), model="tiny",
+    applied = apply_steering_tool(str(tmp_path / "art"), str(prompts), str(tmp_path / "g.jsonl"),
                                   max_new_tokens=3, criterion=KW, compiler="keyword")
     assert applied["n"] == 1 and (tmp_path / "g.jsonl").is_file()
     assert applied["rows"][0]["steered"]["text"] is not None
