@@ -10,40 +10,21 @@ records file if it is still there with the same sha256.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
 from interpkit._constants import REPORT_JSON_NAME
 from interpkit._io import sha256_file
+from interpkit.rank import auroc_interval
 
 from ._format import Dossier, DossierError, dossier_dir, feature_key, load_json, read_dossier, write_dossier
 
 __all__ = ["add_to_dossier", "auroc_interval", "list_dossiers", "load_dossier"]
 
 CAUSAL_WITH_SIGN = ("promotes", "suppresses")
-
-
-def auroc_interval(auroc: float | None, n_pos: int, n_neg: int, level: float = 0.95) -> tuple[float | None, ...]:
-    """Hanley & McNeil (1982) normal interval of an AUROC from its class sizes, clipped to [0, 1].
-
-    ``SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2)`` with ``Q1 = A/(2-A)``,
-    ``Q2 = 2A^2/(1+A)``; ``(None, None)`` when the AUROC or a class is missing. At A = 0 or 1 the
-    variance formula is 0, so it is evaluated half a discordant pair inside, at
-    ``A = 1 - 1/(2 n1 n2)`` (or ``1/(2 n1 n2)``): perfect separation of few examples keeps a width.
-    """
-    if auroc is None or n_pos < 1 or n_neg < 1 or not math.isfinite(auroc):
-        return None, None
-    edge = 1 / (2 * n_pos * n_neg)
-    a = min(max(float(auroc), edge), 1 - edge)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
-    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(var, 0.0))
-    return max(0.0, float(auroc) - half), min(1.0, float(auroc) + half)
 
 
 def _report_file(path: str | Path) -> Path:

@@ -45,7 +45,7 @@ from interpkit.rank._result import (
     RankSettings,
 )
 from interpkit.rank._splits import hash_splits, normalize_text
-from interpkit.rank._stats import auroc, benjamini_hochberg
+from interpkit.rank._stats import auroc, auroc_interval, benjamini_hochberg
 
 __all__ = [
     "CAUSAL_STATUSES",
@@ -58,6 +58,7 @@ __all__ = [
     "RankingResult",
     "aggregate_causal",
     "auroc",
+    "auroc_interval",
     "benjamini_hochberg",
     "hash_splits",
     "normalize_text",

@@ -234,3 +234,26 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     # comes from the same few values.
     half = float(stats.t.ppf(0.5 + level / 2.0, df=x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, mean - half, mean + half
+
+
+def auroc_interval(auroc: float | None, n_pos: int, n_neg: int, level: float = 0.95, *,
+                   edge_width: bool = True) -> tuple[float | None, float | None]:
+    """Hanley & McNeil (1982) normal interval of one AUROC from its class sizes, clipped to [0, 1].
+
+    ``SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n2-1)(Q2-A^2)) / (n1 n2)`` with ``Q1 = A/(2-A)``,
+    ``Q2 = 2A^2/(1+A)``; ``(None, None)`` when the AUROC or a class is missing. At A = 0 or 1 the
+    variance formula is 0: with ``edge_width`` it is evaluated half a discordant pair inside, at
+    ``A = 1 - 1/(2 n1 n2)`` (or ``1/(2 n1 n2)``), so perfect separation of few examples keeps a width;
+    without it the interval collapses to the point (what ``compare-runs`` has always shown).
+    """
+    import math
+    from statistics import NormalDist
+
+    if auroc is None or n_pos < 1 or n_neg < 1 or not math.isfinite(auroc):
+        return None, None
+    edge = 1 / (2 * n_pos * n_neg) if edge_width else 0.0
+    a = min(max(float(auroc), edge), 1 - edge)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    half = NormalDist().inv_cdf(0.5 + level / 2) * math.sqrt(max(var, 0.0))
+    return max(0.0, float(auroc) - half), min(1.0, float(auroc) + half)

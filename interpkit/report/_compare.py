@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interpkit.rank import auroc_interval
 from interpkit.report._report import Report, load_report
 
 __all__ = ["COMPARISON_KIND", "COMPARISON_SCHEMA_VERSION", "IGNORED_KEYS", "KEY_SETTINGS", "RunComparison",
@@ -47,18 +48,6 @@ IGNORED_KEYS = frozenset({
 
 KEY_SETTINGS = ("model", "criterion", "backend", "site", "compiler", "seed")
 """Settings flagged ``key`` in `RunComparison.settings_changed` (the last part of a dotted name)."""
-
-
-def auroc_interval(auroc: float | None, n_pos: int, n_neg: int, z: float = 1.959963984540054
-                   ) -> tuple[float | None, float | None]:
-    """The Hanley-McNeil (1982) normal interval of an AUROC from its class sizes, clipped to [0, 1]."""
-    if auroc is None or not math.isfinite(auroc) or n_pos < 1 or n_neg < 1:
-        return None, None
-    a = float(auroc)
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
-    half = z * math.sqrt(max(var, 0.0))
-    return max(0.0, a - half), min(1.0, a + half)
 
 
 def _same(x: Any, y: Any, rel: float, abs_: float) -> bool:
@@ -104,7 +93,7 @@ def _evidence(row: Any) -> dict[str, Any] | None:
     if row is None:
         return None
     a, c = row.association, row.causal
-    lo, hi = auroc_interval(a.auroc_test, a.n_pos_test, a.n_neg_test)
+    lo, hi = auroc_interval(a.auroc_test, a.n_pos_test, a.n_neg_test, edge_width=False)
     return {
         "tier": row.tier, "rank": row.rank, "score": row.score,
         "association": {"auroc_test": a.auroc_test, "ci_low": lo, "ci_high": hi, "q_value": a.q_value,
