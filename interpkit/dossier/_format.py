@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interpkit._io import atomic_write_text, slug
+from interpkit._io import atomic_write_text, read_json_file, slug
 from interpkit._version import __version__
 
 __all__ = [
@@ -195,10 +195,11 @@ class Dossier:
 
 def load_json(path: Path) -> Any:
     """The JSON value in ``path``; invalid JSON is a `DossierError` naming the file and line."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DossierError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    return read_json_file(path, missing="no file at {path}", invalid=_invalid)[1]
+
+
+def _invalid(path: Path, exc: json.JSONDecodeError) -> DossierError:
+    return DossierError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}")
 
 
 def read_dossier(path: str | Path) -> Dossier:
@@ -208,10 +209,9 @@ def read_dossier(path: str | Path) -> Dossier:
         FileNotFoundError: no dossier there.
         DossierError: invalid JSON (with its line) or a schema problem (with the field).
     """
-    p = Path(path) / DOSSIER_FILE if Path(path).is_dir() else Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no dossier at {p} (expected a dossier.json written by `interpkit dossier add`)")
-    dossier = Dossier.from_dict(load_json(p), source=str(p))
+    p, data = read_json_file(path, name=DOSSIER_FILE, invalid=_invalid,
+                             missing="no dossier at {path} (expected a dossier.json written by `interpkit dossier add`)")
+    dossier = Dossier.from_dict(data, source=str(p))
     dossier.path = p
     return dossier
 
