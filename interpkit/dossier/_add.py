@@ -36,19 +36,14 @@ def _report_file(path: str | Path) -> Path:
     return p
 
 
-def _direction_sha256(report_file: Path, feature_id: str) -> str | None:
-    """sha256 of a direction feature's vector (float32, little-endian) from ``<report>/table``, if saved."""
+def _direction_vectors(report_file: Path) -> dict[str, Any]:
+    """The decoder vectors of ``<report>/table`` (feature id -> vector), empty when no table was saved."""
     folder = report_file.parent / "table"
     if not folder.is_dir():
-        return None
+        return {}
     from interpkit.table import FeatureTable
 
-    vector = FeatureTable.load(folder).decoder_vectors.get(feature_id)
-    if vector is None:
-        return None
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
+    return dict(FeatureTable.load(folder).decoder_vectors)
 
 
 def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
@@ -254,10 +249,17 @@ def add_to_dossier(
     if match_path is not None and not match_path.is_file():
         raise FileNotFoundError(f"matches: no file at {match_path}")
     art = None if artifact is None else _artifact(Path(artifact))
+    from interpkit.records import vector_sha256
+
     written = []
+    vectors: dict[str, Any] | None = None  # the saved table, read once and only for direction features
     for feature in features:
         model = feature.model or report.model
-        direction = _direction_sha256(report_file, feature.feature_id) if feature.source == "direction" else None
+        direction = None
+        if feature.source == "direction":
+            vectors = _direction_vectors(report_file) if vectors is None else vectors
+            vector = vectors.get(feature.feature_id)
+            direction = vector_sha256(vector) if vector is not None else None
         key = feature_key(model, feature.site, feature.feature_id, direction)
         folder = dossier_dir(project_dir, key)
         dossier = read_dossier(folder) if (folder / "dossier.json").exists() else Dossier(
