@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "CausalFeature": "._runner",
     "control_features": "._runner",
     "CONTROL_KINDS": "._controls",
+    "check_controls": "._controls",
+    "make_controls": "._controls",
     "neuron_feature": "._runner",
     "run_interventions": "._runner",
     "EditSession": "._runner",

@@ -7,7 +7,8 @@
 - the **held-out evidence** (`steering_evidence`): the report's intervention records for the
   feature on the ``test`` split, aggregated as the ranking aggregates them
   (`interpkit.rank.aggregate_causal`: mean signed effect, Student-t interval, side effect), and the
-  feature's random same-norm controls on the same split. A feature is *validated* when the
+  feature's controls on the same split (every kind: random same-norm directions, matched-frequency,
+  placebo). A feature is *validated* when the
   interval lies above 0 (``status == "promotes"``) and its lower end is above every control's mean
   effect (the controls it beat). Anything less is refused unless ``force=True``, which writes
   ``validated: false``;
@@ -66,7 +67,7 @@ def steering_evidence(
 
     Returns:
         ``{"intervention", "split", "n", "effect", "ci_low", "ci_high", "ci_level", "status",
-        "side_effect", "strength", "strength_chosen_on", "controls": [{"feature_id", "n", "effect",
+        "side_effect", "strength", "strength_chosen_on", "controls": [{"feature_id", "kind", "n", "effect",
         "beaten"}]}`` (``strength_chosen_on`` is dropped before it goes into an artifact).
     """
     from interpkit.rank import aggregate_causal
@@ -89,19 +90,21 @@ def steering_evidence(
     strengths = {r.extra.get("strength") for r in recs}
     chosen = {r.extra.get("strength_chosen_on") for r in recs}
     controls: dict[str, list[float]] = {}
+    control_kinds: dict[str, str] = {}
     for r in held:
         if r.extra.get("control_of") == str(feature_id) and r.kind == kind:
             controls.setdefault(str(r.feature_id), []).append(r.signed_effect)
+            control_kinds[str(r.feature_id)] = str(r.extra.get("control_kind") or "random")
     return {
         "intervention": kind, "split": split, "n": causal.n, "effect": causal.effect, "ci_low": causal.ci_low,
         "ci_high": causal.ci_high, "ci_level": float(level), "status": causal.status,
         "side_effect": causal.side_effect,
         "strength": float(next(iter(strengths))) if len(strengths) == 1 and None not in strengths else None,
         "strength_chosen_on": next(iter(chosen)) if len(chosen) == 1 else None,
-        "controls": [{"feature_id": cid, "n": len(v), "effect": float(np.mean(v)),
-                      # the ranking's rule (a feature's mean effect against its controls' mean), held
-                      # here against each control: a validated artifact beats every one of them
-                      "beaten": causal.effect is not None and causal.effect > float(np.mean(v))}
+        "controls": [{"feature_id": cid, "kind": control_kinds[cid], "n": len(v), "effect": float(np.mean(v)),
+                      # the ranking's rule (the feature's interval clears its controls' mean effect),
+                      # held here against each control: a validated artifact beats every one of them
+                      "beaten": causal.ci_low is not None and causal.ci_low > float(np.mean(v))}
                      for cid, v in controls.items()],
     }
 

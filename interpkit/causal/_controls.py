@@ -32,7 +32,10 @@ from typing import Any
 
 import numpy as np
 
-CONTROL_KINDS: tuple[str, ...] = ("random", "matched_frequency", "placebo")
+from interpkit.records import CONTROL_KINDS, control_id
+
+__all__ = ["CONTROL_KINDS", "check_controls", "frequencies", "make_controls", "matched_frequency_controls",
+           "placebo_controls", "random_controls", "token_activations"]
 
 _POOL = 64  # candidate random directions per matched-frequency control
 _PCS = 16  # principal components a placebo is drawn from
@@ -57,9 +60,36 @@ def _key(feature_id: str) -> int:
 def _make(feature: Any, kind: str, k: int, direction: np.ndarray | None = None, neuron: int | None = None) -> Any:
     from ._runner import CausalFeature
 
-    suffix = f"control{k}" if kind == "random" else f"{kind}{k}"
-    return CausalFeature(feature_id=f"{feature.feature_id}::{suffix}", site=feature.site, direction=direction,
+    return CausalFeature(feature_id=control_id(feature.feature_id, kind, k), site=feature.site, direction=direction,
                          neuron=neuron, control_of=feature.feature_id, control_kind=kind)
+
+
+def make_controls(model: Any, feature: Any, kinds: Sequence[str] | str, n: int, texts: Sequence[str], n_pos: int,
+                  *, seed: int = 0, batch_size: int = 16,
+                  acts: dict[str, list[np.ndarray]] | None = None) -> list[Any]:
+    """``n`` controls of ``feature`` per kind in ``kinds``, kind by kind.
+
+    ``texts`` are the prompts the data-dependent kinds are measured on, the ``n_pos`` positives
+    first; their token activations at the feature's site are read once per site (into ``acts``
+    when given, so several features of one site share them). Random controls need no data.
+    """
+    kinds = check_controls(kinds)
+    if n <= 0:
+        return []
+    d_model = int(model.d_model)
+    acts = {} if acts is None else acts
+    out: list[Any] = []
+    for kind in kinds:
+        if kind == "random":
+            out += random_controls(feature, n, d_model=d_model, seed=seed)
+            continue
+        if feature.site not in acts:
+            acts[feature.site] = token_activations(model, texts, feature.site, batch_size=batch_size)
+        if kind == "matched_frequency":
+            out += matched_frequency_controls(feature, n, d_model=d_model, acts=acts[feature.site], seed=seed)
+        else:
+            out += placebo_controls(feature, n, d_model=d_model, acts=acts[feature.site], n_pos=n_pos, seed=seed)
+    return out
 
 
 def random_controls(feature: Any, n: int, *, d_model: int, seed: int = 0) -> list[Any]:

@@ -16,10 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from interpkit.records import ActivationRecord, FeatureActivation, InterventionRecord, normalize_criterion
+from interpkit.records import (
+    ActivationRecord,
+    FeatureActivation,
+    InterventionRecord,
+    control_owner,
+    normalize_criterion,
+)
 
 from ._metric import metric_for_criterion
-from ._runner import CausalFeature, control_features, neuron_feature, run_interventions
+from ._runner import CausalFeature, neuron_feature, run_interventions
 from ._sweep import SweepResult, assign_prompt_splits, split_by_score, sweep_strengths
 
 if TYPE_CHECKING:
@@ -136,6 +142,7 @@ def export_contrast(
     target_tokens: Sequence[str] | None = None,
     pool: str = "last",
     n_controls: int = 2,
+    controls: Sequence[str] | str = ("random",),
     threshold: float = 0.5,
     kind: str = "steer",
     seed: int = 0,
@@ -153,8 +160,11 @@ def export_contrast(
         strengths: candidate steering strengths (the direction has unit norm).
         target_tokens: the criterion's target tokens (default: the dataset's ``target_tokens``).
         pool: pooling of the activations the direction is learnt from and projected with.
-        n_controls: random unit directions at the same site, written as control features
-            ``contrast:layer{L}::control{k}`` in both the records and the interventions.
+        n_controls: controls per control kind, written as control features (``contrast:layer{L}::control{k}``
+            for random unit directions, ``::matched_frequency{k}`` / ``::placebo{k}`` for the others)
+            in the records, the interventions and the DirectionSet.
+        controls: control kinds: ``random``, ``matched_frequency``, ``placebo`` (see `run_interventions`);
+            the data-dependent kinds are built from the test split's prompts, where they run.
         threshold: score threshold between negatives and positives.
         kind: ``steer`` or ``amplify``.
         seed: seeds the controls.
@@ -181,7 +191,16 @@ def export_contrast(
     direction = contrast_direction(acts, labels, normalize=True)
     fid = f"contrast:layer{layer}"
     feature = CausalFeature(feature_id=fid, site=site, direction=direction)
-    controls = control_features(feature, n_controls, d_model=int(model.d_model), seed=seed)
+    from ._controls import make_controls
+
+    pos = [(r, s) for r, s in scored if r.criterion_score >= threshold]
+    neg = [(r, s) for r, s in scored if r.criterion_score < threshold]
+    test_texts = [r.text for r, s in pos if s == "test"] + [r.text for r, s in neg if s == "test"]
+    if not any(s == "test" for _, s in pos):
+        raise ValueError("the test split has no positive prompts: the held-out steering effect cannot be measured; "
+                         "add rows or set their 'split' field")
+    controls = make_controls(model, feature, controls, n_controls, test_texts,
+                             sum(1 for _, s in pos if s == "test"), seed=seed, batch_size=batch_size)
     directions = DirectionSet(
         names=(fid, *(c.feature_id for c in controls)),
         vectors=np.stack([direction, *(c.direction for c in controls)]),
@@ -196,16 +215,14 @@ def export_contrast(
     for i, row in enumerate(data):
         feats = []
         for j, name in enumerate(directions.names):
-            extra = {"control": True, "control_of": fid} if j else {}
+            extra = {"control": True, "control_of": fid, "control_kind": controls[j - 1].control_kind} if j else {}
             feats.append(FeatureActivation(feature_id=name, activation=float(values[i, j]), layer=layer, extra=extra))
         records.append(ActivationRecord(model=model.name, prompt_id=row.prompt_id, text=row.text,
                                         criterion_score=row.criterion_score, features=tuple(feats),
                                         extra={"split": splits[i], "pool": pool}))
-    pos = [(r, s) for r, s in scored if r.criterion_score >= threshold]
-    neg = [(r, s) for r, s in scored if r.criterion_score < threshold]
     sweep = sweep_strengths(
         model, feature, [r for r, _ in pos], [r for r, _ in neg], metric, list(strengths), kind=kind,
-        splits=([s for _, s in pos], [s for _, s in neg]), n_controls=n_controls, seed=seed,
+        splits=([s for _, s in pos], [s for _, s in neg]), control_features=controls, seed=seed,
         batch_size=batch_size,
     )
     return ContrastExport(records=tuple(records), interventions=sweep.records, directions=directions, sweep=sweep)
@@ -283,7 +300,7 @@ def export_interventions(
     out: list[InterventionRecord] = []
     extra = {"split": split} if split is not None else None
     for feat in features:
-        n = 0 if "::control" in feat.feature_id else n_controls
+        n = 0 if control_owner(feat.feature_id) is not None else n_controls
         out += run_interventions(model, [feat], pos, neg, metric, kinds=kinds, strength=strength, n_controls=n,
                                  controls=controls, ablate_mode=ablate_mode, seed=seed, batch_size=batch_size, extra=extra)
     return out

@@ -281,7 +281,7 @@ def run_interventions(
     acts: dict[str, list[np.ndarray]] = {}
     out: list[InterventionRecord] = []
     for feature in features:
-        ctrls = _controls_of(model, feature, control_kinds, n_controls, base, acts, d_model, seed, batch_size)
+        ctrls = _controls_of(model, feature, control_kinds, n_controls, base, acts, seed, batch_size)
         for kind in kinds:
             mean = None
             if kind == "ablate" and ablate_mode == "mean":
@@ -298,25 +298,12 @@ def run_interventions(
 
 
 def _controls_of(model: Any, feature: CausalFeature, control_kinds: Sequence[str], n: int, base: _Baseline,
-                 acts: dict[str, list[np.ndarray]], d_model: int, seed: int, batch_size: int) -> list[CausalFeature]:
-    """The controls of ``feature``, kind by kind (token activations per site read once, into ``acts``)."""
-    from ._controls import matched_frequency_controls, placebo_controls, token_activations
+                 acts: dict[str, list[np.ndarray]], seed: int, batch_size: int) -> list[CausalFeature]:
+    """The controls of ``feature`` (data-dependent kinds measured on the run's positives and negatives)."""
+    from ._controls import make_controls
 
-    if n <= 0:
-        return []
-    out: list[CausalFeature] = []
-    for ck in control_kinds:
-        if ck == "random":
-            out += control_features(feature, n, d_model=d_model, seed=seed)
-            continue
-        if feature.site not in acts:
-            acts[feature.site] = token_activations(model, base.pos + base.neg, feature.site, batch_size=batch_size)
-        if ck == "matched_frequency":
-            out += matched_frequency_controls(feature, n, d_model=d_model, acts=acts[feature.site], seed=seed)
-        else:
-            out += placebo_controls(feature, n, d_model=d_model, acts=acts[feature.site], n_pos=len(base.pos),
-                                    seed=seed)
-    return out
+    return make_controls(model, feature, control_kinds, n, base.pos + base.neg, len(base.pos), seed=seed,
+                         batch_size=batch_size, acts=acts)
 
 
 class EditSession:

@@ -93,6 +93,8 @@ def sweep_strengths(
     splits: tuple[Sequence[str], Sequence[str]] | None = None,
     side_effect_weight: float = 1.0,
     n_controls: int = 1,
+    controls: Sequence[str] | str = ("random",),
+    control_features: Sequence[CausalFeature] | None = None,
     seed: int = 0,
     batch_size: int = 16,
 ) -> SweepResult:
@@ -108,7 +110,11 @@ def sweep_strengths(
         kind: ``steer`` or ``amplify``.
         splits: (positives' splits, negatives' splits); default `assign_prompt_splits` of each.
         side_effect_weight: weight of the side effect in the specificity.
-        n_controls: random same-norm controls on the test split.
+        n_controls: controls per control kind on the test split.
+        controls: control kinds (``random``, ``matched_frequency``, ``placebo``; see `run_interventions`),
+            built from the test split's prompts.
+        control_features: controls already built (``control_of`` set), run instead of building
+            ``n_controls`` of each kind (`export_contrast` saves their vectors beside its records).
         seed: seeds the controls.
         batch_size: prompts per forward pass.
 
@@ -140,9 +146,11 @@ def sweep_strengths(
                       "specificity": effect - side_effect_weight * side})
     best = max(table, key=lambda r: r["specificity"])["strength"]
     test_pos = [_with_split(r, "test") for r in pos_test]
+    prebuilt = list(control_features or ())
     records = run_interventions(
-        model, [feature], test_pos, neg_test, metric, kinds=(kind,), strength=best,
-        n_controls=n_controls, seed=seed, batch_size=batch_size,
+        model, [feature, *prebuilt], test_pos, neg_test, metric, kinds=(kind,), strength=best,
+        n_controls=0 if control_features is not None else n_controls, controls=controls, seed=seed,
+        batch_size=batch_size,
         extra={"split": "test", "strength_chosen_on": "train"},
     )
     return SweepResult(strength=best, train=tuple(table), records=tuple(records))

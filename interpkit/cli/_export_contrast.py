@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from interpkit.cli._export_records import add_model_arguments, load_model_for_cli
+from interpkit.cli._export_records import add_control_arguments, add_model_arguments, load_model_for_cli
 
 HELP = ("learn the positive-minus-negative direction at a layer, sweep its steering strength and write "
         "activation + intervention records")
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=8.0, help="strength used without a sweep (default 8)")
     p.add_argument("--pool", default="last", choices=("max", "mean", "last"),
                    help="pooling the direction is learnt and projected with (default last)")
-    p.add_argument("--n-controls", type=int, default=2, help="random same-norm control directions (default 2)")
+    add_control_arguments(p, n_default=2)
     p.add_argument("--threshold", type=float, default=0.5,
                    help="criterion_score at or above this is positive (default 0.5)")
     p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default 128)")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_for_cli(args.model, args.backend)
     result = export_contrast(
         model, rows, args.criterion, layer=args.layer, strengths=strengths, target_tokens=target_tokens,
-        pool=args.pool, n_controls=args.n_controls, threshold=args.threshold, seed=args.seed,
+        pool=args.pool, n_controls=args.n_controls, controls=args.controls, threshold=args.threshold, seed=args.seed,
         batch_size=args.batch_size, max_length=args.max_length,
     )
     write_jsonl(args.records_out, result.records)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from interpkit.cli._export_records import add_model_arguments, load_model_for_cli
+from interpkit.cli._export_records import add_control_arguments, add_model_arguments, load_model_for_cli
 
 HELP = "ablate (or steer) the top features of an inspect report and write intervention records"
 
@@ -23,11 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="intervention kind; repeat for several (default ablate)")
     p.add_argument("--ablate-mode", choices=("zero", "mean"), default="zero", help="default zero")
     p.add_argument("--strength", type=float, default=8.0, help="strength for steer/amplify (default 8)")
-    p.add_argument("--n-controls", type=int, default=1, help="controls per feature and control kind (default 1)")
-    p.add_argument("--controls", default="random",
-                   help="control kinds, comma-separated: random (same-norm random directions, default), "
-                        "matched_frequency (as often active on the prompts), placebo (an on-distribution "
-                        "direction orthogonal to the feature and the class contrast); see docs/ranking.md")
+    add_control_arguments(p, n_default=1)
     p.add_argument("--threshold", type=float, default=0.5,
                    help="criterion_score at or above this is positive (default 0.5)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test",
@@ -36,19 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
 
     from interpkit.causal import export_interventions, read_target_tokens
-    from interpkit.causal._controls import check_controls
     from interpkit.records import write_jsonl
     from interpkit.report import load_report
     from interpkit.sources import read_prompt_dataset
 
-    try:
-        controls = check_controls(args.controls)
-    except ValueError as exc:
-        print(f"error: --controls: {exc}", file=sys.stderr)
-        return 2
     report = load_report(args.report)
     rows = read_prompt_dataset(args.dataset)
     target_tokens = read_target_tokens(args.target_tokens)
@@ -60,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     records = export_interventions(
         model, report, rows, args.criterion, top_k=args.top_k, directions=args.directions,
         kinds=tuple(args.kind or ("ablate",)), target_tokens=target_tokens, ablate_mode=args.ablate_mode,
-        strength=args.strength, n_controls=args.n_controls, controls=controls, threshold=args.threshold,
+        strength=args.strength, n_controls=args.n_controls, controls=args.controls, threshold=args.threshold,
         split=None if args.split == "all" else args.split, seed=args.seed, batch_size=args.batch_size,
     )
     write_jsonl(args.out, records)

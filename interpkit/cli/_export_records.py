@@ -45,6 +45,25 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default 8)")
 
 
+def _control_kinds(text: str) -> tuple[str, ...]:
+    from interpkit.causal import check_controls
+
+    try:
+        return check_controls(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_control_arguments(p: argparse.ArgumentParser, *, n_default: int) -> None:
+    """``--n-controls`` and ``--controls`` (the control kinds, checked as argparse parses them)."""
+    p.add_argument("--n-controls", type=int, default=n_default,
+                   help=f"controls per feature and control kind (default {n_default})")
+    p.add_argument("--controls", type=_control_kinds, default=("random",),
+                   help="control kinds, comma-separated: random (same-norm random directions, default), "
+                        "matched_frequency (as often active on the prompts), placebo (an on-distribution "
+                        "direction orthogonal to the feature and the class contrast); see docs/ranking.md")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--out", required=True, help="activation records JSONL to write")

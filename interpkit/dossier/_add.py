@@ -3,7 +3,8 @@
 One entry per (feature, report), keyed by the sha256 of the report file, so adding a report twice
 changes nothing. What an entry holds comes from the report as written: the ranking row (held-out
 association, tier, stability, causal interval), the feature's label and its detection score, and
-the feature's same-norm controls (``<feature>::control<k>``), read from the ranking's rows or, when
+the feature's controls (``<feature>::control<k>``, ``::matched_frequency<k>``, ``::placebo<k>``: the
+ids `interpkit.records.control_id` gives), read from the ranking's rows or, when
 the controls are not features of the ranked table (neuron tables), from the report's intervention
 records file if it is still there with the same sha256.
 """
@@ -49,7 +50,7 @@ def _direction_vectors(report_file: Path) -> dict[str, Any]:
 def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
     """The feature's controls measured in the report's interventions file (unchanged since the run)."""
     from interpkit.rank._stats import t_interval
-    from interpkit.records import filter_interventions, read_intervention_records
+    from interpkit.records import control_owner, filter_interventions, read_intervention_records
 
     files = [i for i in report.inputs if i.role == "interventions"]
     if not files or not Path(files[0].path).exists() or sha256_file(files[0].path) != files[0].sha256:
@@ -58,25 +59,30 @@ def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str,
     kept, _ = filter_interventions(read_intervention_records(files[0].path), report.criterion, allow_mismatch=allow)
     groups: dict[str, list[float]] = {}
     for r in kept:
-        if str(r.feature_id).startswith(f"{feature_id}::control"):
+        owner = control_owner(str(r.feature_id))
+        if owner is not None and owner[0] == feature_id:
             groups.setdefault(str(r.feature_id), []).append(float(r.signed_effect))
     out = []
     for cid, values in sorted(groups.items()):
+        kind = control_owner(cid)[1]
         if len(values) < 3:
-            out.append({"feature_id": cid, "status": "insufficient n", "effect": None, "ci_low": None,
-                        "ci_high": None, "n": len(values)})
+            out.append({"feature_id": cid, "kind": kind, "status": "insufficient n", "effect": None,
+                        "ci_low": None, "ci_high": None, "n": len(values)})
             continue
         mean, lo, hi = t_interval(np.asarray(values), level)
-        out.append({"feature_id": cid, "status": "measured", "effect": mean, "ci_low": lo, "ci_high": hi,
-                    "n": len(values)})
+        out.append({"feature_id": cid, "kind": kind, "status": "measured", "effect": mean, "ci_low": lo,
+                    "ci_high": hi, "n": len(values)})
     return out
 
 
 def _controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
-    ranked = [r for r in report.ranking.rows if r.feature_id.startswith(f"{feature_id}::control")]
+    from interpkit.records import control_owner
+
+    owned = [(r, control_owner(r.feature_id)) for r in report.ranking.rows]
+    ranked = [(r, o[1]) for r, o in owned if o is not None and o[0] == feature_id]
     if ranked:
-        return [{"feature_id": r.feature_id, "status": r.causal.status, "effect": r.causal.effect,
-                 "ci_low": r.causal.ci_low, "ci_high": r.causal.ci_high, "n": r.causal.n} for r in ranked]
+        return [{"feature_id": r.feature_id, "kind": kind, "status": r.causal.status, "effect": r.causal.effect,
+                 "ci_low": r.causal.ci_low, "ci_high": r.causal.ci_high, "n": r.causal.n} for r, kind in ranked]
     return _file_controls(report, feature_id, level)
 
 

@@ -68,7 +68,8 @@ _OPT_INT = (int, type(None))
 _OPT_BOOL = (bool, type(None))
 
 # field -> allowed JSON types, or a nested schema (dict), or [schema] for a list of objects;
-# ("opt", schema) is a nested object that may be null
+# ("opt", schema) is a nested object that may be null; a name ending in "?" may be absent (a field added
+# after schema 1: a control's "kind", absent in older dossiers, reads as random)
 _ASSOCIATION = {
     "status": (str,), "auroc_test": _OPT_NUM, "auroc_ci_low": _OPT_NUM, "auroc_ci_high": _OPT_NUM,
     "ci_level": _NUM, "spearman_test": _OPT_NUM, "effect_size": _OPT_NUM, "sign_agrees": _OPT_BOOL,
@@ -76,8 +77,8 @@ _ASSOCIATION = {
     "n_pos_test": (int,), "n_neg_test": (int,),
 }
 _CONTROL = {
-    "feature_id": (str,), "status": (str,), "effect": _OPT_NUM, "ci_low": _OPT_NUM, "ci_high": _OPT_NUM,
-    "n": (int,),
+    "feature_id": (str,), "kind?": _OPT_STR, "status": (str,), "effect": _OPT_NUM, "ci_low": _OPT_NUM,
+    "ci_high": _OPT_NUM, "n": (int,),
 }
 _CAUSAL = {
     "status": (str,), "effect": _OPT_NUM, "value": _OPT_NUM, "ci_low": _OPT_NUM, "ci_high": _OPT_NUM,
@@ -130,12 +131,16 @@ def _check(value: Any, schema: Any, where: str, source: str) -> None:
             raise DossierError(f"{source}: field {where or '(top level)'!r}: expected an object, "
                                f"got {_type_name(value)}")
         prefix = f"{where}." if where else ""
-        unknown = sorted(set(value) - set(schema))
+        names = {k.rstrip("?"): k.endswith("?") for k in schema}
+        unknown = sorted(set(value) - set(names))
         if unknown:
             raise DossierError(f"{source}: field {prefix + unknown[0]!r}: unknown field; expected some of "
-                               f"{sorted(schema)}")
-        for name, sub in schema.items():
+                               f"{sorted(names)}")
+        for key, sub in schema.items():
+            name = key.rstrip("?")
             if name not in value:
+                if names[name]:
+                    continue
                 raise DossierError(f"{source}: field {prefix + name!r}: missing")
             _check(value[name], sub, prefix + name, source)
         return

@@ -264,11 +264,15 @@ def next_experiments(dossier: Dossier, *, project_dir: str | None = None) -> lis
                               f"{cmd} && interpkit dossier add --project {_q(root)} --report "
                               f"{_q(out_dir + '-causal' if causal['backend'] == 'model' else runs + '/seed' + str(new_seed))}"
                               f" --feature {_q(dossier.feature['feature_id'])}", holes))
+        model = dossier.feature["model"]
         out.append(Suggestion(3, "replication in another model: match this run's features with another "
-                              "model's report, validate the top matches by interventions "
-                              "(interpkit.match.validate_matches, then MatchResult.save), add the matches file",
+                              "model's report, validate the top matches by interventions on both models "
+                              "(validate-matches), add the validated matches file",
                               f"interpkit match --left {_q(causal['report_path'])} --right OTHER/report.json "
-                              f"--out {_q(runs + '/matches.json')} && interpkit dossier add --project {_q(root)} "
-                              f"--report {_q(causal['report_path'])} --matches {_q(runs + '/matches.json')}",
-                              ("OTHER/report.json",)))
+                              f"--out {_q(runs + '/matches.json')} && interpkit validate-matches "
+                              f"{_q(runs + '/matches.json')} --left-model {_q(model)} --right-model OTHER_MODEL "
+                              f"--prompts PROMPTS.jsonl --target-tokens TARGET_TOKENS --out "
+                              f"{_q(runs + '/matches.validated.json')} && interpkit dossier add --project {_q(root)} "
+                              f"--report {_q(causal['report_path'])} --matches {_q(runs + '/matches.validated.json')}",
+                              ("OTHER/report.json", "OTHER_MODEL", "PROMPTS.jsonl", "TARGET_TOKENS")))
     return out

@@ -20,12 +20,15 @@ from ._activation import ActivationRecord, FeatureActivation
 from ._dump import FeatureDump
 from ._errors import RecordError
 from ._intervention import (
+    CONTROL_KINDS,
     DECREASING_INTERVENTIONS,
     INCREASING_INTERVENTIONS,
     INTERVENTION_KINDS,
     FilterResult,
     InterventionRecord,
     canonical_intervention,
+    control_id,
+    control_owner,
     filter_interventions,
     normalize_criterion,
 )
@@ -59,6 +62,7 @@ from ._steering import (
 )
 
 __all__ = [
+    "CONTROL_KINDS",
     "DECREASING_INTERVENTIONS",
     "INCREASING_INTERVENTIONS",
     "INTERVENTION_KINDS",
@@ -81,6 +85,8 @@ __all__ = [
     "SpecEdit",
     "SteeringArtifact",
     "canonical_intervention",
+    "control_id",
+    "control_owner",
     "detect_record_kind",
     "filter_interventions",
     "iter_activation_records",

@@ -24,12 +24,15 @@ from ._checks import check_float, check_id, check_number, check_str, freeze_extr
 from ._errors import RecordError
 
 __all__ = [
+    "CONTROL_KINDS",
     "DECREASING_INTERVENTIONS",
     "INCREASING_INTERVENTIONS",
     "INTERVENTION_KINDS",
     "FilterResult",
     "InterventionRecord",
     "canonical_intervention",
+    "control_id",
+    "control_owner",
     "filter_interventions",
     "normalize_criterion",
 ]
@@ -43,6 +46,35 @@ INTERVENTION_KINDS: Mapping[str, int] = {
     **{k: +1 for k in sorted(INCREASING_INTERVENTIONS)},
 }
 """Every known intervention kind mapped to its expected sign (-1 decreasing, +1 increasing)."""
+
+CONTROL_KINDS: tuple[str, ...] = ("random", "matched_frequency", "placebo")
+"""Kinds of control features (see `interpkit.causal._controls`), in the order they are run."""
+_CONTROL_SUFFIX = re.compile(r"^(.+)::(control|" + "|".join(CONTROL_KINDS[1:]) + r")(\d+)$")
+
+
+def control_id(feature_id: str, kind: str, k: int) -> str:
+    """The id of ``feature_id``'s ``k``-th control of ``kind``: ``"<feature>::control<k>"`` for random
+    controls (the id earlier versions wrote), ``"<feature>::<kind><k>"`` for the others.
+
+    >>> control_id("contrast:layer15", "placebo", 0)
+    'contrast:layer15::placebo0'
+    """
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"control kind must be one of {', '.join(CONTROL_KINDS)}, got {kind!r}")
+    return f"{feature_id}::{'control' if kind == 'random' else kind}{int(k)}"
+
+
+def control_owner(feature_id: str) -> tuple[str, str] | None:
+    """``(feature, control kind)`` when ``feature_id`` names a control (`control_id`), else None.
+
+    >>> control_owner("contrast:layer15::control1"), control_owner("layer3.mlp_out:n7")
+    (('contrast:layer15', 'random'), None)
+    """
+    m = _CONTROL_SUFFIX.match(str(feature_id))
+    if m is None:
+        return None
+    return m.group(1), "random" if m.group(2) == "control" else m.group(2)
+
 
 _IR_FIELDS = (
     "model",

@@ -19,8 +19,8 @@ An artifact is what ``interpkit export-steering`` and the SteeringPanel's export
      "evidence": {"intervention": "steer", "split": "test", "n": 12, "effect": 0.04,
                   "ci_low": 0.01, "ci_high": 0.07, "ci_level": 0.95, "status": "promotes",
                   "side_effect": 0.02, "strength": 8.0,
-                  "controls": [{"feature_id": "contrast:layer15::control0", "n": 12, "effect": 0.001,
-                                "beaten": true}]},
+                  "controls": [{"feature_id": "contrast:layer15::control0", "kind": "random", "n": 12,
+                                "effect": 0.001, "beaten": true}]},
      "generation": {"max_new_tokens": 32, "seed": 0, "do_sample": false, "chat": false},
      "provenance": {"report": "runs/r1/report.json", "report_sha256": "...",
                     "interventions": "iv.jsonl", "interventions_sha256": "...",
@@ -48,6 +48,7 @@ from .._io import atomic_dir, read_json_file
 from .._version import __version__
 from ._checks import check_bool, check_float, check_int, check_mapping, check_number, check_str
 from ._errors import _MISSING, RecordError
+from ._intervention import CONTROL_KINDS
 from ._spec import _check_header, _refuse_unknown, _required, vector_sha256
 
 __all__ = [
@@ -74,7 +75,7 @@ _STRENGTH = ("value", "chosen_on", "detail")
 _CHOSEN_ON = ("train", "user", "panel")
 _EVIDENCE = ("intervention", "split", "n", "effect", "ci_low", "ci_high", "ci_level", "status", "side_effect",
              "strength", "controls")
-_CONTROL = ("feature_id", "n", "effect", "beaten")
+_CONTROL = ("feature_id", "kind", "n", "effect", "beaten")  # kind: optional (absent: random)
 _PROVENANCE = ("report", "report_sha256", "interventions", "interventions_sha256", "command", "created_at",
                "forced")
 
@@ -302,4 +303,6 @@ def _evidence(ev: Mapping[str, Any]) -> dict[str, Any]:
         check_int(_req(c, f"{where}.n"), f"{where}.n", minimum=1)
         check_float(_req(c, f"{where}.effect"), f"{where}.effect")
         check_bool(_req(c, f"{where}.beaten"), f"{where}.beaten")
+        if c.get("kind", "random") not in CONTROL_KINDS:
+            raise RecordError(f"a control kind ({', '.join(CONTROL_KINDS)})", c["kind"], field=f"{where}.kind")
     return out

@@ -148,3 +148,37 @@ def test_export_errors_are_clear(cli, dataset, tmp_path, capsys):
     rc = main(["export-hf-interventions", "--model", "tiny", "--dataset", str(dataset), "--criterion", "other",
                "--report", str(tmp_path / "rep" / "report.json"), "--out", str(out)])
     assert rc == 2 and "differs" in capsys.readouterr().err
+
+
+def test_export_contrast_with_every_control_kind(cli, dataset, tmp_path):
+    from interpkit.dossier import add_to_dossier
+
+    recs_out, int_out = tmp_path / "contrast.jsonl", tmp_path / "contrast_int.jsonl"
+    assert main(["export-hf-contrast", "--model", "tiny", "--dataset", str(dataset), "--criterion", CRITERION,
+                 "--records-out", str(recs_out), "--interventions-out", str(int_out), "--layer", "1",
+                 "--strength-sweep", "1,5", "--n-controls", "1", "--controls", "random,matched_frequency,placebo"]) == 0
+    fid = "contrast:layer1"
+    controls = [f"{fid}::control0", f"{fid}::matched_frequency0", f"{fid}::placebo0"]
+    directions = DirectionSet.load(f"{recs_out}.directions")
+    assert list(directions.names) == [fid, *controls]
+    ints = read_intervention_records(int_out)
+    kinds = {r.feature_id: r.extra.get("control_kind") for r in ints}
+    assert kinds == {fid: None, controls[0]: "random", controls[1]: "matched_frequency", controls[2]: "placebo"}
+    # the records' control features are the DirectionSet's vectors: the placebo is orthogonal to the feature
+    v, placebo = directions.vectors[0], directions.vectors[3]
+    assert abs(float(v @ placebo)) < 1e-4 * float(v @ v)
+    recs = read_activation_records(recs_out)
+    assert {f.extra.get("control_kind") for r in recs for f in r.features if f.extra.get("control")} == {
+        "random", "matched_frequency", "placebo"}
+    _inspect(tmp_path, recs_out, int_out)
+    dossier = next(d for d in add_to_dossier(tmp_path / "project", tmp_path / "rep") if d.feature["feature_id"] == fid)
+    got = {c["feature_id"]: c["kind"] for c in dossier.entries[0]["causal"]["controls"]}
+    assert got == dict(zip(controls, ("random", "matched_frequency", "placebo"), strict=True))
+
+
+def test_bad_control_kind_is_refused_before_the_model_loads(cli, dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export-hf-contrast", "--model", "tiny", "--dataset", str(dataset), "--criterion", CRITERION,
+              "--records-out", str(tmp_path / "r.jsonl"), "--interventions-out", str(tmp_path / "i.jsonl"),
+              "--controls", "random,shuffled"])
+    assert exc.value.code == 2 and "controls must be among" in capsys.readouterr().err and cli == []

@@ -49,13 +49,15 @@ def _records(path, tiny):
                                  "criterion_score": score, "features": feats}) + "\n")
 
 
-def _iv(fid, effects, *, control_of=None, split="test", strength=4.0):
+def _iv(fid, effects, *, control_of=None, split="test", strength=4.0, control_kind=None):
     rows = []
     for i, e in enumerate(effects):
         extra = {"split": split, "strength": strength, "strength_chosen_on": "train", "site": "layer1.resid_post",
                  "control": control_of is not None}
         if control_of is not None:
             extra["control_of"] = control_of
+        if control_kind is not None:
+            extra["control_kind"] = control_kind
         rows.append(InterventionRecord(model="tiny", feature_id=fid, criterion=CRITERION, intervention="steer",
                                        prompt_id=f"t{i}", baseline_score=0.2, intervention_score=0.2 + e,
                                        side_effect_score=0.01, extra=extra))
@@ -143,8 +145,8 @@ def test_evidence_is_held_out_and_compared_with_controls(tmp_path):
     assert ev["n"] == 4 and ev["split"] == "test" and ev["status"] == "promotes"  # the 3 train rows left out
     assert ev["effect"] == pytest.approx(np.mean([0.30, 0.34, 0.31, 0.36]))
     assert ev["strength"] == 4.0 and ev["strength_chosen_on"] == "train"
-    assert ev["controls"] == [{"feature_id": f"{GOOD}::control0", "n": 4, "effect": pytest.approx(0.0),
-                               "beaten": True}]
+    assert ev["controls"] == [{"feature_id": f"{GOOD}::control0", "kind": "random", "n": 4,
+                               "effect": pytest.approx(0.0), "beaten": True}]
     assert steering_evidence(rows, NO_EVIDENCE, criterion=CRITERION) is None
     assert steering_evidence(rows, GOOD, criterion="another criterion") is None
 
@@ -301,3 +303,15 @@ def test_mcp_steering_tools_export_and_apply(cli, report_dir, tmp_path):
                                   max_new_tokens=3, criterion=KW, compiler="keyword")
     assert applied["n"] == 1 and (tmp_path / "g.jsonl").is_file()
     assert applied["rows"][0]["steered"]["text"] is not None
+
+
+def test_a_control_inside_the_interval_is_not_beaten():
+    # the feature's mean (0.33) is above the placebo's (0.30), but its interval's lower end is not:
+    # the ranking's rule (the interval clears the control's mean) decides, kind by kind
+    rows = (_iv(GOOD, [0.30, 0.34, 0.31, 0.36])
+            + _iv(f"{GOOD}::control0", [0.0, 0.01, 0.0, -0.01], control_of=GOOD)
+            + _iv(f"{GOOD}::placebo0", [0.30, 0.29, 0.31, 0.30], control_of=GOOD, control_kind="placebo"))
+    ev = steering_evidence(rows, GOOD, criterion=CRITERION)
+    assert ev["ci_low"] < 0.30 < ev["effect"]
+    assert [(c["feature_id"], c["kind"], c["beaten"]) for c in ev["controls"]] == [
+        (f"{GOOD}::control0", "random", True), (f"{GOOD}::placebo0", "placebo", False)]
