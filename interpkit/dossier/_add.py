@@ -182,13 +182,30 @@ def _match_rows(path: Path, dossier: Dossier) -> list[dict[str, Any]]:
 
 
 def _artifact(path: Path) -> dict[str, Any]:
+    """What a dossier keeps of an exported file: path, sha256, kind, size; for a steering artifact (its
+    folder or its ``steering.json``, read strictly) also the feature it was made from and ``validated``."""
+    from interpkit.records import STEERING_ARTIFACT_KIND, STEERING_JSON_NAME, read_steering_artifact, vector_sha256
+
+    if path.is_dir() and (path / STEERING_JSON_NAME).is_file():
+        path = path / STEERING_JSON_NAME
     if not path.is_file():
         raise FileNotFoundError(f"artifact: no file at {path}")
     kind = None
     if path.suffix.lower() == ".json":
         data = load_json(path)
         kind = data.get("kind") if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
-    return {"path": str(path.resolve()), "sha256": sha256_file(path), "kind": kind, "bytes": path.stat().st_size}
+    out = {"path": str(path.resolve()), "sha256": sha256_file(path), "kind": kind, "bytes": path.stat().st_size}
+    if kind == STEERING_ARTIFACT_KIND:
+        art = read_steering_artifact(path.parent)
+        out.update(feature=art.feature, validated=art.validated, vector_sha256=vector_sha256(art.vector))
+    return out
+
+
+def _artifact_fits(art: dict[str, Any], feature_id: str, direction: str | None) -> bool:
+    """A steering artifact belongs to the feature it was exported from (and, for a direction, its vector)."""
+    if art.get("feature") is None:
+        return True
+    return art["feature"] == feature_id and (direction is None or art["vector_sha256"] == direction)
 
 
 def _upsert(items: list[dict[str, Any]], new: dict[str, Any], key: Sequence[str]) -> None:
@@ -226,7 +243,9 @@ def add_to_dossier(
         report_dir_or_json: a ``report.json`` from ``interpkit inspect`` or the folder holding it.
         feature_id: one of the report's top features (``features[]``); None adds all of them.
         matches: a ``matches.json`` from ``interpkit match``: the feature's matches are recorded.
-        artifact: a file exported from the feature (a steering artifact ...): path, sha256, ``kind``.
+        artifact: a file exported from the feature: path, sha256, ``kind``. A steering artifact (its folder
+            or ``steering.json``) is added to the feature it was exported from (with ``feature_id``
+            None, to that feature alone) and must carry that feature's vector.
 
     Returns:
         The dossiers written, one per feature.
@@ -255,6 +274,13 @@ def add_to_dossier(
     if match_path is not None and not match_path.is_file():
         raise FileNotFoundError(f"matches: no file at {match_path}")
     art = None if artifact is None else _artifact(Path(artifact))
+    if art is not None and art.get("feature") is not None:
+        if feature_id is None:  # a steering artifact goes to the one feature it was exported from
+            features = [f for f in features if f.feature_id == art["feature"]]
+        if [f.feature_id for f in features] != [art["feature"]]:
+            raise DossierError(f"{art['path']}: field 'feature': the steering artifact was exported from "
+                               f"{art['feature']!r}, not from "
+                               f"{feature_id if feature_id is not None else 'a top feature of ' + str(report_file)!r}")
     from interpkit.records import vector_sha256
 
     written = []
@@ -276,6 +302,9 @@ def add_to_dossier(
             for row in _match_rows(match_path, dossier):
                 _upsert(dossier.matches, row, ("matches_sha256", "side", "other_feature_id"))
         if art is not None:
+            if not _artifact_fits(art, feature.feature_id, direction):
+                raise DossierError(f"{art['path']}: field 'vector.sha256': the artifact's vector is not the "
+                                   f"direction {feature.feature_id!r} has in {report_file} (sha256 {direction})")
             _upsert(dossier.artifacts, dict(art), ("sha256",))
         write_dossier(project_dir, dossier)
         written.append(dossier)

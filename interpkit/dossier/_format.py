@@ -98,7 +98,8 @@ _MATCH = {
     "other_feature_id": (str,), "other_label": _OPT_STR, "score": _OPT_NUM, "confidence": _OPT_NUM,
     "null_z": _OPT_NUM, "mutual": (bool,), "validated": _OPT_BOOL, "validation_reasons": (list,),
 }
-_ARTIFACT = {"path": (str,), "sha256": (str,), "kind": _OPT_STR, "bytes": (int,)}
+_ARTIFACT = {"path": (str,), "sha256": (str,), "kind": _OPT_STR, "bytes": (int,), "feature?": _OPT_STR,
+             "validated?": _OPT_BOOL, "vector_sha256?": _OPT_STR}
 _FEATURE = {
     "model": (str,), "site": _OPT_STR, "feature_id": (str,), "layer": (int, str, type(None)),
     "source": _OPT_STR, "direction_sha256": _OPT_STR,

@@ -56,6 +56,7 @@ from ._spec import (
 )
 from ._steering import (
     STEERING_ARTIFACT_KIND,
+    STEERING_JSON_NAME,
     SteeringArtifact,
     read_steering_artifact,
     write_steering_artifact,
@@ -69,6 +70,7 @@ __all__ = [
     "INTERVENTION_SPEC_KIND",
     "REPORT_KIND",
     "STEERING_ARTIFACT_KIND",
+    "STEERING_JSON_NAME",
     "ActivationRecord",
     "FeatureActivation",
     "FeatureDump",

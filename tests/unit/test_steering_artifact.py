@@ -315,3 +315,17 @@ def test_a_control_inside_the_interval_is_not_beaten():
     assert ev["ci_low"] < 0.30 < ev["effect"]
     assert [(c["feature_id"], c["kind"], c["beaten"]) for c in ev["controls"]] == [
         (f"{GOOD}::control0", "random", True), (f"{GOOD}::placebo0", "placebo", False)]
+
+
+def test_dossier_keeps_a_steering_artifact_with_its_feature(report_dir, tiny, tmp_path):
+    from interpkit.dossier import DossierError, add_to_dossier
+
+    export_steering(report_dir, GOOD, tmp_path / "art", model=tiny)
+    project = tmp_path / "project"
+    [d] = add_to_dossier(project, report_dir, artifact=tmp_path / "art")  # the folder: to its feature only
+    assert d.feature["feature_id"] == GOOD
+    [a] = d.artifacts
+    assert a["kind"] == "steering_artifact" and a["feature"] == GOOD and a["validated"] is True
+    assert a["path"].endswith("steering.json") and len(a["vector_sha256"]) == 64
+    with pytest.raises(DossierError, match="exported from 'layer1.resid_post:n3'"):
+        add_to_dossier(project, report_dir, WEAK, artifact=tmp_path / "art")
