@@ -35,49 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ls.add_argument("--project", required=True, help="project folder")
 
 
-def _fmt(x: object, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
 def _show(args: argparse.Namespace) -> int:
-    from interpkit.dossier import grade, load_dossier, next_experiments
+    from interpkit.dossier import dossier_summary, dossier_text, load_dossier
 
     d = load_dossier(args.project, args.key)
-    g, plan = grade(d), next_experiments(d, project_dir=args.project)
     if args.json:
-        print(json.dumps({"key": d.key, "path": str(d.path), "grade": g.to_dict(),
-                          "next_experiments": [s.to_dict() for s in plan]}, indent=2))
-        return 0
-    print(f"dossier {d.key}  ({d.path})")
-    print(f"grade {g.level}: {g.name}{'  [synthetic data]' if g.synthetic else ''}")
-    print(f"  rule: {g.rule}")
-    for line in g.evidence:
-        print(f"  evidence: {line}")
-    for line in g.missing:
-        print(f"  missing: {line}")
-    print(f"runs ({len(d.entries)}):")
-    for e in d.entries:
-        a, c = e["association"], e["causal"]
-        causal = "no causal evidence" if c is None else (
-            f"{c['status']} {_fmt(c['effect'], '.3g')} [{_fmt(c['ci_low'], '.3g')}, {_fmt(c['ci_high'], '.3g')}] "
-            f"n={c['n']}, controls {len(c['controls'])}, beats controls {c['beats_controls']}")
-        print(f"  seed {e['settings']['seed']} rank {e['rank']}/{e['n_features']} [{e['tier']}] AUROC "
-              f"{_fmt(a['auroc_test'])} [{_fmt(a['auroc_ci_low'])}, {_fmt(a['auroc_ci_high'])}] q {_fmt(a['q_value'], '.3g')}"
-              f" | causal {causal} | stability {_fmt(e['stability']['stability'], '.2f')} | label "
-              f"{e['label']['text']!r} score {_fmt(e['label']['score'], '.2f')}")
-        print(f"    {e['report_path']}")
-        for copy in e["copies"]:
-            print(f"    {copy} (the same bytes)")
-    for m in d.matches:
-        print(f"  match: {m['other_feature_id']} in {m['other_model'] or '?'} score {_fmt(m['score'])} "
-              f"confidence {_fmt(m['confidence'], '.2f')} validated {m['validated']}")
-    for art in d.artifacts:
-        print(f"  artifact: {art['path']} kind {art['kind']} sha256 {art['sha256'][:12]}")
-    for s in plan:
-        print(f"next (to grade {s.raises_to}): {s.why}")
-        print(f"  $ {s.command}")
-        if s.placeholders:
-            print(f"  fill in: {', '.join(s.placeholders)}")
+        print(json.dumps(dossier_summary(d, project_dir=args.project), indent=2))
+    else:
+        print(dossier_text(d, project_dir=args.project), end="")
     return 0
 
 

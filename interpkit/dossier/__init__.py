@@ -26,6 +26,7 @@ _BY_MODULE: dict[str, tuple[str, ...]] = {
                  "read_dossier", "write_dossier"),
     "._add": ("add_to_dossier", "auroc_interval", "list_dossiers", "load_dossier"),
     "._grade": ("GRADES", "Grade", "Suggestion", "grade", "next_experiments"),
+    "._show": ("dossier_summary", "dossier_text"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _BY_MODULE.items() for name in names}
 

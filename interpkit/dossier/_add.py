@@ -184,7 +184,12 @@ def _match_rows(path: Path, dossier: Dossier) -> list[dict[str, Any]]:
 def _artifact(path: Path) -> dict[str, Any]:
     """What a dossier keeps of an exported file: path, sha256, kind, size; for a steering artifact (its
     folder or its ``steering.json``, read strictly) also the feature it was made from and ``validated``."""
-    from interpkit.records import STEERING_ARTIFACT_KIND, STEERING_JSON_NAME, read_steering_artifact, vector_sha256
+    from interpkit.records import (
+        STEERING_ARTIFACT_KIND,
+        STEERING_JSON_NAME,
+        read_steering_artifact,
+        vector_sha256,
+    )
 
     if path.is_dir() and (path / STEERING_JSON_NAME).is_file():
         path = path / STEERING_JSON_NAME
