@@ -4,7 +4,8 @@ The rules are the ones docs/dossiers.md states, applied top-down; the first that
 No weights: each level names the kind of evidence it needs, never a score.
 
 - 3 ``replicated``: level-2 evidence in two entries with different ranking seeds, separately measured
-  intervention records (not one records file ranked twice) and the same sign, or level-2 evidence plus a validated match (``validated: true``) in another model.
+  intervention records (not one records file ranked twice) whose measurement of the feature differs
+  (not the same edit on the same prompts rerun) and the same sign, or level-2 evidence plus a validated match (``validated: true``) in another model.
 - 2 ``causal on held-out prompts``: an entry whose causal interval excludes zero (``promotes`` or
   ``suppresses``, n >= 3) and lies beyond every same-norm control's interval (``beats_controls``).
 - 1 ``correlational``: an entry with a significant held-out association (BH q < fdr_alpha, sign as
@@ -70,6 +71,12 @@ def _interventions_sha(e: dict[str, Any]) -> str | None:
     return next((i["sha256"] for i in e["settings"]["inputs"] if i["role"] == "interventions"), None)
 
 
+def _measurement(e: dict[str, Any]) -> tuple[Any, ...]:
+    """The feature's own causal measurement (what two runs on the same prompts repeat exactly)."""
+    c = e["causal"]
+    return c["n"], c["effect"], c["ci_low"], c["ci_high"]
+
+
 def _is_causal(e: dict[str, Any]) -> bool:
     c = e["causal"]
     return c is not None and c["status"] in CAUSAL_WITH_SIGN and c["beats_controls"] is True
@@ -104,20 +111,28 @@ def grade(dossier: Dossier) -> Grade:
     causal = [e for e in entries if _is_causal(e)]
     other_model = [m for m in dossier.matches
                    if m["validated"] is True and m["other_model"] and m["other_model"] != dossier.feature["model"]]
-    shared_records = False
+    shared_records = same_measurement = False
     for sign in CAUSAL_WITH_SIGN:
         same = [e for e in causal if e["causal"]["status"] == sign]
-        if len({e["settings"]["seed"] for e in same}) < 2:
-            continue
-        # the causal interval comes from the intervention records: runs that ranked one records file
-        # under two seeds measured the effect once, so they do not replicate it
-        files = {_interventions_sha(e) for e in same}
-        if len(files) == 1 and None not in files:
-            shared_records = True
-            continue
-        return Grade(3, "replicated", "causal beyond controls in >= 2 runs with different seeds and "
-                     "separately measured interventions, same sign", tuple(_causal_line(e) for e in same),
-                     synthetic=synthetic)
+        for i, x in enumerate(same):
+            for y in same[i + 1:]:
+                if x["settings"]["seed"] == y["settings"]["seed"]:
+                    continue
+                # the causal interval comes from the intervention records: runs that ranked one records
+                # file under two seeds measured the effect once, so they do not replicate it
+                fx, fy = _interventions_sha(x), _interventions_sha(y)
+                if fx is not None and fx == fy:
+                    shared_records = True
+                    continue
+                # new records can still hold the same measurement: the same edit on the same prompts is
+                # deterministic, so a rerun that only drew new controls or permutations repeats the
+                # feature's effect and interval exactly
+                if _measurement(x) == _measurement(y):
+                    same_measurement = True
+                    continue
+                return Grade(3, "replicated", "causal beyond controls in >= 2 runs with different seeds and "
+                             "separately measured interventions that differ, same sign",
+                             (_causal_line(x), _causal_line(y)), synthetic=synthetic)
     if causal and other_model:
         lines = [_causal_line(causal[0])] + [
             f"validated match {m['other_feature_id']} in {m['other_model']} (score {m['score']:.3g}, "
@@ -130,7 +145,10 @@ def grade(dossier: Dossier) -> Grade:
                      missing=("a second causal run with a different seed and newly measured intervention "
                               "records, or a validated match in another model",
                               *(("the causal runs with different seeds share one intervention records file",)
-                                if shared_records else ())),
+                                if shared_records else ()),
+                              *(("the causal runs with different seeds measured the same effect and interval "
+                                 "(the same edit on the same prompts): a replication needs other prompts",)
+                                if same_measurement else ())),
                      synthetic=synthetic)
     missing = []
     for e in entries:

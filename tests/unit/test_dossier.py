@@ -50,6 +50,8 @@ def toy(tmp_path_factory):
     rng = np.random.default_rng(7)
     again = [{**r, "intervention_score": r["intervention_score"] + float(rng.normal(0, 0.005))} for r in controlled]
     write_jsonl(d / "controlled-again.jsonl", again)
+    # a rerun that only drew new controls: another file, but the feature's own records are the same
+    write_jsonl(d / "new-controls.jsonl", plain + _control_rows(data, data.truth.carrier, seed=3))
     return data, d
 
 
@@ -129,6 +131,12 @@ def test_replicated_across_seeds_and_idempotent(toy, tmp_path):
     [d_same] = add_to_dossier(tmp_path / "p-same", same_records, fid)
     g = grade(d_same)
     assert g.level == 2 and any("share one intervention records file" in m for m in g.missing)
+    # new records that repeat the feature's measurement (new controls only): still not a replication
+    rerun = _run(toy, tmp_path / "rerun", seed=1, top_k=3, interventions="new-controls.jsonl")
+    add_to_dossier(tmp_path / "p-rerun", a, fid)
+    [d_rerun] = add_to_dossier(tmp_path / "p-rerun", rerun, fid)
+    g = grade(d_rerun)
+    assert g.level == 2 and any("measured the same effect and interval" in m for m in g.missing), g
     b = _run(toy, tmp_path / "b", seed=1, top_k=3, interventions="controlled-again.jsonl")
     [d2] = add_to_dossier(project, b, fid)
     assert len(d2.entries) == 2
