@@ -114,10 +114,13 @@ def _refusal(evidence: dict[str, Any] | None) -> str | None:
     if evidence is None:
         return f"no held-out causal evidence (at least {_MIN_N} intervention records on the test split)"
     if evidence["status"] != "promotes":
-        return (f"its held-out {evidence['intervention']} effect is {evidence['status']!r} (interval "
-                f"{evidence['ci_low']}..{evidence['ci_high']}), not an interval above 0")
+        lo, hi = evidence["ci_low"], evidence["ci_high"]
+        interval = "no interval" if lo is None or hi is None else f"interval [{lo:.4g}, {hi:.4g}]"
+        where = " inside the equivalence margin +/- causal_margin" if evidence["status"] == "inert" else ""
+        return (f"its held-out {evidence['intervention']} effect is {evidence['status']!r}: {interval}{where}, "
+                "not an interval above 0")
     if not evidence["controls"]:
-        return "its held-out records have no random controls to compare with"
+        return "its held-out records have no controls to compare with"
     lost = [c["feature_id"] for c in evidence["controls"] if not c["beaten"]]
     if lost:
         return f"it does not beat its controls {lost} on the held-out split"

@@ -145,6 +145,7 @@ def export_contrast(
     controls: Sequence[str] | str = ("random",),
     threshold: float = 0.5,
     kind: str = "steer",
+    side_effect_weight: float = 1.0,
     seed: int = 0,
     batch_size: int = 8,
     max_length: int | None = 128,
@@ -167,6 +168,9 @@ def export_contrast(
             the data-dependent kinds are built from the test split's prompts, where they run.
         threshold: score threshold between negatives and positives.
         kind: ``steer`` or ``amplify``.
+        side_effect_weight: the sweep picks the strength with the best ``effect - side_effect_weight *
+            side_effect`` on train (1: a unit of next-token TV on the negatives costs as much as a unit
+            of criterion effect; smaller values accept more disturbance of unrelated prompts).
         seed: seeds the controls.
         batch_size: prompts per forward pass.
         max_length: truncation length in tokens.
@@ -222,7 +226,8 @@ def export_contrast(
                                         extra={"split": splits[i], "pool": pool}))
     sweep = sweep_strengths(
         model, feature, [r for r, _ in pos], [r for r, _ in neg], metric, list(strengths), kind=kind,
-        splits=([s for _, s in pos], [s for _, s in neg]), control_features=controls, seed=seed,
+        splits=([s for _, s in pos], [s for _, s in neg]), side_effect_weight=side_effect_weight,
+        control_features=controls, seed=seed,
         batch_size=batch_size,
     )
     return ContrastExport(records=tuple(records), interventions=sweep.records, directions=directions, sweep=sweep)

@@ -151,7 +151,7 @@ def sweep_strengths(
         model, [feature, *prebuilt], test_pos, neg_test, metric, kinds=(kind,), strength=best,
         n_controls=0 if control_features is not None else n_controls, controls=controls, seed=seed,
         batch_size=batch_size,
-        extra={"split": "test", "strength_chosen_on": "train"},
+        extra={"split": "test", "strength_chosen_on": "train", "sweep_side_effect_weight": float(side_effect_weight)},
     )
     return SweepResult(strength=best, train=tuple(table), records=tuple(records))
 

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength-sweep", default=None,
                    help="comma-separated strengths tried on the train split, e.g. '3,10,30,100'")
     p.add_argument("--strength", type=float, default=8.0, help="strength used without a sweep (default 8)")
+    p.add_argument("--side-effect-weight", type=float, default=1.0,
+                   help="the sweep picks the strength with the best train effect - WEIGHT x side effect "
+                        "(next-token TV on negatives; default 1)")
     p.add_argument("--pool", default="last", choices=("max", "mean", "last"),
                    help="pooling the direction is learnt and projected with (default last)")
     add_control_arguments(p, n_default=2)
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_for_cli(args.model, args.backend)
     result = export_contrast(
         model, rows, args.criterion, layer=args.layer, strengths=strengths, target_tokens=target_tokens,
-        pool=args.pool, n_controls=args.n_controls, controls=args.controls, threshold=args.threshold, seed=args.seed,
+        pool=args.pool, side_effect_weight=args.side_effect_weight, n_controls=args.n_controls, controls=args.controls,
+        threshold=args.threshold, seed=args.seed,
         batch_size=args.batch_size, max_length=args.max_length,
     )
     write_jsonl(args.records_out, result.records)

@@ -50,7 +50,7 @@ def _direction_vectors(report_file: Path) -> dict[str, Any]:
 def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
     """The feature's controls measured in the report's interventions file (unchanged since the run)."""
     from interpkit.rank._stats import t_interval
-    from interpkit.records import control_owner, filter_interventions, read_intervention_records
+    from interpkit.records import CONTROL_KINDS, control_owner, filter_interventions, read_intervention_records
 
     files = [i for i in report.inputs if i.role == "interventions"]
     if not files or not Path(files[0].path).exists() or sha256_file(files[0].path) != files[0].sha256:
@@ -63,7 +63,7 @@ def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str,
         if owner is not None and owner[0] == feature_id:
             groups.setdefault(str(r.feature_id), []).append(float(r.signed_effect))
     out = []
-    for cid, values in sorted(groups.items()):
+    for cid, values in sorted(groups.items(), key=lambda kv: (CONTROL_KINDS.index(control_owner(kv[0])[1]), kv[0])):
         kind = control_owner(cid)[1]
         if len(values) < 3:
             out.append({"feature_id": cid, "kind": kind, "status": "insufficient n", "effect": None,
@@ -76,10 +76,12 @@ def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str,
 
 
 def _controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
-    from interpkit.records import control_owner
+    from interpkit.records import CONTROL_KINDS, control_owner
 
     owned = [(r, control_owner(r.feature_id)) for r in report.ranking.rows]
-    ranked = [(r, o[1]) for r, o in owned if o is not None and o[0] == feature_id]
+    # in the order the controls were run (kind, then id), not by their rank
+    ranked = sorted(((r, o[1]) for r, o in owned if o is not None and o[0] == feature_id),
+                    key=lambda x: (CONTROL_KINDS.index(x[1]), x[0].feature_id))
     if ranked:
         return [{"feature_id": r.feature_id, "kind": kind, "status": r.causal.status, "effect": r.causal.effect,
                  "ci_low": r.causal.ci_low, "ci_high": r.causal.ci_high, "n": r.causal.n} for r, kind in ranked]

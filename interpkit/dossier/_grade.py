@@ -7,7 +7,7 @@ No weights: each level names the kind of evidence it needs, never a score.
   intervention records (not one records file ranked twice) whose measurement of the feature differs
   (not the same edit on the same prompts rerun) and the same sign, or level-2 evidence plus a validated match (``validated: true``) in another model.
 - 2 ``causal on held-out prompts``: an entry whose causal interval excludes zero (``promotes`` or
-  ``suppresses``, n >= 3) and lies beyond every same-norm control's interval (``beats_controls``).
+  ``suppresses``, n >= 3) and lies beyond every control's interval (random, matched-frequency, placebo) (``beats_controls``).
 - 1 ``correlational``: an entry with a significant held-out association (BH q < fdr_alpha, sign as
   on train) whose interventions did not show it inert.
 - 0 ``causally inert`` when some significant entry was measured inert, ``not significant`` when
@@ -140,7 +140,7 @@ def grade(dossier: Dossier) -> Grade:
         return Grade(3, "replicated", "causal beyond controls and a validated match in another model",
                      tuple(lines), synthetic=synthetic)
     if causal:
-        return Grade(2, GRADES[2], "causal interval excludes zero and lies beyond every same-norm control",
+        return Grade(2, GRADES[2], "causal interval excludes zero and lies beyond every control's interval",
                      tuple(_causal_line(e) for e in causal),
                      missing=("a second causal run with a different seed and newly measured intervention "
                               "records, or a validated match in another model",
@@ -156,7 +156,7 @@ def grade(dossier: Dossier) -> Grade:
         if c is None:
             continue
         if c["status"] in CAUSAL_WITH_SIGN and c["beats_controls"] is None:
-            missing.append(f"{_run(e)}: causal {c['status']} but no same-norm control was measured")
+            missing.append(f"{_run(e)}: causal {c['status']} but no control was measured")
         elif c["status"] in CAUSAL_WITH_SIGN:
             missing.append(f"{_run(e)}: causal {c['status']} but its interval overlaps a control's")
         elif c["status"] == "insufficient n":

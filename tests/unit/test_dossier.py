@@ -76,7 +76,7 @@ def test_grades_on_planted_roles(toy, tmp_path):
     assert c["ci_low"] > max(x["ci_high"] for x in c["controls"])
     # causal-only: promotes but no control measured -> not level 2; not significant either
     g = grade(by_id[t.causal_only])
-    assert g.level < 2 and any("no same-norm control" in m for m in g.missing)
+    assert g.level < 2 and any("no control was measured" in m for m in g.missing)
     # correlated without interventions: correlational
     g = grade(by_id[t.correlated[0]])
     assert (g.level, g.name) == (1, "correlational")
