@@ -50,7 +50,12 @@ def _direction_vectors(report_file: Path) -> dict[str, Any]:
 def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
     """The feature's controls measured in the report's interventions file (unchanged since the run)."""
     from interpkit.rank._stats import t_interval
-    from interpkit.records import CONTROL_KINDS, control_owner, filter_interventions, read_intervention_records
+    from interpkit.records import (
+        CONTROL_KINDS,
+        control_owner,
+        filter_interventions,
+        read_intervention_records,
+    )
 
     files = [i for i in report.inputs if i.role == "interventions"]
     if not files or not Path(files[0].path).exists() or sha256_file(files[0].path) != files[0].sha256:
