@@ -47,6 +47,19 @@ def _version(dist: str) -> str | None:
         return None
 
 
+_ENV_PACKAGES = ("interpkit", "torch", "transformers", "nnsight", "transformer-lens", "numpy", "pandas",
+                 "scikit-learn", "safetensors")
+
+
+def environment() -> dict[str, Any]:
+    """The versions and machine a result was measured with (what a results file records beside its numbers)."""
+    threads = None
+    if "torch" in sys.modules:
+        threads = int(sys.modules["torch"].get_num_threads())
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": threads, "packages": {d: _version(d) for d in _ENV_PACKAGES}}
+
+
 def _package_check(name: str, dist: str, fix: str, *, major: int | None = None, required: bool = True) -> Check:
     v = _version(dist)
     if v is None:

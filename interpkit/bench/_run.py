@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from interpkit._doctor import environment
 from interpkit._version import __version__
 
 __all__ = [
@@ -276,6 +277,7 @@ def bench(
     tokens: str = "all",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run ``mode`` (``"detect"`` or ``"steer"``) and write the results to ``out``.
 
@@ -312,6 +314,8 @@ def bench(
             ``"response"`` (only the response's tokens).
         progress: progress output.
         log: called with a line per (method, concept) result (the CLI passes ``print``).
+        command: the command line that ran it (the CLI passes its own), recorded in the results with the
+            package versions and the machine (``environment``).
     """
     from ._context import build_context
     from ._report import chart_writer, merge_results, write_results
@@ -369,6 +373,7 @@ def bench(
                                      "world_size": world, "options": ctx.options,
                                      **({"sae": ctx.sae_info} if ctx._sae is not None else {})},
         "interpkit_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
+        "environment": environment(), "command": command,
     })
     if mode == "steer":
         results["settings"].update(factors=list(factors) if factors else None, n_instructions=n_instructions,

@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, batch_size=args.batch_size, seed=args.seed, options=options, sae=args.sae,
         chat=args.chat, layer_choice=args.layer_choice, cache_dir=not args.no_cache,
         charts=None if args.no_charts else write_bench_charts,
-        tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print, **kw,
+        tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print,
+        command=getattr(args, "_command", None), **kw,
     )
     if "methods" in results:
         print(f"detection on {results['task']['name']} @ {results['site']} ({results['model']}):")

@@ -29,6 +29,7 @@ class LinearProbe(Method):
     order = 4
     defaults: ClassVar[dict[str, Any]] = {
         "epochs": 24, "batch_size": 12, "lr": 5e-3, "weight_decay": 1e-3, "l1": 0.0, "bias": False,
+        "temperature": False, "standardize": False,
     }
     positive = ("epochs", "batch_size", "lr")
 
@@ -43,6 +44,8 @@ class LinearProbe(Method):
             raise ValueError(f"Probe concept {cid}: the training split needs positives and negatives")
         x_all, owner = ctx.train_acts.gather(idx)
         x_all = torch.from_numpy(np.ascontiguousarray(x_all))
+        if p["standardize"]:
+            x_all = x_all / x_all.norm(dim=1).mean().clamp_min(1e-12)
         y_tok = torch.from_numpy(labels[owner].astype(np.float32))
         # gather returns the texts' rows contiguously in idx order, so text e owns rows starts[e]:starts[e + 1];
         # batches are drawn over texts (AxBench batches examples), then expanded to their tokens.
@@ -53,7 +56,8 @@ class LinearProbe(Method):
         bound = 1.0 / np.sqrt(d)
         w = torch.nn.Parameter((torch.rand(d, generator=gen) * 2 - 1) * bound)
         b = torch.nn.Parameter(torch.zeros(()), requires_grad=bool(p["bias"]))
-        params = [w, b] if p["bias"] else [w]
+        log_t = torch.nn.Parameter(torch.zeros(()))
+        params = [w] + ([b] if p["bias"] else []) + ([log_t] if p["temperature"] else [])
         opt = torch.optim.AdamW(params, lr=p["lr"], weight_decay=p["weight_decay"])
         n_batches = -(-len(idx) // p["batch_size"])
         total = p["epochs"] * n_batches
@@ -69,7 +73,11 @@ class LinearProbe(Method):
                 if rows.size == 0:
                     continue
                 rows_t = torch.from_numpy(rows)
-                logits = x_all[rows_t] @ w + (b if p["bias"] else 0.0)
+                logits = x_all[rows_t] @ w
+                if p["temperature"]:
+                    logits = logits * log_t.exp()
+                if p["bias"]:
+                    logits = logits + b
                 # binary cross-entropy with logits, written out (the fused op is slow on small CPU batches)
                 # -[y log σ(z) + (1 - y) log(1 - σ(z))] = softplus(z) - y z, stable for large |z|.
                 # The mean is over tokens, so long texts weigh more (token-level logistic regression, as AxBench).
