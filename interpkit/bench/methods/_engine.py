@@ -29,10 +29,10 @@ import hashlib
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FullForward", "Group", "PrefixEngine", "training_engine"]
+__all__ = ["FullForward", "Group", "PrefixEngine", "edit_mask", "lm_step", "make_group", "n_targets", "training_engine"]
 
 Example = tuple[list[int], int]
 """``(token ids, index of the first response token)`` (`_lmloss.lm_examples`)."""
@@ -52,6 +52,8 @@ class Group:
     mask: Any
     resp: Any
     starts: tuple[int, ...]
+    store: dict[str, Any] = field(default_factory=dict)
+    """Filled by the edits of one forward (ReFT-r1's ``"l1"``: the group's mean over rows)."""
 
     @property
     def n_rows(self) -> int:
@@ -77,6 +79,39 @@ def make_group(examples: Sequence[Example], pad: int, device: Any) -> Group:
 def n_targets(examples: Sequence[Example]) -> int:
     """Response tokens the loss reads over ``examples`` (every response token but a row's first token)."""
     return sum(len(ids) - max(start, 1) for ids, start in examples)
+
+
+def edit_mask(group: Group, prefix: int) -> Any:
+    """``[g, T]`` 1 on the positions an all-positions edit touches: real tokens from ``prefix`` on."""
+    where = group.mask.clone()
+    # The first prefix_length positions (BOS and the chat header shared by all prompts) are never edited.
+    where[:, :prefix] = 0
+    return where
+
+
+def lm_step(engine: Any, examples: Sequence[Example], make_edits: Callable[[Group], EditFns], *,
+            l1_weight: float | None = None) -> tuple[float, float]:
+    """Forward and backward of one step: gradients of the batch loss land on the edits' parameters.
+
+    The loss is the mean next-token cross-entropy over the batch's response tokens, plus, with
+    ``l1_weight``, that weight times the mean over rows of ``group.store["l1"]`` (each group
+    stores its own mean over its rows). Groups are backpropagated one at a time with their share
+    of the batch loss, so the accumulated gradient is the whole batch's.
+
+    Returns:
+        ``(cross-entropy, l1)`` of the batch as floats (l1 0 without ``l1_weight``).
+    """
+    total, rows = n_targets(examples), len(examples)
+    ce_all = l1_all = 0.0
+    for group, ce_sum in engine.groups(examples, make_edits):
+        loss = ce_sum / total
+        if l1_weight is not None:
+            share = group.store["l1"] * (group.n_rows / rows)
+            loss = loss + float(l1_weight) * share
+            l1_all += float(share.detach())
+        loss.backward()
+        ce_all += float(ce_sum.detach()) / total
+    return ce_all, l1_all
 
 
 def _ce_sum(logits: Any, ids: Any, resp: Any) -> Any:
