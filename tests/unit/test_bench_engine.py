@@ -81,9 +81,8 @@ def test_prefix_cache_is_bounded(llama):
 
 
 def test_training_through_either_engine_learns_the_same_vector(llama):
-    from tests.unit.test_bench_methods import fake_context
-
     from interpkit.bench.methods import get_method
+    from tests.unit.test_bench_methods import fake_context
 
     ctx = fake_context(n_pos=5, n_neg=5, model=llama, site="layer0.resid_post")
     out = {}
