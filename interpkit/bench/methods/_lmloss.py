@@ -141,10 +141,14 @@ CPU_SCHEDULE = {"epochs": 1, "max_train_tokens": 64}
 """The CPU adaptation, used when the model is on a CPU and the option is None."""
 
 
-def resolve_schedule(model: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` with ``epochs``/``max_train_tokens`` filled from the GPU or CPU schedule when None."""
+def resolve_schedule(model: Any, params: Mapping[str, Any], *, gpu: Mapping[str, Any] | None = None,
+                     cpu: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``params`` with ``epochs``/``max_train_tokens`` filled from the GPU or CPU schedule when None.
+
+    ``gpu``/``cpu`` replace `GPU_SCHEDULE` / `CPU_SCHEDULE` (LoReFT has its own).
+    """
     on_gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
-    fill = GPU_SCHEDULE if on_gpu else CPU_SCHEDULE
+    fill = (gpu or GPU_SCHEDULE) if on_gpu else (cpu or CPU_SCHEDULE)
     return {**dict(params), **{k: v for k, v in fill.items() if params.get(k) is None}}
 
 
