@@ -113,6 +113,8 @@ def train_loreft(ctx: Any, cid: int, params: Mapping[str, Any]) -> tuple[dict[in
     if not examples:
         raise ValueError(f"loreft concept {cid}: no training examples with a response")
     gen = torch.Generator().manual_seed(seed)
+    # The orthogonal parametrisation completes R to a square basis with torch's global RNG: seed it too.
+    torch.manual_seed(seed)
     rank, device = int(params["rank"]), model.device
     ivs = {layer: _Intervention(int(model.d_model), rank, device, gen) for layer in layers}
     trainable = [p for iv in ivs.values() for p in iv.parameters()]
