@@ -110,8 +110,8 @@ def _sample(model: ModelWrapper, texts: Sequence[str], *, max_new_tokens: int, t
 
 def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequence[str],
                       factors: Sequence[float], m_c: float, *, max_new_tokens: int = 128,
-                      temperature: float = 1.0, batch_size: int = 16,
-                      seed: int | None = 42) -> list[tuple[int, float, str]]:
+                      temperature: float = 1.0, batch_size: int = 16, seed: int | None = 42,
+                      edits: Any = None) -> list[tuple[int, float, str]]:
     """Generations with ``AddVector(site, vector, strength=factor * m_c)`` at every position.
 
     Args:
@@ -123,6 +123,8 @@ def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequ
         m_c: the concept's magnitude (:func:`steering_magnitude`).
         max_new_tokens, temperature, batch_size: sampling settings (temperature 0 = greedy).
         seed: the same seed for every factor (common random numbers).
+        edits: a `Fitted.steer_edits` builder (strength -> edits) used instead of the vector;
+            with ``factor_free`` set it is sampled once and recorded under every factor.
 
     Returns:
         ``(instruction_id, factor, generation)`` for every factor, then every instruction.
@@ -131,17 +133,23 @@ def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequ
 
     from interpkit.models import AddVector
 
-    vec = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
-    if vec.numel() != model.d_model:
-        raise ValueError(f"steer_generations: vector has {vec.numel()} values, model {model.name} has "
-                         f"d_model {model.d_model}")
-    out = []
+    if edits is None:
+        vec = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
+        if vec.numel() != model.d_model:
+            raise ValueError(f"steer_generations: vector has {vec.numel()} values, model {model.name} has "
+                             f"d_model {model.d_model}")
+
+        def edits(strength: float) -> tuple[Any, ...]:
+            return (AddVector(site, vec, strength=strength),)
+
+    out, gens = [], None
     # Reseeding each factor with the same seed (common random numbers) makes the factor-to-factor differences
     # reflect the edit, not sampling luck, which lowers the variance of the argmax in select_factor.
     for factor in factors:
-        with model.edits(AddVector(site, vec, strength=float(factor) * float(m_c))):
-            gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                           batch_size=batch_size, seed=seed)
+        if gens is None or not getattr(edits, "factor_free", False):  # same edit, same seed: same samples
+            with model.edits(*edits(float(factor) * float(m_c))):
+                gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                               batch_size=batch_size, seed=seed)
         out.extend((i, float(factor), g) for i, g in enumerate(gens))
     return out
 
@@ -343,7 +351,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
             else:
                 fitted = methods_fitted[label].get(cid)
                 vector = None if fitted is None else getattr(fitted, "steer_vector", None)
-                if vector is None:
+                builder = None if fitted is None else getattr(fitted, "steer_edits", None)
+                if vector is None and builder is None:
                     why = "not fitted for this concept" if fitted is None else "no steer_vector"
                     methods[label]["per_concept"][str(cid)] = {"skipped": why, "test_score": None}
                     if bar is not None:
@@ -352,7 +361,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                 acts = max_acts.get(label, {})
                 raw = acts.get(cid, acts.get(str(cid)))  # int keys, or the str keys of results.json
                 m_c = steering_magnitude(raw, fallback=fallback_magnitude)
-                gens = steer_generations(model, site, vector, instructions, factors, m_c, **sample_kw)
+                gens = steer_generations(model, site, vector, instructions, factors, m_c, edits=builder,
+                                         **sample_kw)
                 ratings, ppl, details = _judge_all(ctx, judge, concept, instructions, gens, batch_size)
                 scores = harmonic(ratings[:, 0], ratings[:, 1], ratings[:, 2])
                 recs = _records(label, cid, instructions, gens, ratings, scores, ppl, details, m_c)

@@ -117,7 +117,7 @@ def _cos(a, b) -> float:
 
 def test_registry_names_and_labels():
     assert list(METHODS) == ["diffmean", "pca", "lat", "probe", "ssv", "reft-r1", "sae", "sae-a", "bow", "prompt",
-                             "random", "criterion"]
+                             "loreft", "random", "criterion"]
     assert get_method("ReFT-r1").name == "reft-r1"
     assert get_method("Criterion-only").label == "Criterion-only"
     assert not get_method("bow").steers and get_method("ssv").needs_model_grad

@@ -12,7 +12,8 @@ itself with `register_method`; `METHODS` maps the lower-case registry names to t
 
 Modules: ``_base`` (`Fitted`, `Method`, the shared helpers, the registry, `fitted_table`),
 ``_directions`` (DiffMean, PCA, LAT, Random), ``_probe`` (Probe), ``_lmloss`` (SSV and ReFT-r1
-and their LM-loss training), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
+and their LM-loss training), ``_engine`` (the cached-prefix training engine they share),
+``_loreft`` (LoReFT, steering only), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
 ``_text`` (BoW, Prompt and `rate`).
 
 Example:
@@ -45,6 +46,7 @@ from ._base import (
 )
 from ._directions import LAT, PCA, DiffMean, RandomDirection
 from ._lmloss import ReFTr1, SteeringVector
+from ._loreft import LoReFT, loreft_layers
 from ._probe import LinearProbe
 from ._sae import (
     CriterionOnly,
@@ -69,6 +71,7 @@ __all__ = [
     "DiffMean",
     "Fitted",
     "LinearProbe",
+    "LoReFT",
     "Method",
     "PromptDetection",
     "RandomDirection",
@@ -83,6 +86,7 @@ __all__ = [
     "get_method",
     "group_max",
     "iter_token_chunks",
+    "loreft_layers",
     "neuron_maxpool",
     "pooled_scores",
     "rate",

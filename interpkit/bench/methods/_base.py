@@ -17,7 +17,7 @@ Shared helpers: `pooled_scores` (max-pooled psi per text), `iter_token_chunks` a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -47,9 +47,10 @@ __all__ = [
     "unit",
 ]
 
-PSI = ("linear", "relu", "jumprelu", "sae", "text")
+PSI = ("linear", "relu", "jumprelu", "sae", "text", "edits")
 """Per-token scoring functions of a `Fitted` (``"sae"``: latent ``info["latent"]`` of the context's
-SAE, read through its full encoder; ``"text"``: the method scores whole texts)."""
+SAE, read through its full encoder; ``"text"``: the method scores whole texts; ``"edits"``: no
+score, a steering-only method whose `Fitted.steer_edits` carries its intervention)."""
 
 _CHUNK_TOKENS = 65536
 
@@ -66,6 +67,10 @@ class Fitted:
         score: psi, one of `PSI`.
         bias: added to ``h·vector`` before psi.
         threshold: JumpReLU threshold on the pre-activation (``score="jumprelu"``).
+        steer_edits: builds the edits applied while steering at strength α, in place of
+            ``AddVector(site, steer_vector, strength=α)`` (LoReFT's learned intervention); a
+            builder whose ``factor_free`` attribute is True ignores α, so one generation per
+            instruction serves every factor. Not serialised.
         info: JSON-ready details (losses, chosen latent, seconds, ...).
         state: anything else the method needs to score texts (a fitted sklearn pipeline, cached
             ratings); not serialised.
@@ -78,6 +83,7 @@ class Fitted:
     score: str = "linear"
     bias: float = 0.0
     threshold: float = 0.0
+    steer_edits: Callable[[float], Sequence[Any]] | None = field(default=None, repr=False, compare=False)
     info: dict[str, Any] = field(default_factory=dict)
     state: Any = field(default=None, repr=False, compare=False)
 
@@ -91,7 +97,7 @@ class Fitted:
                 if not np.isfinite(v).all():
                     raise ValueError(f"{self.method} concept {self.concept_id}: {name} is not finite")
                 setattr(self, name, v)
-        if self.score != "text" and self.vector is None:
+        if self.score not in ("text", "edits") and self.vector is None:
             raise ValueError(f"{self.method} concept {self.concept_id}: psi {self.score!r} needs a vector")
 
     def psi(self, pre: np.ndarray) -> np.ndarray:
