@@ -12,7 +12,8 @@ itself with `register_method`; `METHODS` maps the lower-case registry names to t
 
 Modules: ``_base`` (`Fitted`, `Method`, the shared helpers, the registry, `fitted_table`),
 ``_directions`` (DiffMean, PCA, LAT, Random), ``_probe`` (Probe), ``_lmloss`` (SSV and ReFT-r1
-and their LM-loss training), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
+and their LM-loss training), ``_finetune`` (the steer-only LoRA and SFT, whose `Fitted` carries a
+`SteerContext` instead of a vector), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
 ``_text`` (BoW, Prompt and `rate`).
 
 Example:
@@ -31,6 +32,7 @@ from ._base import (
     PSI,
     Fitted,
     Method,
+    SteerContext,
     first_pc,
     fitted_table,
     get_method,
@@ -44,6 +46,7 @@ from ._base import (
     unit,
 )
 from ._directions import LAT, PCA, DiffMean, RandomDirection
+from ._finetune import SFT, LoRA, LoRAAdapters, proportional_layers, response_loss, swapped
 from ._lmloss import ReFTr1, SteeringVector
 from ._probe import LinearProbe
 from ._sae import (
@@ -68,13 +71,17 @@ __all__ = [
     "CriterionOnly",
     "DiffMean",
     "Fitted",
+    "SFT",
     "LinearProbe",
+    "LoRA",
+    "LoRAAdapters",
     "Method",
     "PromptDetection",
     "RandomDirection",
     "ReFTr1",
     "SAEAuc",
     "SAECriterion",
+    "SteerContext",
     "SteeringVector",
     "criterion_examples",
     "criterion_pick",
@@ -85,11 +92,14 @@ __all__ = [
     "iter_token_chunks",
     "neuron_maxpool",
     "pooled_scores",
+    "proportional_layers",
     "rate",
     "register_method",
+    "response_loss",
     "rng_for",
     "sae_fitted",
     "sae_pooled",
     "split_tokens",
+    "swapped",
     "unit",
 ]

@@ -17,7 +17,8 @@ Shared helpers: `pooled_scores` (max-pooled psi per text), `iter_token_chunks` a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -34,6 +35,7 @@ __all__ = [
     "PSI",
     "Fitted",
     "Method",
+    "SteerContext",
     "first_pc",
     "fitted_table",
     "get_method",
@@ -54,6 +56,26 @@ SAE, read through its full encoder; ``"text"``: the method scores whole texts)."
 _CHUNK_TOKENS = 65536
 
 
+@dataclass(frozen=True, kw_only=True)
+class SteerContext:
+    """Steering by something other than adding ``steer_vector``: an edit, or adapted weights.
+
+    ``open(model, strength)`` returns a context manager under which ``model.generate`` is the
+    steered model (it must leave the model as it found it on exit); the steering loop enters it
+    once per factor with ``strength`` = α = factor × m_c.
+
+    Attributes:
+        open: ``(ModelWrapper, strength) -> context manager``.
+        uses_strength: False for methods that ignore the factor (LoRA, SFT: AxBench §4.3 scores
+            each factor row as one more independent sample, so every row gets its own seed).
+        kind: a short name recorded with the results (``"lora"``, ``"sft"``, ``"clamping"``...).
+    """
+
+    open: Callable[[Any, float], AbstractContextManager[Any]]
+    uses_strength: bool = True
+    kind: str = "context"
+
+
 @dataclass(kw_only=True)
 class Fitted:
     """What a method learned for one concept.
@@ -69,6 +91,8 @@ class Fitted:
         info: JSON-ready details (losses, chosen latent, seconds, ...).
         state: anything else the method needs to score texts (a fitted sklearn pipeline, cached
             ratings); not serialised.
+        steer_context: how to steer when it is not by adding ``steer_vector`` (a `SteerContext`;
+            steer-only methods such as LoRA and SFT have no ``vector``); not serialised.
     """
 
     method: str
@@ -80,6 +104,7 @@ class Fitted:
     threshold: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     state: Any = field(default=None, repr=False, compare=False)
+    steer_context: SteerContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.score not in PSI:
@@ -91,7 +116,7 @@ class Fitted:
                 if not np.isfinite(v).all():
                     raise ValueError(f"{self.method} concept {self.concept_id}: {name} is not finite")
                 setattr(self, name, v)
-        if self.score != "text" and self.vector is None:
+        if self.score != "text" and self.vector is None and self.steer_context is None:
             raise ValueError(f"{self.method} concept {self.concept_id}: psi {self.score!r} needs a vector")
 
     def psi(self, pre: np.ndarray) -> np.ndarray:
