@@ -4,11 +4,12 @@
 The others replace part of the activation with a value set by α = factor × m_c:
 
 - ``"clamping"`` (subspace clamping, any rank-1 direction ``w``): ``h ← h − ReLU(h·w) w + α w``
-  from position ``prefix_length`` on (`subspace_clamp`; AxBench ``SubspaceIntervention``);
+  from position ``prefix_length`` on (`subspace_clamp`; AxBench ``SubspaceIntervention``,
+  ``axbench/models/interventions.py`` lines 286-315);
 - ``"sae-clamping"``: encode with the SAE, set latent ``c`` to α, decode, add back the
-  reconstruction error (`sae_clamp`; AxBench ``DictionaryAdditionIntervention``);
+  reconstruction error (`sae_clamp`; ``DictionaryAdditionIntervention``, lines 318-365);
 - ``"sae-min-clamping"``: the same with latent ``c`` set to ``max(z_c, α)``
-  (``DictionaryMinClampingIntervention``).
+  (``DictionaryMinClampingIntervention``, lines 368-418).
 
 The SAE modes use AxBench's own factor grid, `SAE_CLAMP_FACTORS` (`mode_factors`).
 
@@ -17,9 +18,8 @@ Example:
     >>> w = torch.tensor([1.0, 0.0])
     >>> h = torch.tensor([[[3.0, 1.0], [-2.0, 1.0]]])
     >>> from interpkit.models import apply_edit
-    >>> apply_edit(subspace_clamp("layer0.resid_post", w, 5.0), h)
-    tensor([[[ 5.,  1.],
-             [ 3.,  1.]]])
+    >>> apply_edit(subspace_clamp("layer0.resid_post", w, 5.0), h).tolist()
+    [[[5.0, 1.0], [3.0, 1.0]]]
 """
 
 from __future__ import annotations
