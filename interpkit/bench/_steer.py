@@ -307,8 +307,8 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
     Args:
         ctx: a BenchContext (uses ``model``, ``site``, ``task``, ``chat`` for the Prompt baseline,
             ``eval_acts`` for the magnitude fallback).
-        methods_fitted: ``{method label: {concept id: Fitted}}``; a Fitted whose ``steer_vector`` is
-            None is skipped (recorded with the reason).
+        methods_fitted: ``{method label: {concept id: Fitted}}``; a Fitted with neither a
+            ``steer_vector`` nor a ``steer_context`` is skipped (recorded with the reason).
         judge: a :class:`~interpkit.bench._judge.Judge` (a calibrated LocalJudge, or an LMJudge).
         max_acts: ``{method label: {concept id (int or str): m}}``, each concept's largest raw max-pooled
             detection score of that method on its eval rows (the detection step's ``max_act``); it

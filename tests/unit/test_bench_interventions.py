@@ -155,6 +155,27 @@ def test_bench_steer_runs_the_new_baselines_and_modes(tiny, tmp_path):
     assert lines and all("generation" in json.loads(line) for line in lines)
 
 
+def test_context_generations_seed_factor_free_rows_apart(tiny):
+    from contextlib import nullcontext
+
+    from interpkit.bench._steer import context_generations
+    from interpkit.bench.methods import SteerContext
+
+    calls = []
+
+    def open_(model, strength):
+        calls.append(strength)
+        return nullcontext()
+
+    kw = {"max_new_tokens": 6, "temperature": 1.0, "batch_size": 1, "seed": 3}
+    same = context_generations(tiny, SteerContext(open=open_), ["hi there"], [1.0, 2.0, 4.0], 0.5, **kw)
+    assert calls == [0.5, 1.0, 2.0] and len({g for *_, g in same}) == 1  # common random numbers
+    free = context_generations(tiny, SteerContext(open=open_, uses_strength=False), ["hi there"], [1.0, 2.0, 4.0],
+                               1.0, **kw)
+    assert [f for _, f, _ in free] == [1.0, 2.0, 4.0] and len({g for *_, g in free}) > 1  # independent samples
+    assert free[0][2] == same[0][2]
+
+
 def _sae_for(model):
     from interpkit.sae import SAEConfig, make_sae
 
