@@ -181,13 +181,18 @@ def run_steer(
     instructions: str | os.PathLike[str] | None = None,
     progress: bool = True,
     generations_path: Path | None = None,
+    mode: str = "addition",
 ) -> dict[str, Any]:
     """Steering for every method (plus the Prompt baseline when listed) per AxBench §4.
 
     The steering magnitude per concept is the method's max detection score on the concept's eval
-    rows (§4.2), so detection scores are computed here too (cheap once activations are cached).
+    rows (§4.2), so detection scores are computed here too (cheap once activations are cached);
+    steer-only methods (LoRA, SFT) have none. ``mode`` is the intervention
+    (``_interventions.STEER_MODES``); with ``factors`` None the grid is the mode's
+    (`~interpkit.bench._interventions.mode_factors`: AxBench's SAE clamping grid for the SAE modes).
     """
-    from ._steer import FACTORS, evaluate_steering
+    from ._interventions import factor_grid
+    from ._steer import evaluate_steering
     from .methods import get_method
 
     cids = [c.id for c in ctx.task.concepts] if concepts is None else list(concepts)
@@ -204,11 +209,13 @@ def run_steer(
         for cid in cids:
             f = fit_method(ctx, method, cid)
             fitted.setdefault(method.label, {})[cid] = f
+            if not method.detects:
+                continue
             scores = np.asarray(method.scores(ctx, f, "eval", ctx.eval_split(cid)), dtype=np.float64)
             max_acts.setdefault(method.label, {})[cid] = float(np.nanmax(scores)) if scores.size else 0.0
     judge_obj = _judge(ctx, judge)
     return evaluate_steering(
-        ctx, fitted, judge_obj, max_acts=max_acts, concepts=cids, factors=tuple(factors or FACTORS),
+        ctx, fitted, judge_obj, max_acts=max_acts, concepts=cids, factors=factor_grid(mode, factors), mode=mode,
         n_instructions=n_instructions, max_new_tokens=max_new_tokens, temperature=temperature,
         batch_size=batch_size, seed=ctx.seed, include_prompt=include_prompt, instruction_source=instructions,
         progress=progress, generations=generations_path,
@@ -269,6 +276,7 @@ def bench(
     max_new_tokens: int = 128,
     gen_batch_size: int = 16,
     instructions: str | os.PathLike[str] | None = None,
+    steer_mode: str = "addition",
     imbalance_ratio: float | None = 100.0,
     layer_choice: str | None = None,
     cache_dir: Any = True,
@@ -304,6 +312,9 @@ def bench(
         max_new_tokens: tokens generated per steering sample.
         gen_batch_size: prompts per batched generation.
         instructions: file of steering instructions (AlpacaEval json, jsonl or txt).
+        steer_mode: the steering intervention (AxBench §4.3): ``"addition"``, ``"clamping"``
+            (subspace clamping of rank-1 directions), ``"sae-clamping"`` or ``"sae-min-clamping"``
+            (SAE latents; default factors AxBench's SAE clamping grid).
         imbalance_ratio: negatives per positive for the imbalanced F1 (None skips it).
         layer_choice: a sentence for the results saying how the layer was chosen.
         cache_dir: activation / fit / SAE cache (True: the interpkit cache folder).
@@ -356,7 +367,7 @@ def bench(
         part = {"steering": run_steer(ctx, methods, judge=judge, concepts=mine, factors=factors,
                                       n_instructions=n_instructions, max_new_tokens=max_new_tokens,
                                       batch_size=gen_batch_size, instructions=instructions, progress=progress,
-                                      generations_path=gen_path)}
+                                      generations_path=gen_path, mode=steer_mode)}
     parts = _gather(part, world) if world > 1 else [part]
     if rank != 0:
         return part
@@ -376,7 +387,8 @@ def bench(
         "environment": environment(), "command": command,
     })
     if mode == "steer":
-        results["settings"].update(factors=list(factors) if factors else None, n_instructions=n_instructions,
+        results["settings"].update(factors=list(factors) if factors else None, steer_mode=steer_mode,
+                                   n_instructions=n_instructions,
                                    max_new_tokens=max_new_tokens, judge=judge if isinstance(judge, str) else repr(judge))
     if out_path is not None:
         write_results(results, out_path, charts=charts)

@@ -8,6 +8,10 @@ the second half (``_metrics.select_factor``). The Prompt baseline asks the chat 
 steering prompt and puts it before each instruction (``"<prompt>\\n\\nQuestion: <instruction>"``);
 it has no factor, so it is one generation per instruction, scored as the mean of the test half.
 
+A fitted method may steer by something other than addition: a
+`~interpkit.bench.methods.SteerContext` (LoRA and SFT carry one; the clamping modes of
+``_interventions`` build one per fit), under which `context_generations` samples each factor.
+
 Divergences (documented): every factor is sampled with the same seed (common random numbers:
 factors differ by the edit, not by sampling noise); when m_c ≤ 0 the fallback is the mean
 residual norm at the site (AxBench's constant 50 is Gemma-2 scale) unless given; the perplexity
@@ -35,7 +39,8 @@ from interpkit.bench._judge import AXES, perplexity
 if TYPE_CHECKING:
     from interpkit.models import ModelWrapper
 
-__all__ = ["FACTORS", "STEERING_PROMPT_TEMPLATE", "evaluate_steering", "fallback_steering_prompt",
+__all__ = ["FACTORS", "STEERING_PROMPT_TEMPLATE", "context_generations", "evaluate_steering",
+           "fallback_steering_prompt",
            "prompt_generations", "steer_generations", "steering_magnitude", "write_generations",
            "write_steering_prompt"]
 
@@ -110,8 +115,8 @@ def _sample(model: ModelWrapper, texts: Sequence[str], *, max_new_tokens: int, t
 
 def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequence[str],
                       factors: Sequence[float], m_c: float, *, max_new_tokens: int = 128,
-                      temperature: float = 1.0, batch_size: int = 16, seed: int | None = 42,
-                      edits: Any = None) -> list[tuple[int, float, str]]:
+                      temperature: float = 1.0, batch_size: int = 16,
+                      seed: int | None = 42) -> list[tuple[int, float, str]]:
     """Generations with ``AddVector(site, vector, strength=factor * m_c)`` at every position.
 
     Args:
@@ -123,8 +128,6 @@ def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequ
         m_c: the concept's magnitude (:func:`steering_magnitude`).
         max_new_tokens, temperature, batch_size: sampling settings (temperature 0 = greedy).
         seed: the same seed for every factor (common random numbers).
-        edits: a `Fitted.steer_edits` builder (strength -> edits) used instead of the vector;
-            with ``factor_free`` set it is sampled once and recorded under every factor.
 
     Returns:
         ``(instruction_id, factor, generation)`` for every factor, then every instruction.
@@ -133,23 +136,39 @@ def steer_generations(model: ModelWrapper, site: str, vector: Any, prompts: Sequ
 
     from interpkit.models import AddVector
 
-    if edits is None:
-        vec = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
-        if vec.numel() != model.d_model:
-            raise ValueError(f"steer_generations: vector has {vec.numel()} values, model {model.name} has "
-                             f"d_model {model.d_model}")
-
-        def edits(strength: float) -> tuple[Any, ...]:
-            return (AddVector(site, vec, strength=strength),)
-
-    out, gens = [], None
+    vec = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1)
+    if vec.numel() != model.d_model:
+        raise ValueError(f"steer_generations: vector has {vec.numel()} values, model {model.name} has "
+                         f"d_model {model.d_model}")
+    out = []
     # Reseeding each factor with the same seed (common random numbers) makes the factor-to-factor differences
     # reflect the edit, not sampling luck, which lowers the variance of the argmax in select_factor.
     for factor in factors:
-        if gens is None or not getattr(edits, "factor_free", False):  # same edit, same seed: same samples
-            with model.edits(*edits(float(factor) * float(m_c))):
-                gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                               batch_size=batch_size, seed=seed)
+        with model.edits(AddVector(site, vec, strength=float(factor) * float(m_c))):
+            gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                           batch_size=batch_size, seed=seed)
+        out.extend((i, float(factor), g) for i, g in enumerate(gens))
+    return out
+
+
+def context_generations(model: ModelWrapper, steer: Any, prompts: Sequence[str], factors: Sequence[float],
+                        m_c: float, *, max_new_tokens: int = 128, temperature: float = 1.0, batch_size: int = 16,
+                        seed: int | None = 42) -> list[tuple[int, float, str]]:
+    """Generations under ``steer.open(model, factor * m_c)`` (a `SteerContext`), factor by factor.
+
+    A context that uses the strength samples every factor with the same seed (common random
+    numbers, as `steer_generations`); one that ignores it (LoRA, SFT) gives factor ``j`` the seed
+    ``seed + j``, so each factor row is one more independent sample (AxBench §4.3).
+
+    Returns:
+        ``(instruction_id, factor, generation)`` for every factor, then every instruction.
+    """
+    out = []
+    for j, factor in enumerate(factors):
+        row_seed = seed if seed is None or steer.uses_strength else int(seed) + j
+        with steer.open(model, float(factor) * float(m_c)):
+            gens = _sample(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                           batch_size=batch_size, seed=row_seed)
         out.extend((i, float(factor), g) for i, g in enumerate(gens))
     return out
 
@@ -262,20 +281,34 @@ def _examples(records: list[dict], factor: float | None, n_selection: int) -> li
             for r in keep[:N_EXAMPLES]]
 
 
+def _steer_context(ctx: Any, fitted: Any, mode: str) -> Any:
+    """The fit's own `SteerContext`, else the mode's (None for addition, a reason string when it cannot apply)."""
+    if fitted is None:
+        return None
+    own = getattr(fitted, "steer_context", None)
+    if own is not None:
+        return own
+    if mode == "addition":
+        return None
+    from interpkit.bench._interventions import mode_context
+
+    return mode_context(mode, ctx, fitted)
+
+
 def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]], judge: Any, *,
                       max_acts: Mapping[str, Mapping[int, float]], factors: Sequence[float] = FACTORS,
                       n_instructions: int = 10, max_new_tokens: int = 128, temperature: float = 1.0,
                       batch_size: int = 16, seed: int = 42, include_prompt: bool = True,
                       instruction_source: str | Path | None = None, fallback_magnitude: float | None = None,
                       generations: str | Path | None = None, progress: bool = True,
-                      concepts: Sequence[int] | None = None) -> dict:
+                      concepts: Sequence[int] | None = None, mode: str = "addition") -> dict:
     """The steering benchmark of AxBench §4 for fitted methods on ``ctx``'s model and site.
 
     Args:
         ctx: a BenchContext (uses ``model``, ``site``, ``task``, ``chat`` for the Prompt baseline,
             ``eval_acts`` for the magnitude fallback).
-        methods_fitted: ``{method label: {concept id: Fitted}}``; a Fitted whose ``steer_vector`` is
-            None is skipped (recorded with the reason).
+        methods_fitted: ``{method label: {concept id: Fitted}}``; a Fitted with neither a
+            ``steer_vector`` nor a ``steer_context`` is skipped (recorded with the reason).
         judge: a :class:`~interpkit.bench._judge.Judge` (a calibrated LocalJudge, or an LMJudge).
         max_acts: ``{method label: {concept id (int or str): m}}``, each concept's largest raw max-pooled
             detection score of that method on its eval rows (the detection step's ``max_act``); it
@@ -292,6 +325,9 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
         progress: show a progress bar (one step per method and concept).
         concepts: only these concept ids (a torch.distributed shard); default: every fitted concept
             (or every task concept when only the Prompt baseline runs).
+        mode: the intervention, one of ``_interventions.STEER_MODES`` (``"addition"``; the clamping
+            modes skip, with the reason, fits they cannot apply to). A Fitted with its own
+            ``steer_context`` (LoRA, SFT) always steers through it.
 
     Returns:
         ``{"judge": judge.describe(), "settings": {...}, "methods": {label: {"mean_score", "ci95",
@@ -301,9 +337,12 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
         The Prompt baseline's per-concept entry has ``factor`` None, ``score`` lists of one value
         and its ``steering_prompt``.
     """
+    from interpkit.bench._interventions import STEER_MODES
     from interpkit.bench._metrics import harmonic, select_factor, summarise_steering
     from interpkit.bench._prompts import steering_instructions
 
+    if mode not in STEER_MODES:
+        raise ValueError(f"steering mode must be one of {STEER_MODES}, got {mode!r}")
     factors = sorted(float(f) for f in factors)
     task, model, site = ctx.task, ctx.model, ctx.site
     cids = sorted({int(c) for fitted in methods_fitted.values() for c in fitted})
@@ -351,9 +390,10 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
             else:
                 fitted = methods_fitted[label].get(cid)
                 vector = None if fitted is None else getattr(fitted, "steer_vector", None)
-                builder = None if fitted is None else getattr(fitted, "steer_edits", None)
-                if vector is None and builder is None:
-                    why = "not fitted for this concept" if fitted is None else "no steer_vector"
+                steer = _steer_context(ctx, fitted, mode)
+                if isinstance(steer, str) or (steer is None and vector is None):
+                    why = ("not fitted for this concept" if fitted is None else
+                           steer if isinstance(steer, str) else "no steer_vector")
                     methods[label]["per_concept"][str(cid)] = {"skipped": why, "test_score": None}
                     if bar is not None:
                         bar.update(1)
@@ -361,8 +401,12 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                 acts = max_acts.get(label, {})
                 raw = acts.get(cid, acts.get(str(cid)))  # int keys, or the str keys of results.json
                 m_c = steering_magnitude(raw, fallback=fallback_magnitude)
-                gens = steer_generations(model, site, vector, instructions, factors, m_c, edits=builder,
-                                         **sample_kw)
+                if steer is None:
+                    gens = steer_generations(model, site, vector, instructions, factors, m_c, **sample_kw)
+                else:
+                    gens = context_generations(model, steer, instructions, factors, m_c, **sample_kw)
+                    if not steer.uses_strength:
+                        m_c = None  # the factor is only a sample index; no strength to record
                 ratings, ppl, details = _judge_all(ctx, judge, concept, instructions, gens, batch_size)
                 scores = harmonic(ratings[:, 0], ratings[:, 1], ratings[:, 2])
                 recs = _records(label, cid, instructions, gens, ratings, scores, ppl, details, m_c)
@@ -381,8 +425,10 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
                          "by_factor": {"factor": factors, "score": _nanmean(grid),
                                        "selection": chosen["selection_by_factor"], "test": chosen["test_by_factor"],
                                        **{a: _nanmean(sub[j]) for j, a in enumerate(AXES)},
-                                       "perplexity": _nanmean(pgrid), "strength": [f * m_c for f in factors]},
+                                       "perplexity": _nanmean(pgrid),
+                                       "strength": None if m_c is None else [f * m_c for f in factors]},
                          "n_selection": chosen["n_selection"], "n_test": chosen["n_test"],
+                         "intervention": "addition" if steer is None else steer.kind,
                          "examples": _examples(recs, chosen["factor"], chosen["n_selection"])}
             entry["seconds"] = time.perf_counter() - start
             methods[label]["per_concept"][str(cid)] = entry
@@ -400,7 +446,7 @@ def evaluate_steering(ctx: Any, methods_fitted: Mapping[str, Mapping[int, Any]],
     return {"judge": judge.describe(), "site": site,
             "settings": {"factors": factors, "n_instructions": n_instructions, "max_new_tokens": max_new_tokens,
                          "temperature": temperature, "batch_size": batch_size, "seed": seed,
-                         "fallback_magnitude": fallback_magnitude, "instruction_source":
+                         "fallback_magnitude": fallback_magnitude, "mode": mode, "instruction_source":
                          None if instruction_source is None else str(instruction_source),
                          "seeding": "same seed for every factor (common random numbers)"},
             "methods": methods, "generations_file": path}

@@ -49,7 +49,13 @@ def _steer_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--judge", default="local",
                    help="'local' (MiniLM similarity + perplexity, calibrated on the task) or 'openai' "
                         "(LM judge with AxBench's rubric on an OpenAI-compatible endpoint)")
-    s.add_argument("--factors", default=None, help="comma-separated steering factors (default AxBench's 14)")
+    s.add_argument("--factors", default=None, help="comma-separated steering factors (default AxBench's 14; "
+                                                    "the SAE clamping modes: AxBench's SAE clamping grid)")
+    s.add_argument("--steer-mode", default="addition",
+                   choices=("addition", "clamping", "sae-clamping", "sae-min-clamping"),
+                   help="steering intervention (AxBench §4.3): h + a*w (addition), subspace clamping of a "
+                        "direction (clamping), an SAE latent set to a (sae-clamping) or to max(current, a) "
+                        "(sae-min-clamping)")
     s.add_argument("--instructions", type=int, default=10, help="steering instructions per concept (default 10)")
     s.add_argument("--instructions-file", default=None,
                    help="steering instructions: AlpacaEval json, .jsonl or .txt (default: packaged held-out pool)")
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         kw.update(judge=args.judge, factors=_numbers(args.factors, "--factors", float), n_instructions=args.instructions,
                   instructions=args.instructions_file, max_new_tokens=args.max_new_tokens,
-                  gen_batch_size=args.gen_batch_size)
+                  gen_batch_size=args.gen_batch_size, steer_mode=args.steer_mode)
     results = bench(
         args.bench_mode, args.task, model=args.model, backend=args.backend, layer=args.layer, site=args.site,
         methods=methods, out=args.out, quick=args.quick, concepts=_numbers(args.concepts, "--concepts"),

@@ -48,7 +48,7 @@ def _loss(ctx, fitted=None) -> float:
     """Response CE of the concept's training positives, under the trained interventions (or none)."""
     idx, labels = ctx.train_split(0)
     examples = lm_examples(ctx, np.asarray(idx)[np.asarray(labels, bool)], max_train_tokens=OPTS["max_train_tokens"])
-    ivs = {} if fitted is None else fitted.steer_edits.ivs
+    ivs = {} if fitted is None else fitted.steer_context.edits.ivs
 
     def make(group):
         where = torch.zeros_like(group.mask)
@@ -68,7 +68,8 @@ def test_training_lowers_the_loss_on_its_examples(ctx, fitted):
     assert _loss(ctx, fitted) < _loss(ctx) - 0.2
     r = fitted.state[0]["R"]
     np.testing.assert_allclose(r @ r.T, np.eye(4), atol=1e-5)  # R keeps orthonormal rows
-    assert fitted.score == "edits" and fitted.vector is None and fitted.steer_vector is None
+    assert fitted.steer_context.kind == "loreft" and not fitted.steer_context.uses_strength
+    assert fitted.vector is None and fitted.steer_vector is None
     assert (LoReFT().scores(ctx, fitted, "eval", [0, 1, 2]) == 0).all()
     assert all(p.requires_grad for p in ctx.model.hf_model.parameters())
 
@@ -80,14 +81,15 @@ def test_both_engines_train_the_same_interventions(ctx):
     np.testing.assert_allclose(out[0].state[1]["W"], out[1].state[1]["W"], atol=1e-4)
 
 
-def test_steering_uses_the_edit_builder_and_ignores_the_factor(ctx, fitted, tmp_path):
-    from interpkit.bench._steer import evaluate_steering, steer_generations
+def test_steering_runs_through_its_context_and_ignores_the_factor(ctx, fitted, tmp_path):
+    from interpkit.bench._steer import context_generations, evaluate_steering, steer_generations
     from tests.unit.test_bench_steer import FakeJudge, _ctx
 
     prompts = ["say a word", "name a dog"]
-    gens = steer_generations(ctx.model, ctx.site, None, prompts, [0.5, 4.0], 1.0, max_new_tokens=5,
-                             temperature=0.0, edits=fitted.steer_edits)
-    assert [g[2] for g in gens[:2]] == [g[2] for g in gens[2:]]  # one generation serves every factor
+    gens = context_generations(ctx.model, fitted.steer_context, prompts, [0.5, 4.0], 1.0, max_new_tokens=5,
+                               temperature=0.0)
+    # greedy, so the factor-free rows repeat (with sampling each row is one more independent sample)
+    assert [g[2] for g in gens[:2]] == [g[2] for g in gens[2:]]
     plain = steer_generations(ctx.model, ctx.site, np.zeros(16), prompts, [1.0], 1.0, max_new_tokens=5,
                               temperature=0.0)
     assert [g[2] for g in gens[:2]] != [g[2] for g in plain]

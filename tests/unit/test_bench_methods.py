@@ -117,8 +117,9 @@ def _cos(a, b) -> float:
 
 def test_registry_names_and_labels():
     assert list(METHODS) == ["diffmean", "pca", "lat", "probe", "ssv", "reft-r1", "sae", "sae-a", "bow", "prompt",
-                             "loreft", "random", "criterion"]
+                             "loreft", "random", "lora", "sft", "criterion"]
     assert get_method("ReFT-r1").name == "reft-r1"
+    assert not get_method("lora").detects and get_method("sft").steers
     assert get_method("Criterion-only").label == "Criterion-only"
     assert not get_method("bow").steers and get_method("ssv").needs_model_grad
     with pytest.raises(ValueError, match="known: diffmean"):

@@ -13,7 +13,8 @@ itself with `register_method`; `METHODS` maps the lower-case registry names to t
 Modules: ``_base`` (`Fitted`, `Method`, the shared helpers, the registry, `fitted_table`),
 ``_directions`` (DiffMean, PCA, LAT, Random), ``_probe`` (Probe), ``_lmloss`` (SSV and ReFT-r1
 and their LM-loss training), ``_engine`` (the cached-prefix training engine they share),
-``_loreft`` (LoReFT, steering only), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
+``_loreft`` (LoReFT, steering only), ``_finetune`` (the steer-only LoRA and SFT), whose `Fitted`
+carries a `SteerContext` instead of a vector), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
 ``_text`` (BoW, Prompt and `rate`).
 
 Example:
@@ -32,6 +33,7 @@ from ._base import (
     PSI,
     Fitted,
     Method,
+    SteerContext,
     first_pc,
     fitted_table,
     get_method,
@@ -45,6 +47,7 @@ from ._base import (
     unit,
 )
 from ._directions import LAT, PCA, DiffMean, RandomDirection
+from ._finetune import SFT, LoRA, LoRAAdapters, proportional_layers, response_loss, swapped
 from ._lmloss import ReFTr1, SteeringVector
 from ._loreft import LoReFT, loreft_layers
 from ._probe import LinearProbe
@@ -70,14 +73,18 @@ __all__ = [
     "CriterionOnly",
     "DiffMean",
     "Fitted",
+    "SFT",
     "LinearProbe",
     "LoReFT",
+    "LoRA",
+    "LoRAAdapters",
     "Method",
     "PromptDetection",
     "RandomDirection",
     "ReFTr1",
     "SAEAuc",
     "SAECriterion",
+    "SteerContext",
     "SteeringVector",
     "criterion_examples",
     "criterion_pick",
@@ -89,11 +96,14 @@ __all__ = [
     "loreft_layers",
     "neuron_maxpool",
     "pooled_scores",
+    "proportional_layers",
     "rate",
     "register_method",
+    "response_loss",
     "rng_for",
     "sae_fitted",
     "sae_pooled",
     "split_tokens",
+    "swapped",
     "unit",
 ]

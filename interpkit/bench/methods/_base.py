@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -34,6 +35,7 @@ __all__ = [
     "PSI",
     "Fitted",
     "Method",
+    "SteerContext",
     "first_pc",
     "fitted_table",
     "get_method",
@@ -47,12 +49,33 @@ __all__ = [
     "unit",
 ]
 
-PSI = ("linear", "relu", "jumprelu", "sae", "text", "edits")
+PSI = ("linear", "relu", "jumprelu", "sae", "text")
 """Per-token scoring functions of a `Fitted` (``"sae"``: latent ``info["latent"]`` of the context's
-SAE, read through its full encoder; ``"text"``: the method scores whole texts; ``"edits"``: no
-score, a steering-only method whose `Fitted.steer_edits` carries its intervention)."""
+SAE, read through its full encoder; ``"text"``: the method scores whole texts)."""
 
 _CHUNK_TOKENS = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteerContext:
+    """Steering by something other than adding ``steer_vector``: an edit, or adapted weights.
+
+    ``open(model, strength)`` returns a context manager under which ``model.generate`` is the
+    steered model (it must leave the model as it found it on exit); the steering loop enters it
+    once per factor with ``strength`` = α = factor × m_c.
+
+    Attributes:
+        open: ``(ModelWrapper, strength) -> context manager``.
+        uses_strength: False for methods that ignore the factor (LoRA, SFT: AxBench §4.3 scores
+            each factor row as one more independent sample, so every row gets its own seed).
+        kind: a short name recorded with the results (``"lora"``, ``"sft"``, ``"clamping"``...).
+    """
+
+    open: Callable[[Any, float], AbstractContextManager[Any]]
+    uses_strength: bool = True
+    kind: str = "context"
+    edits: Callable[[float], Sequence[Any]] | None = None
+    """For a context that is a models-layer edit (LoReFT): strength -> the edits it applies."""
 
 
 @dataclass(kw_only=True)
@@ -67,13 +90,11 @@ class Fitted:
         score: psi, one of `PSI`.
         bias: added to ``h·vector`` before psi.
         threshold: JumpReLU threshold on the pre-activation (``score="jumprelu"``).
-        steer_edits: builds the edits applied while steering at strength α, in place of
-            ``AddVector(site, steer_vector, strength=α)`` (LoReFT's learned intervention); a
-            builder whose ``factor_free`` attribute is True ignores α, so one generation per
-            instruction serves every factor. Not serialised.
         info: JSON-ready details (losses, chosen latent, seconds, ...).
         state: anything else the method needs to score texts (a fitted sklearn pipeline, cached
             ratings); not serialised.
+        steer_context: how to steer when it is not by adding ``steer_vector`` (a `SteerContext`;
+            steer-only methods such as LoRA and SFT have no ``vector``); not serialised.
     """
 
     method: str
@@ -83,9 +104,9 @@ class Fitted:
     score: str = "linear"
     bias: float = 0.0
     threshold: float = 0.0
-    steer_edits: Callable[[float], Sequence[Any]] | None = field(default=None, repr=False, compare=False)
     info: dict[str, Any] = field(default_factory=dict)
     state: Any = field(default=None, repr=False, compare=False)
+    steer_context: SteerContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.score not in PSI:
@@ -97,7 +118,7 @@ class Fitted:
                 if not np.isfinite(v).all():
                     raise ValueError(f"{self.method} concept {self.concept_id}: {name} is not finite")
                 setattr(self, name, v)
-        if self.score not in ("text", "edits") and self.vector is None:
+        if self.score != "text" and self.vector is None and self.steer_context is None:
             raise ValueError(f"{self.method} concept {self.concept_id}: psi {self.score!r} needs a vector")
 
     def psi(self, pre: np.ndarray) -> np.ndarray:

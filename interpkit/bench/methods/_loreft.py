@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import Fitted, Method, register_method
+from ._base import Fitted, Method, SteerContext, register_method
 from ._engine import lm_step, n_targets, training_engine
 from ._lmloss import frozen, lm_examples, resolve_schedule
 
@@ -160,8 +160,6 @@ def train_loreft(ctx: Any, cid: int, params: Mapping[str, Any]) -> tuple[dict[in
 class _SteerEdits:
     """Strength -> the LoReFT edits on the prompt's first and last 5 positions (the strength is ignored)."""
 
-    factor_free = True
-
     def __init__(self, ivs: Mapping[int, _Intervention], first: int = 5, last: int = 5) -> None:
         self.ivs, self.first, self.last = dict(ivs), int(first), int(last)
 
@@ -199,8 +197,8 @@ class LoReFT(Method):
     ``R_l, W_l, b_l``, the model frozen. AdamW (betas 0.9/0.999, eps 1e-8), linear decay to 0 with
     no warm-up over ``epochs · ⌊batches / grad_accum⌋`` steps, gradient-norm clip 1, gradients
     summed over ``grad_accum`` micro-batches (AxBench's loop). Steering applies the same edits on
-    the prompt's first/last 5 positions (generated tokens untouched); the factor is ignored (§4.3),
-    so one generation per instruction is recorded under every factor.
+    the prompt's first/last 5 positions (generated tokens untouched) through a `SteerContext`; the
+    factor is ignored (§4.3), so each factor row is one more independent sample (its own seed).
 
     AxBench defaults (axbench/sweep/wuzhengx/2b/l20/loreft.yaml, lines 18-31): rank 4, layers
     [5, 10, 15, 20] of Gemma-2-2B's 26, positions f5+l5, batch 18, grad-accum 2, 24 epochs, lr 9e-4,
@@ -236,7 +234,11 @@ class LoReFT(Method):
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
         ivs, info = train_loreft(ctx, cid, self.params(ctx))
-        return self._fitted(cid, None, steer_vector=None, score="edits", steer_edits=_SteerEdits(ivs), info=info,
+        edits = _SteerEdits(ivs)
+        # the factor is ignored (AxBench §4.3): each factor row is one more independent sample, as for LoRA and SFT
+        steer = SteerContext(open=lambda model, strength: model.edits(*edits(strength)), uses_strength=False,
+                             kind="loreft", edits=edits)
+        return self._fitted(cid, None, steer_vector=None, steer_context=steer, info=info,
                             state={layer: iv.arrays() for layer, iv in ivs.items()})
 
     def scores(self, ctx: Any, fitted: Fitted, which: str = "eval",  # noqa: ARG002 - no detection score
