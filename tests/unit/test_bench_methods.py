@@ -151,7 +151,7 @@ def test_option_validation():
 
 
 @pytest.mark.parametrize("name, options", [
-    ("diffmean", {}), ("probe", {"bias": True, "lr": 0.05}), ("pca", {"align_sign": True}), ("lat", {"align_sign": True}),
+    ("diffmean", {}), ("probe", {"solver": "axbench", "bias": True, "lr": 0.05}), ("pca", {"align_sign": True}), ("lat", {"align_sign": True}),
 ])
 def test_direction_methods_recover_planted_direction(ctx, name, options):
     method = get_method(name, **options)
@@ -163,12 +163,30 @@ def test_direction_methods_recover_planted_direction(ctx, name, options):
         assert fitted.steer_vector is not None and fitted.score == "linear"
 
 
-def test_probe_default_is_axbench_no_bias(ctx):
-    m = get_method("probe")
+def test_probe_axbench_solver_has_no_bias(ctx):
+    m = get_method("probe", solver="axbench")
     fitted = m.fit(ctx, 0)
     assert fitted.bias == 0.0 and len(fitted.info["loss_per_epoch"]) == 24
     assert fitted.info["loss_per_epoch"][-1] < fitted.info["loss_per_epoch"][0]
     assert _eval_auroc(ctx, m, fitted, 0) > 0.95
+
+
+def test_probe_default_chooses_its_l2_strength_on_train_only(ctx):
+    m = get_method("probe")
+    fitted = m.fit(ctx, 0)
+    info = fitted.info
+    grid = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    assert info["solver"] == "lbfgs" and set(info["cv_auroc"]) == {f"{c:g}" for c in grid}
+    top = max(info["cv_auroc"], key=info["cv_auroc"].get)
+    # the one-standard-error rule: the smallest C within one fold SE of the best cross-validated AUROC
+    bar = info["cv_auroc"][top] - info["cv_se"][top]
+    assert info["C"] == min(c for c in grid if info["cv_auroc"][f"{c:g}"] >= bar)
+    assert abs(np.linalg.norm(fitted.vector) - 1) < 1e-5 and _eval_auroc(ctx, m, fitted, 0) > 0.95
+    # a fixed C skips the cross-validation; the eval texts are never read while fitting
+    fixed = get_method("probe", C=1e-3).fit(ctx, 0)
+    assert fixed.info["C"] == 1e-3 and fixed.info["cv_auroc"] == {}
+    with pytest.raises(ValueError, match="C_grid"):
+        get_method("probe", C_grid=[0.1, -1])
 
 
 def test_pca_records_sign_without_fixing_it(ctx):

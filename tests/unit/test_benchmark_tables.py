@@ -1,0 +1,59 @@
+"""docs/benchmarks.md's generated tables are what the committed results files give (benchmarks/tables.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "benchmarks" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_doc_tables_match_the_results_files(tables):
+    assert (ROOT / "benchmarks" / "results").is_dir()
+    assert tables.update(check=True) == [], "docs/benchmarks.md is stale: run benchmarks/tables.py"
+
+
+def test_every_results_file_records_its_command_and_versions(tables):
+    for folder, data in tables.load_results():
+        assert data.get("command", "").startswith("interpkit bench "), folder
+        assert data["environment"]["packages"]["torch"], folder
+
+
+def _results(path: Path, task: str, methods: dict, date: str) -> None:
+    folder = path / f"{task}-x-{date}"
+    folder.mkdir(parents=True)
+    folder.joinpath("results.json").write_text(json.dumps({
+        "kind": "interpkit.bench", "mode": "detect", "task": {"name": task}, "site": "layer12.resid_post",
+        "methods": {k: {"mean_auroc": v, "ci95": [v - 0.1, v + 0.05], "mean_hard_negative_acc": 0.7,
+                        "mean_f1_imbalanced": 0.4, "per_concept": {"0": {"auroc": v}, "1": {"auroc": v}}}
+                    for k, v in methods.items()}}))
+
+
+def test_render_takes_the_newest_file_per_method_and_check_finds_stale_tables(tables, tmp_path):
+    root = tmp_path / "results"
+    _results(root, "prod_2b_l10_v1", {"DiffMean": 0.9, "Probe": 0.8}, "2026-01-01")
+    _results(root, "prod_2b_l10_v1", {"Probe": 0.85}, "2026-02-01")
+    _results(root, "prod_2b_l20_v1", {"DiffMean": 0.95}, "2026-01-01")
+    text = tables.render_detection(tables.load_results(root))
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
+    assert list(rows) == ["DiffMean", "Probe"]  # best mean AUROC first
+    assert "0.850 (0.750-0.900)" in rows["Probe"] and "prod_2b_l10_v1-x-2026-02-01" in rows["Probe"]
+    assert "not run" in rows["Probe"] and "0.950" in rows["DiffMean"]
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- BEGIN generated: detection (benchmarks/tables.py) -->\nold\n"
+                   "<!-- END generated: detection -->\nend\n")
+    assert tables.update(doc, root, check=True) == ["detection"] and "old" in doc.read_text()
+    assert tables.update(doc, root) == ["detection"]
+    assert tables.update(doc, root, check=True) == [] and text in doc.read_text()
+    assert doc.read_text().startswith("intro\n") and doc.read_text().endswith("end\n")
