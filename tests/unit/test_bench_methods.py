@@ -401,3 +401,19 @@ def test_token_acts_select_keeps_texts_with_no_rows_in_place():
     empty = TokenActs(values=np.zeros((0, 2), np.float32), offsets=np.zeros(3, np.int64),
                       token_ids=np.zeros(0, np.int32), site="layer1.resid_post")
     assert empty.select(np.zeros(0, bool)).offsets.tolist() == [0, 0, 0]
+
+
+def test_fit_cache_key_follows_every_hyper_parameter_in_force(monkeypatch):
+    from interpkit.bench._run import _fit_key
+    from interpkit.bench.methods import LinearProbe
+
+    ctx = fake_context()
+    base = _fit_key(ctx, get_method("probe"), 0)
+    assert _fit_key(ctx, get_method("probe"), 0) == base
+    assert _fit_key(ctx, get_method("probe", C=1e-3), 0) != base
+    # a changed default (not an override) must not read a fit made under the old one
+    monkeypatch.setattr(LinearProbe, "defaults", {**LinearProbe.defaults, "cv_folds": 5})
+    assert _fit_key(ctx, get_method("probe"), 0) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(LinearProbe, "fit_version", 99)
+    assert _fit_key(ctx, get_method("probe"), 0) != base

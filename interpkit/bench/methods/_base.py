@@ -239,6 +239,9 @@ class Method(ABC):
     integers: ClassVar[tuple[str, ...]] = ()
     """Options (among ``numeric``) that must be integers."""
     order: ClassVar[int] = 100
+    fit_version: ClassVar[int] = 1
+    """Bumped when a method's fitting changes in a way its hyper-parameters do not show (the
+    fitted-direction cache is keyed by it and by every hyper-parameter in force)."""
     """Position in AxBench's results table (its §5.n number); `METHODS` keeps this order."""
 
     def __init__(self, **options: Any) -> None:

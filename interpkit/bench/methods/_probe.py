@@ -44,6 +44,7 @@ class LinearProbe(Method):
 
     name, label = "probe", "Probe"
     order = 4
+    fit_version = 2  # 2: the L2 / cross-validated solver
     defaults: ClassVar[dict[str, Any]] = {
         "solver": "lbfgs", "C": None, "C_grid": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), "cv_folds": 3, "max_iter": 500,
         "epochs": 24, "batch_size": 12, "lr": 5e-3, "weight_decay": 1e-3, "l1": 0.0, "bias": False,
@@ -69,13 +70,8 @@ class LinearProbe(Method):
 
     def _fit_lbfgs(self, ctx: Any, cid: int, p: dict[str, Any]) -> Fitted:
         t0 = time.perf_counter()
-        idx, labels = ctx.train_split(cid)
-        idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
-        if labels.all() or not labels.any():
-            raise ValueError(f"Probe concept {cid}: the training split needs positives and negatives")
-        x, owner = ctx.train_acts.gather(idx)
+        idx, labels, x, owner = _train_tokens(ctx, cid)
         x = np.asarray(x, dtype=np.float64)
-        owner = np.asarray(owner, dtype=np.int64)
         cv: dict[str, float] = {}
         cv_se: dict[str, float] = {}
         if p["C"] is None:
@@ -106,11 +102,7 @@ class LinearProbe(Method):
         import torch
 
         t0 = time.perf_counter()
-        idx, labels = ctx.train_split(cid)
-        idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
-        if labels.all() or not labels.any():
-            raise ValueError(f"Probe concept {cid}: the training split needs positives and negatives")
-        x_all, owner = ctx.train_acts.gather(idx)
+        idx, labels, x_all, owner = _train_tokens(ctx, cid)
         x_all = torch.from_numpy(np.ascontiguousarray(x_all))
         y_tok = torch.from_numpy(labels[owner].astype(np.float32))
         # gather returns the texts' rows contiguously in idx order, so text e owns rows starts[e]:starts[e + 1];
@@ -161,6 +153,16 @@ class LinearProbe(Method):
         return self._fitted(cid, vec, steer_vector=vec, bias=float(b.detach()) if p["bias"] else 0.0,
                             info={"solver": "axbench", "loss_per_epoch": [round(v, 6) for v in losses], "steps": total,
                                   "n_tokens": int(len(owner)), "seconds": time.perf_counter() - t0})
+
+
+def _train_tokens(ctx: Any, cid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The concept's training texts, their labels, and their kept tokens' activations with each row's text."""
+    idx, labels = ctx.train_split(cid)
+    idx, labels = np.asarray(idx, dtype=np.int64), np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        raise ValueError(f"Probe concept {cid}: the training split needs positives and negatives")
+    x, owner = ctx.train_acts.gather(idx)
+    return idx, labels, x, np.asarray(owner, dtype=np.int64)
 
 
 def _l2_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int) -> tuple[np.ndarray, float]:
