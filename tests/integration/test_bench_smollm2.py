@@ -58,3 +58,25 @@ def test_bench_steer_quick(smollm2_ready, tmp_path):
         assert 0.0 <= r["mean_score"] <= 2.0
     lines = (out / "generations.jsonl").read_text().splitlines()
     assert lines and all("generation" in json.loads(line) for line in lines)
+
+
+def test_bench_steer_quick_trained_interventions(smollm2_ready, tmp_path):
+    """LoReFT and LoRA (AxBench's trained steering baselines) train and steer the real model end to end:
+    each factor row is its own sample, the model is left as it was (DiffMean's generations after them
+    equal those of a run without them)."""
+    args = ["bench", "steer", "--quick", "--task", str(TASK), "--layer", "12", "--quiet", "--concepts", "0",
+            "--factors", "0.5,2", "--instructions", "2", "--max-new-tokens", "8", "--no-charts"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--methods", "loreft,lora,diffmean"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--methods", "diffmean"]) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    methods = res["steering"]["methods"]
+    for label in ("LoReFT", "LoRA"):
+        entry = methods[label]["per_concept"]["0"]
+        assert "skipped" not in entry and entry["by_factor"]["factor"] == [0.5, 2.0], label
+
+    def gens(folder, method):
+        rows = [json.loads(line) for line in (tmp_path / folder / "generations.jsonl").read_text().splitlines()]
+        return [r["generation"] for r in rows if r["method"] == method]
+
+    assert gens("a", "LoReFT") and gens("a", "LoRA")
+    assert gens("a", "DiffMean") == gens("b", "DiffMean")
