@@ -67,7 +67,9 @@ def _latest(results: list[tuple[str, dict[str, Any]]], mode: str) -> dict[tuple[
         task = data["task"]["name"]
         methods = data["methods"] if mode == "detect" else data["steering"]["methods"]
         for label, m in methods.items():
-            out[(task, label)] = (folder, {**m, "_site": data.get("site"), "_n": len(m.get("per_concept", {}))})
+            # out of the task's concepts, not only those the run covered (a one-concept run says "1 of 10")
+            n = int(data["task"].get("n_concepts") or len(m.get("per_concept", {})))
+            out[(task, label)] = (folder, {**m, "_site": data.get("site"), "_n": n})
     return out
 
 

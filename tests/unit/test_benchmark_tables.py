@@ -30,11 +30,12 @@ def test_every_results_file_records_its_command_and_versions(tables):
         assert data["environment"]["packages"]["torch"], folder
 
 
-def _results(path: Path, task: str, methods: dict, date: str) -> None:
+def _results(path: Path, task: str, methods: dict, date: str, n_concepts: int | None = None) -> None:
     folder = path / f"{task}-x-{date}"
     folder.mkdir(parents=True)
     folder.joinpath("results.json").write_text(json.dumps({
-        "kind": "interpkit.bench", "mode": "detect", "task": {"name": task}, "site": "layer12.resid_post",
+        "kind": "interpkit.bench", "mode": "detect", "task": {"name": task, "n_concepts": n_concepts},
+        "site": "layer12.resid_post",
         "methods": {k: {"mean_auroc": v, "ci95": [v - 0.1, v + 0.05], "mean_hard_negative_acc": 0.7,
                         "mean_f1_imbalanced": 0.4, "per_concept": {"0": {"auroc": v}, "1": {"auroc": v}}}
                     for k, v in methods.items()}}))
@@ -45,9 +46,11 @@ def test_render_takes_the_newest_file_per_method_and_check_finds_stale_tables(ta
     _results(root, "prod_2b_l10_v1", {"DiffMean": 0.9, "Probe": 0.8}, "2026-01-01")
     _results(root, "prod_2b_l10_v1", {"Probe": 0.85}, "2026-02-01")
     _results(root, "prod_2b_l20_v1", {"DiffMean": 0.95}, "2026-01-01")
+    _results(root, "prod_2b_l20_v1", {"ReFT-r1": 0.7}, "2026-01-02", n_concepts=10)
     text = tables.render_detection(tables.load_results(root))
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
-    assert list(rows) == ["DiffMean", "Probe"]  # best mean AUROC first
+    assert list(rows) == ["DiffMean", "Probe", "ReFT-r1"]  # best mean AUROC first
+    assert "0.700 (0.600-0.750) (2 of 10)" in rows["ReFT-r1"]  # a partial run says how partial
     assert "0.850 (0.750-0.900)" in rows["Probe"] and "prod_2b_l10_v1-x-2026-02-01" in rows["Probe"]
     assert "not run" in rows["Probe"] and "0.950" in rows["DiffMean"]
     doc = tmp_path / "doc.md"
