@@ -66,9 +66,8 @@ def _fit_key(ctx: Any, method: Any, cid: int) -> str:
         ctx.memo["acts_key"] = _acts_key(ctx.train_acts)
     # every hyper-parameter in force (defaults included: a changed default must not return a stale fit) and the
     # method's fit_version
-    params = method.params(ctx) if hasattr(method, "params") else getattr(method, "options", {})
     h.update(json.dumps({"acts": ctx.memo["acts_key"], "site": ctx.site, "method": method.name,
-                         "params": params, "fit_version": getattr(method, "fit_version", 1),
+                         "params": method.params(ctx), "fit_version": method.fit_version,
                          "seed": ctx.seed, "cid": cid,
                          "concept": ctx.task.concept(cid).description, "n_train": len(ctx.train_texts)},
                         sort_keys=True, default=str).encode())

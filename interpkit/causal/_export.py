@@ -199,12 +199,12 @@ def export_contrast(
 
     pos = [(r, s) for r, s in scored if r.criterion_score >= threshold]
     neg = [(r, s) for r, s in scored if r.criterion_score < threshold]
-    test_texts = [r.text for r, s in pos if s == "test"] + [r.text for r, s in neg if s == "test"]
-    if not any(s == "test" for _, s in pos):
+    test_pos = [r.text for r, s in pos if s == "test"]
+    if not test_pos:
         raise ValueError("the test split has no positive prompts: the held-out steering effect cannot be measured; "
                          "add rows or set their 'split' field")
-    controls = make_controls(model, feature, controls, n_controls, test_texts,
-                             sum(1 for _, s in pos if s == "test"), seed=seed, batch_size=batch_size)
+    controls = make_controls(model, feature, controls, n_controls, test_pos + [r.text for r, s in neg if s == "test"],
+                             len(test_pos), seed=seed, batch_size=batch_size)
     directions = DirectionSet(
         names=(fid, *(c.feature_id for c in controls)),
         vectors=np.stack([direction, *(c.direction for c in controls)]),

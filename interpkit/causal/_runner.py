@@ -271,7 +271,7 @@ def run_interventions(
     pos_rows, neg_rows = _texts_ids(positives), _texts_ids(negatives)
     if not pos_rows:
         raise ValueError("run_interventions needs at least one positive prompt")
-    from ._controls import check_controls
+    from ._controls import check_controls, make_controls
 
     control_kinds = check_controls(controls)
     kinds = [canonical_intervention(k) for k in kinds]
@@ -281,7 +281,10 @@ def run_interventions(
     acts: dict[str, list[np.ndarray]] = {}
     out: list[InterventionRecord] = []
     for feature in features:
-        ctrls = _controls_of(model, feature, control_kinds, n_controls, base, acts, seed, batch_size)
+        # data-dependent kinds are measured on the run's positives and negatives (token activations per site
+        # read once, into acts)
+        ctrls = make_controls(model, feature, control_kinds, n_controls, base.pos + base.neg, len(base.pos),
+                              seed=seed, batch_size=batch_size, acts=acts)
         for kind in kinds:
             mean = None
             if kind == "ablate" and ablate_mode == "mean":
@@ -295,15 +298,6 @@ def run_interventions(
                                     ablate_mode=ablate_mode if kind == "ablate" else None,
                                     n_negatives=len(neg_rows), extra=extra))
     return out
-
-
-def _controls_of(model: Any, feature: CausalFeature, control_kinds: Sequence[str], n: int, base: _Baseline,
-                 acts: dict[str, list[np.ndarray]], seed: int, batch_size: int) -> list[CausalFeature]:
-    """The controls of ``feature`` (data-dependent kinds measured on the run's positives and negatives)."""
-    from ._controls import make_controls
-
-    return make_controls(model, feature, control_kinds, n, base.pos + base.neg, len(base.pos), seed=seed,
-                         batch_size=batch_size, acts=acts)
 
 
 class EditSession:

@@ -32,7 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from interpkit.causal import export_interventions, read_target_tokens
     from interpkit.records import write_jsonl
     from interpkit.report import load_report

@@ -47,15 +47,19 @@ def _direction_vectors(report_file: Path) -> dict[str, Any]:
     return dict(FeatureTable.load(folder).decoder_vectors)
 
 
+def _own_controls(ids: Any, feature_id: str) -> list[tuple[str, str]]:
+    """``(control id, kind)`` of ``feature_id``'s controls among ``ids``, in the order they were run (kind, then id)."""
+    from interpkit.records import CONTROL_KINDS, control_owner
+
+    owned = {str(i): control_owner(str(i)) for i in ids}
+    return sorted(((cid, o[1]) for cid, o in owned.items() if o is not None and o[0] == feature_id),
+                  key=lambda x: (CONTROL_KINDS.index(x[1]), x[0]))
+
+
 def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
     """The feature's controls measured in the report's interventions file (unchanged since the run)."""
     from interpkit.rank._stats import t_interval
-    from interpkit.records import (
-        CONTROL_KINDS,
-        control_owner,
-        filter_interventions,
-        read_intervention_records,
-    )
+    from interpkit.records import filter_interventions, read_intervention_records
 
     files = [i for i in report.inputs if i.role == "interventions"]
     if not files or not Path(files[0].path).exists() or sha256_file(files[0].path) != files[0].sha256:
@@ -64,12 +68,10 @@ def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str,
     kept, _ = filter_interventions(read_intervention_records(files[0].path), report.criterion, allow_mismatch=allow)
     groups: dict[str, list[float]] = {}
     for r in kept:
-        owner = control_owner(str(r.feature_id))
-        if owner is not None and owner[0] == feature_id:
-            groups.setdefault(str(r.feature_id), []).append(float(r.signed_effect))
+        groups.setdefault(str(r.feature_id), []).append(float(r.signed_effect))
     out = []
-    for cid, values in sorted(groups.items(), key=lambda kv: (CONTROL_KINDS.index(control_owner(kv[0])[1]), kv[0])):
-        kind = control_owner(cid)[1]
+    for cid, kind in _own_controls(groups, feature_id):
+        values = groups[cid]
         if len(values) < 3:
             out.append({"feature_id": cid, "kind": kind, "status": "insufficient n", "effect": None,
                         "ci_low": None, "ci_high": None, "n": len(values)})
@@ -81,15 +83,12 @@ def _file_controls(report: Any, feature_id: str, level: float) -> list[dict[str,
 
 
 def _controls(report: Any, feature_id: str, level: float) -> list[dict[str, Any]]:
-    from interpkit.records import CONTROL_KINDS, control_owner
-
-    owned = [(r, control_owner(r.feature_id)) for r in report.ranking.rows]
-    # in the order the controls were run (kind, then id), not by their rank
-    ranked = sorted(((r, o[1]) for r, o in owned if o is not None and o[0] == feature_id),
-                    key=lambda x: (CONTROL_KINDS.index(x[1]), x[0].feature_id))
+    rows = {r.feature_id: r for r in report.ranking.rows}
+    ranked = _own_controls(rows, feature_id)
     if ranked:
-        return [{"feature_id": r.feature_id, "kind": kind, "status": r.causal.status, "effect": r.causal.effect,
-                 "ci_low": r.causal.ci_low, "ci_high": r.causal.ci_high, "n": r.causal.n} for r, kind in ranked]
+        return [{"feature_id": cid, "kind": kind, "status": rows[cid].causal.status, "effect": rows[cid].causal.effect,
+                 "ci_low": rows[cid].causal.ci_low, "ci_high": rows[cid].causal.ci_high, "n": rows[cid].causal.n}
+                for cid, kind in ranked]
     return _file_controls(report, feature_id, level)
 
 

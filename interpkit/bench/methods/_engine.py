@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FullForward", "Group", "PrefixEngine", "edit_mask", "lm_step", "make_group", "n_targets", "training_engine"]
+__all__ = ["FullForward", "Group", "PrefixEngine", "edit_mask", "lm_step", "make_group", "n_targets", "response_ce_sum",
+           "training_engine"]
 
 Example = tuple[list[int], int]
 """``(token ids, index of the first response token)`` (`_lmloss.lm_examples`)."""
@@ -114,7 +115,8 @@ def lm_step(engine: Any, examples: Sequence[Example], make_edits: Callable[[Grou
     return ce_all, l1_all
 
 
-def _ce_sum(logits: Any, ids: Any, resp: Any) -> Any:
+def response_ce_sum(logits: Any, ids: Any, resp: Any) -> Any:
+    """Summed next-token cross-entropy of ``logits [g, T-1, V]`` on the response tokens (``resp``) of ``ids``."""
     import torch
 
     # Position t predicts token t + 1: a logit row counts when the token it predicts is a response token.
@@ -140,7 +142,7 @@ class FullForward:
         edits = [Apply(site, fn, name="bench-train") for site, fn in make_edits(group).items()]
         with self.model.edits(*edits):
             logits = self.model.forward(TokenBatch(input_ids=group.ids, attention_mask=group.mask), grad=True)
-        yield group, _ce_sum(logits[:, :-1], group.ids, group.resp)
+        yield group, response_ce_sum(logits[:, :-1], group.ids, group.resp)
 
     def stats(self) -> dict[str, Any]:
         """What the engine did (for a method's ``info``)."""

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._base import Fitted, Method, SteerContext, register_method
-from ._engine import make_group
-from ._lmloss import frozen, grad_forward_available, lm_examples
+from ._engine import make_group, response_ce_sum
+from ._lmloss import frozen, grad_forward_available, lm_examples, resolve_schedule
 
 __all__ = [
     "ATTN_OUT",
@@ -192,18 +192,10 @@ def response_loss(model: Any, examples: Sequence[tuple[list[int], int]], *, batc
     with torch.no_grad():
         for b in range(0, len(examples), batch_size):
             g = make_group(list(examples[b:b + batch_size]), model.pad_token_id, model.device)
-            ids, mask, resp = g.ids, g.mask, g.resp
-            logits = model.forward(TokenBatch(input_ids=ids, attention_mask=mask))
-            target = resp[:, 1:]
-            ce = torch.nn.functional.cross_entropy(logits[:, :-1][target].float(), ids[:, 1:][target], reduction="sum")
-            total += float(ce)
-            n += int(target.sum())
+            logits = model.forward(TokenBatch(input_ids=g.ids, attention_mask=g.mask))
+            total += float(response_ce_sum(logits[:, :-1], g.ids, g.resp))
+            n += int(g.resp[:, 1:].sum())
     return total / max(n, 1)
-
-
-def _schedule(model: Any, params: Mapping[str, Any], gpu: Mapping[str, Any], cpu: Mapping[str, Any]) -> dict[str, Any]:
-    fill = gpu if str(getattr(model, "device", "cpu")).startswith("cuda") else cpu
-    return {**dict(params), **{k: v for k, v in fill.items() if params.get(k) is None}}
 
 
 def _positive_examples(ctx: Any, cid: int, p: Mapping[str, Any], seed: int) -> list[tuple[list[int], int]]:
@@ -253,13 +245,12 @@ def train_weights(ctx: Any, cid: int, trainable: Sequence[Any], p: Mapping[str, 
             order = rng.permutation(len(examples))
             for k, b in enumerate(range(0, len(examples), bs)):
                 g = make_group([examples[i] for i in order[b:b + bs]], model.pad_token_id, model.device)
-                ids, mask, resp = g.ids, g.mask, g.resp
-                logits = model.forward(TokenBatch(input_ids=ids, attention_mask=mask), grad=True)
-                target = resp[:, 1:]
-                ce = torch.nn.functional.cross_entropy(logits[:, :-1][target].float(), ids[:, 1:][target])
+                logits = model.forward(TokenBatch(input_ids=g.ids, attention_mask=g.mask), grad=True)
+                n_target = int(g.resp[:, 1:].sum())
+                ce = response_ce_sum(logits[:, :-1], g.ids, g.resp) / n_target
                 (ce / accum).backward()
                 micro.append(float(ce.detach()))
-                n_tokens += int(target.sum())
+                n_tokens += n_target
                 if (k + 1) % accum == 0 or k + 1 == n_batches:
                     if p.get("grad_clip"):
                         torch.nn.utils.clip_grad_norm_(list(trainable), float(p["grad_clip"]))
@@ -336,7 +327,7 @@ class LoRA(_FinetuneMethod):
                             dropout=float(p["dropout"]))
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
-        p = _schedule(ctx.model, self.params(ctx), self.GPU, self.CPU)
+        p = resolve_schedule(ctx.model, self.params(ctx), gpu=self.GPU, cpu=self.CPU)
         lora = self.adapters(ctx, cid)
         lora.train(True)
         info = train_weights(ctx, cid, lora.parameters(), p, attach=lora.attached(), label=self.label)
@@ -393,7 +384,7 @@ class SFT(_FinetuneMethod):
         return chosen
 
     def fit(self, ctx: Any, cid: int) -> Fitted:
-        p = _schedule(ctx.model, self.params(ctx), self.GPU, self.CPU)
+        p = resolve_schedule(ctx.model, self.params(ctx), gpu=self.GPU, cpu=self.CPU)
         params = self.trainable(ctx)
         # Training writes into the model's own weights: swapping in a copy of themselves and restoring on exit
         # brings the originals back byte for byte, whatever training does (or if it fails).

@@ -144,9 +144,10 @@ CPU_SCHEDULE = {"epochs": 1, "max_train_tokens": 64}
 
 def resolve_schedule(model: Any, params: Mapping[str, Any], *, gpu: Mapping[str, Any] | None = None,
                      cpu: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``params`` with ``epochs``/``max_train_tokens`` filled from the GPU or CPU schedule when None.
+    """``params`` with the schedule's keys (``epochs``, ``max_train_tokens``, ...) filled from the GPU or CPU
+    schedule where they are None.
 
-    ``gpu``/``cpu`` replace `GPU_SCHEDULE` / `CPU_SCHEDULE` (LoReFT has its own).
+    ``gpu``/``cpu`` replace `GPU_SCHEDULE` / `CPU_SCHEDULE` (LoReFT, LoRA and SFT have their own).
     """
     on_gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
     fill = (gpu or GPU_SCHEDULE) if on_gpu else (cpu or CPU_SCHEDULE)

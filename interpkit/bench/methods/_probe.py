@@ -180,7 +180,7 @@ def _held_out_auroc(x: np.ndarray, owner: np.ndarray, labels: np.ndarray, held: 
                     max_iter: int) -> float:
     """AUROC of the max-pooled score on the held-out training texts (``held`` per text) of a probe fit on
     the others: the detection metric, measured inside the training split."""
-    from sklearn.metrics import roc_auc_score
+    from interpkit.rank._stats import auroc
 
     fit_rows, test_rows = ~held[owner], held[owner]
     y_test = labels[held]
@@ -191,4 +191,4 @@ def _held_out_auroc(x: np.ndarray, owner: np.ndarray, labels: np.ndarray, held: 
     remap = np.full(len(labels), -1, dtype=np.int64)
     remap[texts] = np.arange(len(texts))
     pooled = group_max((x[test_rows] @ w)[:, None].astype(np.float32), remap[owner[test_rows]], len(texts))[:, 0]
-    return float(roc_auc_score(y_test, pooled))
+    return float(auroc(pooled, y_test)[0])
