@@ -28,7 +28,8 @@ import numpy as np
 
 from ._acts import TokenActs, token_activations
 
-__all__ = ["TOKEN_SCOPES", "BenchContext", "build_context", "default_layer", "response_mask"]
+__all__ = ["TOKEN_SCOPES", "BenchContext", "acts_cache_root", "build_context", "cache_root", "default_layer",
+           "format_rows", "response_mask"]
 
 SAE_DEFAULTS: dict[str, Any] = {"architecture": "topk", "expansion_factor": 8, "k": 32, "epochs": 4,
                                 "batch_size": 1024, "lr": None, "seed": 0}
@@ -235,6 +236,36 @@ def _acts_key(acts: TokenActs) -> str:
     return h.hexdigest()
 
 
+def format_rows(tokenizer: Any, frame: Any) -> tuple[list[str], int, bool]:
+    """The chat-formatted text of each (``input``, ``output``) row of ``frame``, the scored-prefix
+    length and whether tokenisation adds a BOS (`format_pair`, AxBench §2.8)."""
+    from ._prompts import format_pair
+
+    texts, prefix, bos = [], None, True
+    for instruction, response in zip(frame["input"].tolist(), frame["output"].tolist(), strict=True):
+        text, p, b = format_pair(tokenizer, str(instruction), str(response))
+        texts.append(text)
+        prefix, bos = p, b
+    if prefix is None:
+        _, prefix, bos = format_pair(tokenizer, "x", "y")
+    return texts, int(prefix), bool(bos)
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None | bool) -> Path | None:
+    """The bench's cache folder: ``True`` = the interpkit cache folder, a path, or None (no disk cache)."""
+    if cache_dir is True:
+        from interpkit.models.zoo import cache_dir as interpkit_cache
+
+        return interpkit_cache()
+    return Path(cache_dir) if cache_dir else None
+
+
+def acts_cache_root(cache_dir: str | os.PathLike[str] | None | bool) -> Path | None:
+    """Where `token_activations` keeps the bench's activations (``<cache>/bench_acts``), or None."""
+    root = cache_root(cache_dir)
+    return None if root is None else root / "bench_acts"
+
+
 def build_context(
     task: Any,
     model: Any,
@@ -279,7 +310,6 @@ def build_context(
     """
     from interpkit.models import load_model
 
-    from ._prompts import format_pair
     from ._task import AxBenchTask, load_task
 
     if tokens not in TOKEN_SCOPES:
@@ -294,28 +324,11 @@ def build_context(
     parsed = model.layer_of(site)
     layer = int(parsed) if parsed is not None else -1
     tok = model.tokenizer
-
-    def fmt(frame: Any) -> tuple[list[str], int, bool]:
-        texts, prefix, bos = [], None, True
-        for instruction, response in zip(frame["input"].tolist(), frame["output"].tolist(), strict=True):
-            text, p, b = format_pair(tok, str(instruction), str(response))
-            texts.append(text)
-            prefix, bos = p, b
-        if prefix is None:
-            _, prefix, bos = format_pair(tok, "x", "y")
-        return texts, int(prefix), bool(bos)
-
-    train_texts, prefix, bos = fmt(task.train)
-    eval_texts, _, _ = fmt(task.eval)
-    if cache_dir is True:
-        from interpkit.models.zoo import cache_dir as interpkit_cache
-
-        root: Path | None = interpkit_cache()
-    else:
-        root = Path(cache_dir) if cache_dir else None
-    acts_root = None if root is None else root / "bench_acts"
+    train_texts, prefix, bos = format_rows(tok, task.train)
+    eval_texts, _, _ = format_rows(tok, task.eval)
+    root = cache_root(cache_dir)
     kw = {"prefix_length": prefix, "prepend_bos": bos, "max_length": max_length, "batch_size": batch_size,
-          "cache_dir": acts_root, "progress": progress}
+          "cache_dir": acts_cache_root(cache_dir), "progress": progress}
     train_acts = token_activations(model, train_texts, site, **kw)
     eval_acts = token_activations(model, eval_texts, site, **kw)
     if tokens == "response":

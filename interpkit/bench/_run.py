@@ -260,7 +260,7 @@ def bench(
     task: Any,
     *,
     model: Any = "smollm2-135m",
-    layer: int | None = None,
+    layer: int | str | None = None,
     site: str | None = None,
     methods: Sequence[str] | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -296,7 +296,9 @@ def bench(
         mode: ``"detect"`` or ``"steer"``.
         task: an `AxBenchTask` or its folder.
         model: a ``ModelWrapper`` or name (default: the packaged SmolLM2-135M-Instruct).
-        layer / site: where to read and steer (default: `default_layer`, ~40 % depth).
+        layer / site: where to read and steer (default: `default_layer`, ~40 % depth); ``layer="auto"``
+            chooses it on the training texts alone (`interpkit.bench._layers.choose_layer`: DiffMean
+            cross-validated per candidate layer) and records every candidate's score as ``layer_selection``.
         methods: registry names (default `DETECT_METHODS` / `STEER_METHODS`).
         out: output folder (results.json, results.md, features/, charts/ with a ``charts`` writer;
             steering adds generations.jsonl).
@@ -352,6 +354,25 @@ def bench(
     methods = list(methods or (DETECT_METHODS if mode == "detect" else STEER_METHODS))
     rank, world = _world()
     t0 = time.perf_counter()
+    layer_selection = None
+    if layer == "auto":
+        if site is not None:
+            raise ValueError("bench: give layer='auto' or a site, not both")
+        from interpkit.models import load_model
+
+        from ._layers import choose_layer
+
+        if isinstance(model, str | os.PathLike):
+            model = load_model(model, backend)
+        choice = choose_layer(task, model, max_length=max_length, batch_size=batch_size, cache_dir=cache_dir,
+                              seed=seed, tokens=tokens, progress=progress and rank == 0)
+        layer, layer_selection = choice.layer, choice.to_dict()
+        layer_choice = layer_choice or choice.rule
+        if log is not None and rank == 0:
+            log(f"layer {choice.layer} chosen on the training texts: "
+                + ", ".join(f"L{k} {v:.3f}" for k, v in choice.scores.items()))
+    elif layer is not None and not isinstance(layer, int):
+        raise ValueError(f"bench: layer must be an integer or 'auto', got {layer!r}")
     ctx = build_context(task, model, layer=layer, site=site, max_length=max_length, batch_size=batch_size,
                         cache_dir=cache_dir, options=options, seed=seed, quick=quick, sae=sae,
                         sae_settings=sae_settings, chat=chat, backend=backend, tokens=tokens,
@@ -382,6 +403,7 @@ def bench(
         "model": getattr(ctx.model, "name", str(model)), "site": ctx.site, "layer": ctx.layer,
         "layer_choice": layer_choice or ("given" if (layer is not None or site is not None)
                                          else "default: round(0.4 * n_layers), AxBench's shallower site"),
+        **({"layer_selection": layer_selection} if layer_selection is not None else {}),
         "quick": quick, "settings": {**ctx.describe(), "concepts": cids, "methods": methods,
                                      "imbalance_ratio": imbalance_ratio,
                                      "world_size": world, "options": ctx.options,
