@@ -44,8 +44,7 @@ def candidate_layers(n_layers: int) -> list[int]:
     n = int(n_layers)
     if n < 1:
         raise ValueError(f"candidate_layers: a model needs at least one layer, got {n}")
-    out = sorted({min(n - 1, max(0, int(round(f / 10 * n)))) for f in range(2, 9)})
-    return out
+    return sorted({min(n - 1, max(0, int(round(f / 10 * n)))) for f in range(2, 9)})
 
 
 @dataclass

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interpkit.bench import bench, load_task
-from interpkit.bench import _context  # noqa: F401  (bound before a test patches token_activations)
+from interpkit.bench import (
+    _context,  # noqa: F401  (bound before a test patches token_activations)
+    bench,
+    load_task,
+)
 from interpkit.bench._acts import TokenActs
 from interpkit.bench._layers import candidate_layers, choose_layer, train_cv_auroc
 
