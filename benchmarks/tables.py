@@ -42,14 +42,19 @@ _MARK = re.compile(r"(<!-- BEGIN generated: (?P<name>[\w-]+) \(benchmarks/tables
                    r"(<!-- END generated: (?P=name) -->)", re.S)
 
 
-def load_results(root: Path = RESULTS) -> list[tuple[str, dict[str, Any]]]:
-    """``(folder name, results)`` of every ``<root>/*/results.json``, oldest first (by the date suffix)."""
+KINDS = ("interpkit.bench", "interpkit.bench.layers")
+"""Results files read: `interpkit bench`'s and the layer sweep's (`benchmarks/axbench_layers.py`)."""
+
+
+def load_results(root: Path = RESULTS, kind: str = "interpkit.bench") -> list[tuple[str, dict[str, Any]]]:
+    """``(folder name, results)`` of every ``<root>/*/results.json`` of ``kind``, oldest first (by the date suffix)."""
     found = []
     for path in sorted(root.glob("*/results.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("kind") != "interpkit.bench":
-            raise ValueError(f"{path}: field 'kind': expected 'interpkit.bench', got {data.get('kind')!r}")
-        found.append((path.parent.name, data))
+        if data.get("kind") not in KINDS:
+            raise ValueError(f"{path}: field 'kind': expected one of {KINDS}, got {data.get('kind')!r}")
+        if data["kind"] == kind:
+            found.append((path.parent.name, data))
     date = re.compile(r"(\d{4}-\d{2}-\d{2})$")
     return sorted(found, key=lambda item: ((m.group(1) if (m := date.search(item[0])) else ""), item[0]))
 
@@ -58,30 +63,42 @@ def _f(x: Any, spec: str = ".3f") -> str:
     return "—" if x is None else format(float(x), spec)
 
 
-def _latest(results: list[tuple[str, dict[str, Any]]], mode: str) -> dict[tuple[str, str], tuple[str, dict]]:
-    """(task, method label) -> (folder, the method's results), the newest folder winning."""
+def _latest(results: list[tuple[str, dict[str, Any]]], mode: str,
+            auto: bool = False) -> dict[tuple[str, str], tuple[str, dict]]:
+    """(task, method label) -> (folder, the method's results), the newest folder winning; ``auto``: only runs
+    whose layer was chosen by ``--layer auto`` (``layer_selection``), else only the others."""
     out: dict[tuple[str, str], tuple[str, dict]] = {}
     for folder, data in results:
-        if data.get("mode") != mode:
+        if data.get("mode") != mode or ("layer_selection" in data) != auto:
             continue
         task = data["task"]["name"]
         methods = data["methods"] if mode == "detect" else data["steering"]["methods"]
         for label, m in methods.items():
             # out of the task's concepts, not only those the run covered (a one-concept run says "1 of 10")
             n = int(data["task"].get("n_concepts") or len(m.get("per_concept", {})))
-            out[(task, label)] = (folder, {**m, "_site": data.get("site"), "_n": n})
+            out[(task, label)] = (folder, {**m, "_site": data.get("site"), "_layer": data.get("layer"), "_n": n})
     return out
 
 
-def render_detection(results: list[tuple[str, dict[str, Any]]]) -> str:
-    """The detection table: per method, per task, mean AUROC (95 % CI), hard-negative accuracy, F1 at 1:100."""
-    latest = _latest(results, "detect")
-    tasks = sorted({t for t, _ in latest}, key=lambda t: list(TASK_NAMES).index(t) if t in TASK_NAMES else 99)
+def _task_order(tasks: Any) -> list[str]:
+    return sorted(set(tasks), key=lambda t: (list(TASK_NAMES).index(t) if t in TASK_NAMES else 99, t))
+
+
+def render_detection(results: list[tuple[str, dict[str, Any]]], *, auto: bool = False) -> str:
+    """The detection table: per method, per task, mean AUROC (95 % CI), hard-negative accuracy, F1 at 1:100.
+
+    ``auto``: the runs at the layer ``--layer auto`` chose (each task's layer named in its column head).
+    """
+    latest = _latest(results, "detect", auto=auto)
+    tasks = _task_order(t for t, _ in latest)
     methods = sorted({m for _, m in latest},
                      key=lambda m: -max((latest[(t, m)][1].get("mean_auroc") or 0) for t in tasks if (t, m) in latest))
     head = ["method"]
     for t in tasks:
         name = TASK_NAMES.get(t, t)
+        if auto:
+            layers = sorted({r["_layer"] for (tt, _), (_, r) in latest.items() if tt == t})
+            name += " (layer " + "/".join(str(x) for x in layers) + ")"
         head += [f"{name} AUROC (95% CI)", "hard-neg", "F1@1:100"]
     head += ["AxBench Gemma-2-2B (L10 / L20)", "results file"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -104,20 +121,56 @@ def render_detection(results: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"detection": render_detection}
+def render_layers(sweeps: list[tuple[str, dict[str, Any]]]) -> str:
+    """The layer sweep: per layer, the training-text rule's score and each method's eval AUROC, per task."""
+    latest: dict[str, tuple[str, dict[str, Any]]] = {}
+    for folder, data in sweeps:
+        latest[data["task"]["name"]] = (folder, data)
+    tasks = _task_order(latest)
+    layers = sorted({int(k) for t in tasks for k in latest[t][1]["layers"]})
+    methods = list(dict.fromkeys(m for t in tasks for row in latest[t][1]["layers"].values() for m in row["methods"]))
+    head = ["layer"]
+    for t in tasks:
+        name = TASK_NAMES.get(t, t)
+        head += [f"{name} train-CV DiffMean (rule)"] + [f"{name} eval {m}" for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer in layers:
+        cells = [str(layer)]
+        for t in tasks:
+            data = latest[t][1]
+            row = data["layers"].get(str(layer))
+            if row is None:
+                cells += ["not run"] + [""] * len(methods)
+                continue
+            chosen = " **chosen**" if data["layer_selection"]["layer"] == layer else ""
+            best = {m: max(r["methods"][m]["mean_auroc"] for r in data["layers"].values() if m in r["methods"])
+                    for m in methods}
+            cells.append(_f(row["train_cv_auroc"]) + chosen)
+            for m in methods:
+                v = row["methods"].get(m, {}).get("mean_auroc")
+                cells.append(("**" + _f(v) + "**") if v is not None and v == best[m] else _f(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    files = ", ".join(f"`{latest[t][0]}`" for t in tasks)
+    return "\n".join(lines) + f"\n\nBold: the best eval value of a column (in hindsight). Results files: {files}.\n"
+
+
+RENDERERS = {
+    "detection": lambda root: render_detection(load_results(root)),
+    "detection-auto": lambda root: render_detection(load_results(root), auto=True),
+    "layers": lambda root: render_layers(load_results(root, "interpkit.bench.layers")),
+}
 
 
 def update(doc: Path = DOC, root: Path = RESULTS, *, check: bool = False) -> list[str]:
     """Rewrite (or, with ``check``, only compare) every generated table of ``doc``; return the stale names."""
     text = doc.read_text(encoding="utf-8")
-    results = load_results(root)
     stale: list[str] = []
 
     def replace(m: re.Match[str]) -> str:
         name = m.group("name")
         if name not in RENDERERS:
             raise ValueError(f"{doc}: generated table {name!r} has no renderer (known: {sorted(RENDERERS)})")
-        body = RENDERERS[name](results)
+        body = RENDERERS[name](root)
         if body != m.group("body"):
             stale.append(name)
         return m.group(1) + body + m.group(4)
