@@ -11,6 +11,8 @@ from interpkit.bench.methods._engine import (
     PrefixEngine,
     edit_mask,
     lm_step,
+    n_targets,
+    response_logprobs,
     training_engine,
 )
 from interpkit.bench.methods._lmloss import _gate_fn, frozen
@@ -68,6 +70,24 @@ def test_cached_prefix_matches_the_full_forward(llama, kind, site, lam):
         assert ref[1] > 0
     again = _step(engine, llama, examples, kind, site, lam)  # second pass reads the cache
     assert engine.stats()["prefix_hits"] == len(examples) and again[0] == pytest.approx(got[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ssv", "reft"])
+def test_per_row_logprobs_add_up_to_the_step_loss(llama, kind):
+    examples = _examples(2)
+    w = torch.linspace(-0.3, 0.4, llama.d_model)
+    edits = lambda g: {"layer0.resid_post": _gate_fn(w, edit_mask(g, 1), kind, 3, g.store)}  # noqa: E731
+    with torch.no_grad():
+        full = response_logprobs(FullForward(llama), examples, edits)
+        engine = PrefixEngine(llama, 0, slack=0.0)  # several buckets: rows come back in the caller's order
+        fast = response_logprobs(engine, examples, edits)
+        one = torch.stack([response_logprobs(FullForward(llama), [e], edits)[0] for e in examples])
+    torch.testing.assert_close(fast, full, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(full, one, atol=1e-4, rtol=1e-5)
+    with frozen(llama):
+        ce, _ = lm_step(FullForward(llama), examples, lambda g: {"layer0.resid_post": _gate_fn(
+            torch.nn.Parameter(w.clone()), edit_mask(g, 1), kind, 3, g.store)})
+    assert float(-full.sum()) / n_targets(examples) == pytest.approx(ce, abs=1e-5)
 
 
 def test_prefix_cache_is_bounded(llama):

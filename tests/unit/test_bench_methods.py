@@ -117,7 +117,7 @@ def _cos(a, b) -> float:
 
 def test_registry_names_and_labels():
     assert list(METHODS) == ["diffmean", "pca", "lat", "probe", "ssv", "reft-r1", "sae", "sae-a", "bow", "prompt",
-                             "loreft", "random", "lora", "sft", "criterion"]
+                             "loreft", "random", "reps", "lora", "sft", "criterion"]
     assert get_method("ReFT-r1").name == "reft-r1"
     assert not get_method("lora").detects and get_method("sft").steers
     assert get_method("Criterion-only").label == "Criterion-only"

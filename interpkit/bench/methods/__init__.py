@@ -13,7 +13,8 @@ itself with `register_method`; `METHODS` maps the lower-case registry names to t
 Modules: ``_base`` (`Fitted`, `Method`, the shared helpers, the registry, `fitted_table`),
 ``_directions`` (DiffMean, PCA, LAT, Random), ``_probe`` (Probe), ``_lmloss`` (SSV and ReFT-r1
 and their LM-loss training), ``_engine`` (the cached-prefix training engine they share),
-``_loreft`` (LoReFT, steering only), ``_finetune`` (the steer-only LoRA and SFT), whose `Fitted`
+``_loreft`` (LoReFT, steering only), ``_reps`` (RePS, a steering vector trained with a preference
+objective through the same engine), ``_finetune`` (the steer-only LoRA and SFT), whose `Fitted`
 carries a `SteerContext` instead of a vector), ``_sae`` (SAE, SAE-A, Criterion-only and `criterion_pick`) and
 ``_text`` (BoW, Prompt and `rate`).
 
@@ -51,6 +52,7 @@ from ._finetune import SFT, LoRA, LoRAAdapters, proportional_layers, response_lo
 from ._lmloss import ReFTr1, SteeringVector
 from ._loreft import LoReFT, loreft_layers
 from ._probe import LinearProbe
+from ._reps import RePS
 from ._sae import (
     CriterionOnly,
     SAEAuc,
@@ -82,6 +84,7 @@ __all__ = [
     "PromptDetection",
     "RandomDirection",
     "ReFTr1",
+    "RePS",
     "SAEAuc",
     "SAECriterion",
     "SteerContext",

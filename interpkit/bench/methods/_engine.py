@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["FullForward", "Group", "PrefixEngine", "edit_mask", "lm_step", "make_group", "n_targets", "response_ce_sum",
-           "training_engine"]
+           "response_logprobs", "training_engine"]
 
 Example = tuple[list[int], int]
 """``(token ids, index of the first response token)`` (`_lmloss.lm_examples`)."""
@@ -55,6 +55,8 @@ class Group:
     starts: tuple[int, ...]
     store: dict[str, Any] = field(default_factory=dict)
     """Filled by the edits of one forward (ReFT-r1's ``"l1"``: the group's mean over rows)."""
+    index: tuple[int, ...] = ()
+    """Position of each row in the examples the engine was given (engines reorder them into buckets)."""
 
     @property
     def n_rows(self) -> int:
@@ -62,8 +64,8 @@ class Group:
         return int(self.ids.shape[0])
 
 
-def make_group(examples: Sequence[Example], pad: int, device: Any) -> Group:
-    """The right-padded `Group` of ``examples``."""
+def make_group(examples: Sequence[Example], pad: int, device: Any, index: Sequence[int] | None = None) -> Group:
+    """The right-padded `Group` of ``examples`` (``index``: their positions in the caller's list, default 0..n-1)."""
     import torch
 
     width = max(len(ids) for ids, _ in examples)
@@ -74,7 +76,8 @@ def make_group(examples: Sequence[Example], pad: int, device: Any) -> Group:
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
         resp[i, start:len(row)] = True
-    return Group(ids.to(device), mask.to(device), resp.to(device), tuple(int(s) for _, s in examples))
+    order = tuple(range(len(examples))) if index is None else tuple(int(i) for i in index)
+    return Group(ids.to(device), mask.to(device), resp.to(device), tuple(int(s) for _, s in examples), index=order)
 
 
 def n_targets(examples: Sequence[Example]) -> int:
@@ -115,13 +118,41 @@ def lm_step(engine: Any, examples: Sequence[Example], make_edits: Callable[[Grou
     return ce_all, l1_all
 
 
-def response_ce_sum(logits: Any, ids: Any, resp: Any) -> Any:
-    """Summed next-token cross-entropy of ``logits [g, T-1, V]`` on the response tokens (``resp``) of ``ids``."""
-    import torch
+def response_ce_sum(logits: Any, ids: Any, resp: Any, *, per_row: bool = False) -> Any:
+    """Summed next-token cross-entropy of ``logits [g, T-1, V]`` on the response tokens (``resp``) of ``ids``.
 
+    A scalar, or with ``per_row`` one sum per row (``[g]``).
+    """
     # Position t predicts token t + 1: a logit row counts when the token it predicts is a response token.
     target = resp[:, 1:]
-    return torch.nn.functional.cross_entropy(logits[target].float(), ids[:, 1:][target], reduction="sum")
+    return _ce(logits[target], ids[:, 1:][target], target, per_row)
+
+
+def _ce(logits: Any, targets: Any, where: Any, per_row: bool) -> Any:
+    """Cross-entropy of the flat ``logits``/``targets`` picked by the bool mask ``where [g, ·]`` (row-major)."""
+    import torch
+
+    if not per_row:
+        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    rows = where.nonzero()[:, 0]
+    return torch.zeros(where.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, rows, ce)
+
+
+def response_logprobs(engine: Any, examples: Sequence[Example], make_edits: Callable[[Group], EditFns]) -> Any:
+    """Summed log-probability of each example's response under the edits, ``[len(examples)]`` in their order.
+
+    The graph stays attached (RePS combines several rows' values non-linearly before one backward);
+    call it under ``torch.no_grad()`` for the unedited reference. A row's first token, when it is a
+    response token, has no prediction and does not count (as in `n_targets`).
+    """
+    import torch
+
+    out: list[Any] = [None] * len(examples)
+    for group, ce in engine.groups(examples, make_edits, per_row=True):
+        for j, i in enumerate(group.index):
+            out[i] = -ce[j]
+    return torch.stack(out)
 
 
 class FullForward:
@@ -133,8 +164,9 @@ class FullForward:
         """Train through ``model``'s own forward."""
         self.model = model
 
-    def groups(self, examples: Sequence[Example], make_edits: Callable[[Group], EditFns]) -> Iterator[tuple[Group, Any]]:
-        """Yield ``(group, summed response CE)`` with the graph attached; backpropagate before the next."""
+    def groups(self, examples: Sequence[Example], make_edits: Callable[[Group], EditFns], *,
+               per_row: bool = False) -> Iterator[tuple[Group, Any]]:
+        """Yield ``(group, summed response CE)`` with the graph attached (``per_row``: one sum per row)."""
         from interpkit.models import Apply
         from interpkit.models._wrapper import TokenBatch
 
@@ -142,7 +174,7 @@ class FullForward:
         edits = [Apply(site, fn, name="bench-train") for site, fn in make_edits(group).items()]
         with self.model.edits(*edits):
             logits = self.model.forward(TokenBatch(input_ids=group.ids, attention_mask=group.mask), grad=True)
-        yield group, response_ce_sum(logits[:, :-1], group.ids, group.resp)
+        yield group, response_ce_sum(logits[:, :-1], group.ids, group.resp, per_row=per_row)
 
     def stats(self) -> dict[str, Any]:
         """What the engine did (for a method's ``info``)."""
@@ -266,15 +298,17 @@ class PrefixEngine:
             out.append([i])
         return out
 
-    def groups(self, examples: Sequence[Example], make_edits: Callable[[Group], EditFns]) -> Iterator[tuple[Group, Any]]:
-        """Yield ``(group, summed response CE)`` per length bucket; backpropagate each before the next."""
+    def groups(self, examples: Sequence[Example], make_edits: Callable[[Group], EditFns], *,
+               per_row: bool = False) -> Iterator[tuple[Group, Any]]:
+        """Yield ``(group, summed response CE)`` per length bucket (``per_row``: one sum per row); backpropagate
+        each before the next."""
         import torch
 
         pre = self.prefixes(examples)
         head = self.hf.get_output_embeddings()
         for bucket in self._buckets(examples):
             rows = [examples[i] for i in bucket]
-            group = make_group(rows, self.model.pad_token_id, self.model.device)
+            group = make_group(rows, self.model.pad_token_id, self.model.device, index=bucket)
             h = torch.zeros((group.n_rows, group.ids.shape[1], pre[bucket[0]].shape[-1]),
                             dtype=pre[bucket[0]].dtype, device=pre[bucket[0]].device)
             for j, i in enumerate(bucket):
@@ -283,8 +317,7 @@ class PrefixEngine:
             need = torch.zeros_like(group.resp)
             need[:, :-1] = group.resp[:, 1:]
             logits = head(self._upper(h, group.mask, fns, need))
-            yield group, torch.nn.functional.cross_entropy(logits.float(), group.ids[:, 1:][group.resp[:, 1:]],
-                                                           reduction="sum")
+            yield group, _ce(logits, group.ids[:, 1:][group.resp[:, 1:]], need, per_row)
 
     def stats(self) -> dict[str, Any]:
         """Cache hits and misses, the cached boundary and bytes held (for a method's ``info``)."""
