@@ -3,8 +3,7 @@
 ``tiny_tokenizer()`` is a character-level tokenizer (36 ids: pad, bos, eos, unk, a-z, space and
 ``.,!?'``); ``tiny_hf_gpt2()`` and ``tiny_hf_llama()`` are seeded random HF causal LMs over it;
 ``tiny_bridge()`` wraps a fresh copy in a TransformerBridge, ``tiny_nnsight()`` in nnsight;
-``tiny_model(backend)`` returns a ready :class:`~interpkit.models.ModelWrapper`. ``tiled_task`` repeats a
-benchmark task's concepts into a larger task (scale tests).
+``tiny_model(backend)`` returns a ready :class:`~interpkit.models.ModelWrapper`.
 
 Example:
     >>> tiny_hf_gpt2().config.n_layer
@@ -114,39 +113,3 @@ def tiny_model(backend: str = "nnsight", arch: str = "gpt2", seed: int = 0) -> A
     hf = tiny_hf_gpt2(seed) if arch == "gpt2" else tiny_hf_llama(seed)
     return load_model(hf, backend, tokenizer=tiny_tokenizer(), name=f"tiny-{arch}")
 
-
-def tiled_task(sources: Any, n_concepts: int, *, name: str | None = None) -> Any:
-    """An AxBench task of ``n_concepts`` concepts built by repeating the concepts of ``sources``.
-
-    Concept ``k`` takes the training positives and eval rows of the ``k``-th source concept
-    (cycling through the concepts of every source task in turn), relabelled with id ``k`` and the
-    description ``"<source description> [k]"``; the shared negative pool is the first source's.
-    For scale tests (a Concept500-sized task from the two shipped Concept10 tasks): the texts
-    repeat, the layout, ids and counts are AxBench's.
-
-    Args:
-        sources: an `~interpkit.bench.AxBenchTask` or several.
-        n_concepts: concepts in the new task.
-        name: task name (default ``"tiled<n>"``).
-    """
-    import pandas as pd
-
-    from interpkit.bench._task import AxBenchTask, Concept
-
-    tasks = [sources] if isinstance(sources, AxBenchTask) else list(sources)
-    pairs = [(t, c) for t in tasks for c in t.concepts]
-    concepts, train, evals = [], [tasks[0].train[tasks[0].train["concept_id"] == -1]], []
-    for k in range(int(n_concepts)):
-        task, src = pairs[k % len(pairs)]
-        desc = f"{src.description} [{k}]"
-        concepts.append(Concept(k, desc, src.genre, ref=src.ref))
-        for frame, out in ((task.train[task.train["concept_id"] == src.id], train), (task.eval_rows(src.id), evals)):
-            rows = frame.copy()
-            rows["concept_id"] = k
-            if "output_concept" in rows.columns:
-                same = rows["output_concept"] == src.description
-                rows.loc[same, "output_concept"] = desc
-            out.append(rows)
-    return AxBenchTask(name=name or f"tiled{n_concepts}", path=None, concepts=tuple(concepts),
-                       train=pd.concat(train, ignore_index=True), eval=pd.concat(evals, ignore_index=True),
-                       generator={"tiled_from": [t.name for t in tasks], "n_concepts": int(n_concepts)})

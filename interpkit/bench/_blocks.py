@@ -219,8 +219,8 @@ def detect_in_blocks(
                 neg = np.flatnonzero(pctx.task.eval["category"].to_numpy() == "negative")
                 if neg.size:
                     for label, per in shared_fits.items():
-                        for cid, (f, _) in per.items():
-                            counts[(label, cid)].add(by_label[label].scores(pctx, f, "eval", neg))
+                        for cid, scores in _pool_scores(pctx, by_label[label], per, neg):
+                            counts[(label, cid)].add(scores)
                 del pctx
                 gc.collect()
         if first is None:  # more ranks than concepts: this rank only scored pool negatives (or nothing)
@@ -237,6 +237,29 @@ def detect_in_blocks(
                          n_blocks=len(concept_blocks(list(concepts)[rank::world], size)))
     return BlockRun(parts=parts, counts=counts, resources=res, describe=describe, model=model,
                     site=first["site"], layer=first["layer"], options=first["options"])
+
+
+def _pool_scores(ctx: Any, method: Any, fits: Mapping[int, tuple[Any, Any]], idx: np.ndarray):
+    """``(cid, scores of texts idx)`` for every fit: `Method.scores`, with one gather per chunk for directions.
+
+    For a method scoring by max-pooled psi (`pooled_scores`), each chunk of token rows is gathered
+    once for all the fits (the per-fit arithmetic and the chunks are `pooled_scores`' own).
+    """
+    from .methods import Method
+    from .methods._base import _acts, group_max, iter_token_chunks
+
+    direct = {cid: f for cid, (f, _) in fits.items() if f.score in ("linear", "relu", "jumprelu")
+              and f.vector is not None} if type(method).scores is Method.scores else {}
+    for cid, (f, _) in fits.items():
+        if cid not in direct:
+            yield cid, method.scores(ctx, f, "eval", idx)
+    if not direct:
+        return
+    out = {cid: np.zeros(len(idx), dtype=np.float32) for cid in direct}
+    for start, stop, x, owner in iter_token_chunks(_acts(ctx, "eval"), np.asarray(idx, dtype=np.int64)):
+        for cid, f in direct.items():
+            out[cid][start:stop] = group_max(f.psi(f.pre(x)).astype(np.float32), owner - start, stop - start)
+    yield from out.items()
 
 
 def _train_positions(task: Any, block: Sequence[int]) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interpkit._testing import tiled_task
 from interpkit.bench import bench, load_task, save_task
 from interpkit.bench._metrics import NegativeCounts, imbalanced_f1
+from interpkit.bench._task import tiled_task
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
