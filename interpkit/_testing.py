@@ -112,3 +112,4 @@ def tiny_model(backend: str = "nnsight", arch: str = "gpt2", seed: int = 0) -> A
 
     hf = tiny_hf_gpt2(seed) if arch == "gpt2" else tiny_hf_llama(seed)
     return load_model(hf, backend, tokenizer=tiny_tokenizer(), name=f"tiny-{arch}")
+

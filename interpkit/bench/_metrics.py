@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -159,17 +160,91 @@ def concept_detection(scores: Any, categories: Sequence[str], *, concept: Any = 
     }
 
 
+@dataclass
+class NegativeCounts:
+    """What the imbalanced F1 needs of a concept's pooled negatives, accumulable in parts.
+
+    The best threshold of :func:`imbalanced_f1` is always one of the positives' scores (between two
+    of them, a higher threshold keeps TP and lowers FP), so the negatives enter only through how many
+    of them reach each positive score. A concept's pool can therefore be scored block by block (the
+    concept-block path of `bench`: no rank holds the pool's activations) and the counts summed with
+    :meth:`merge`; the non-finite scores are counted apart and placed as :func:`_clean_scores` does
+    (NaN and -inf at the pool's finite minimum, +inf at its finite maximum) once the pool is complete.
+
+    Example:
+        >>> counts = NegativeCounts.start([3.0, 2.0])
+        >>> counts.add([1.0, 2.5]); counts.add([0.0, 0.5])
+        >>> imbalanced_f1(counts.positives, counts, ratio=4)["counts"]
+        {'tp': 1, 'fp': 0, 'fn': 1, 'tn': 4}
+    """
+
+    positives: np.ndarray
+    """The concept's positives' scores (cleaned)."""
+    thresholds: np.ndarray
+    """Their distinct values, descending."""
+    at_least: np.ndarray
+    """Finite negatives ``>=`` each threshold."""
+    n: int = 0
+    n_nan: int = 0
+    n_posinf: int = 0
+    n_neginf: int = 0
+    lo: float = np.inf
+    """Smallest finite negative score so far."""
+    hi: float = -np.inf
+    """Largest finite negative score so far."""
+
+    @classmethod
+    def start(cls, pos_scores: Any) -> NegativeCounts:
+        """Empty counts at the thresholds of ``pos_scores`` (raw: cleaned here)."""
+        p, _ = _clean_scores(pos_scores, "positives")
+        t = np.unique(p)[::-1]
+        return cls(positives=p, thresholds=t, at_least=np.zeros(t.size, dtype=np.int64))
+
+    def add(self, neg_scores: Any) -> None:
+        """Count one part of the pool."""
+        s = np.asarray(neg_scores, dtype=np.float64).reshape(-1)
+        finite = s[np.isfinite(s)]
+        self.n += int(s.size)
+        self.n_nan += int(np.isnan(s).sum())
+        self.n_posinf += int((s == np.inf).sum())
+        self.n_neginf += int((s == -np.inf).sum())
+        if finite.size:
+            self.lo, self.hi = min(self.lo, float(finite.min())), max(self.hi, float(finite.max()))
+            ordered = np.sort(finite)
+            self.at_least += finite.size - np.searchsorted(ordered, self.thresholds, side="left")
+
+    def merge(self, other: NegativeCounts) -> None:
+        """Add the counts of another part of the same concept's pool (same positives)."""
+        if not np.array_equal(self.thresholds, other.thresholds):
+            raise ValueError("NegativeCounts.merge: the parts were started from different positives")
+        self.at_least += other.at_least
+        self.n += other.n
+        self.n_nan += other.n_nan
+        self.n_posinf += other.n_posinf
+        self.n_neginf += other.n_neginf
+        self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
+
+    def reaching(self) -> np.ndarray:
+        """Cleaned negatives ``>=`` each threshold (the pool complete)."""
+        if self.n and self.n_nan == self.n:
+            raise ValueError(f"negatives: all {self.n} scores are NaN")
+        lo, hi = (self.lo, self.hi) if np.isfinite(self.lo) else (0.0, 0.0)
+        low = self.n_nan + self.n_neginf
+        return self.at_least + low * (lo >= self.thresholds) + self.n_posinf * (hi >= self.thresholds)
+
+
 def imbalanced_f1(pos_scores: Any, neg_scores: Any, ratio: float | None = 100) -> dict[str, Any]:
     """Best F1 over thresholds with negatives weighted to ``ratio`` negatives per positive (§2.7).
 
     AxBench pools 3,600 negatives against each concept's 36 positives (about 1 %). With fewer
     negatives each one gets weight ``ratio * n_pos / n_neg``, which gives exactly the F1 of a set in
     which every negative is repeated that many times. A text is predicted positive when its score is
-    ``>= threshold``; among equal F1 the highest threshold wins.
+    ``>= threshold``; among equal F1 the highest threshold wins (always a positive's score).
 
     Args:
         pos_scores: scores of the concept's positives.
-        neg_scores: scores of the negatives (any units, same as ``pos_scores``).
+        neg_scores: scores of the negatives (any units, same as ``pos_scores``), or their
+            `NegativeCounts` started from the same positives.
         ratio: negative weight per positive; None keeps the natural (unweighted) balance.
 
     Returns:
@@ -182,15 +257,21 @@ def imbalanced_f1(pos_scores: Any, neg_scores: Any, ratio: float | None = 100) -
         (3.0, 2.0, {'tp': 1, 'fp': 0, 'fn': 1, 'tn': 4})
     """
     p, _ = _clean_scores(pos_scores, "positives")
-    n, _ = _clean_scores(neg_scores, "negatives")
-    if p.size == 0 or n.size == 0:
-        raise ValueError(f"imbalanced_f1 needs positives and negatives (got {p.size} and {n.size})")
+    if isinstance(neg_scores, NegativeCounts):
+        counts = neg_scores
+        if not np.array_equal(np.unique(p)[::-1], counts.thresholds):
+            raise ValueError("imbalanced_f1: the NegativeCounts were started from other positives")
+    else:
+        counts = NegativeCounts.start(p)
+        counts.add(neg_scores)
+    if p.size == 0 or counts.n == 0:
+        raise ValueError(f"imbalanced_f1 needs positives and negatives (got {p.size} and {counts.n})")
     # F1 depends on the negatives only through FP, so weighting each negative by w is exactly F1 on a set
     # with every negative repeated w times (n_neg * w = ratio * n_pos): the imbalance without 100x the texts.
-    w = float(ratio) * p.size / n.size if ratio is not None else 1.0
-    thresholds = np.unique(np.concatenate([p, n]))[::-1]
+    w = float(ratio) * p.size / counts.n if ratio is not None else 1.0
+    thresholds = counts.thresholds
     tp = (p[None, :] >= thresholds[:, None]).sum(axis=1).astype(np.float64)
-    fp_rows = (n[None, :] >= thresholds[:, None]).sum(axis=1)
+    fp_rows = counts.reaching()
     fp = fp_rows * w
     fn = p.size - tp
     # F1 = 2TP / (2TP + FP + FN) (the harmonic mean of precision and recall, defined as 0 when TP = 0).
@@ -204,10 +285,10 @@ def imbalanced_f1(pos_scores: Any, neg_scores: Any, ratio: float | None = 100) -
         "threshold": float(thresholds[best]),
         "ratio": None if ratio is None else float(ratio),
         "n_pos": int(p.size),
-        "n_neg_unique": int(n.size),
+        "n_neg_unique": int(counts.n),
         "neg_weight": w,
         "counts": {"tp": int(tp[best]), "fp": int(fp_rows[best]), "fn": int(fn[best]),
-                   "tn": int(n.size - fp_rows[best])},
+                   "tn": int(counts.n - fp_rows[best])},
     }
 
 

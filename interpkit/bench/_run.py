@@ -120,9 +120,15 @@ def run_detect(
     imbalance_ratio: float | None = 100.0,
     progress: bool = True,
     keep_fitted: dict | None = None,
+    keep_positive_scores: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Concept detection for every method and concept of ``ctx.task`` (or ``concepts``).
+
+    The imbalanced F1 (``imbalance_ratio``) pools the eval negatives of every concept of
+    ``ctx.task``. ``keep_fitted`` / ``keep_positive_scores`` (``{label: {cid: ...}}``) receive each
+    fit and, for methods cheap to score, the raw scores of the concept's eval positives (the
+    concept-block path pools the negatives from them, `interpkit.bench._blocks`).
 
     Returns:
         ``{"methods": {label: {"per_concept": {cid: {...metrics, "info": ...}}}}}`` without the
@@ -157,8 +163,11 @@ def run_detect(
                 keep_fitted.setdefault(method.label, {})[cid] = fitted
             cats = ctx.eval_categories(cid)
             res = concept_detection(scores, cats)
-            if imbalance_ratio and getattr(method, "cheap_scoring", method.name != "prompt"):
-                pos = scores[np.asarray(cats) == "positive"]
+            cheap = getattr(method, "cheap_scoring", method.name != "prompt")
+            pos = scores[np.asarray(cats) == "positive"]
+            if keep_positive_scores is not None and cheap:
+                keep_positive_scores.setdefault(method.label, {})[cid] = pos
+            if imbalance_ratio and cheap:
                 pool = np.asarray(method.scores(ctx, fitted, "eval", neg_pool), dtype=np.float64)
                 res["f1_imbalanced"] = imbalanced_f1(pos, pool, ratio=imbalance_ratio)
             res["info"] = fitted.info
@@ -286,6 +295,7 @@ def bench(
     charts: Callable[[Mapping[str, Any], Path], Any] | None = None,
     backend: str = "nnsight",
     tokens: str = "all",
+    concept_block: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
@@ -328,11 +338,16 @@ def bench(
         backend: backend used when ``model`` is a name.
         tokens: ``"all"`` (AxBench: instruction, template glue and response are scored) or
             ``"response"`` (only the response's tokens).
+        concept_block: detection in blocks of this many concepts, each rank reading activations
+            only for its own blocks (`interpkit.bench._blocks`; same results, memory bounded by a
+            block); 0 holds the whole task in memory; None (default) uses blocks of 32 for more
+            than 64 concepts when no method is task-wide (SAE, SAE-A, Criterion-only).
         progress: progress output.
         log: called with a line per (method, concept) result (the CLI passes ``print``).
         command: the command line that ran it (the CLI passes its own), recorded in the results with the
             package versions and the machine (``environment``).
     """
+    from ._blocks import add_pooled_f1, detect_in_blocks, merge_describe, rank_resources, resolve_block
     from ._context import build_context
     from ._report import chart_writer, merge_results, write_results
     from ._task import AxBenchTask, load_task
@@ -373,13 +388,33 @@ def bench(
                 + ", ".join(f"L{k} {v:.3f}" for k, v in choice.scores.items()))
     elif layer is not None and not isinstance(layer, int):
         raise ValueError(f"bench: layer must be an integer or 'auto', got {layer!r}")
-    ctx = build_context(task, model, layer=layer, site=site, max_length=max_length, batch_size=batch_size,
-                        cache_dir=cache_dir, options=options, seed=seed, quick=quick, sae=sae,
-                        sae_settings=sae_settings, chat=chat, backend=backend, tokens=tokens,
-                        progress=progress and rank == 0)
     cids = [c.id for c in task.concepts] if concepts is None else [int(c) for c in concepts]
-    mine = cids[rank::world]
+    block = resolve_block(concept_block, mode=mode, n_concepts=len(cids), methods=methods)
+    context = {"layer": layer, "site": site, "max_length": max_length, "batch_size": batch_size,
+               "cache_dir": cache_dir, "options": options, "seed": seed, "quick": quick, "sae": sae,
+               "sae_settings": sae_settings, "chat": chat, "backend": backend, "tokens": tokens,
+               "progress": progress and rank == 0}
     out_path = Path(out) if out is not None else None
+    if block:
+        run = detect_in_blocks(task, model, methods, concepts=cids, size=block, rank=rank, world=world,
+                               context=context, imbalance_ratio=imbalance_ratio,
+                               gather=lambda obj: _gather(obj, world), log=log)
+        gathered = _gather((run.parts, run.counts, run.resources, run.describe), world) if world > 1 else \
+            [(run.parts, run.counts, run.resources, run.describe)]
+        if rank != 0:
+            return merge_results(run.parts)
+        parts = [p for g in gathered for p in g[0]]
+        if imbalance_ratio:
+            add_pooled_f1(parts, [g[1] for g in gathered], ratio=imbalance_ratio)
+        results = merge_results(parts)
+        header = {"model": getattr(run.model, "name", str(model)), "site": run.site, "layer": run.layer,
+                  "describe": merge_describe([g[3] for g in gathered]), "options": run.options, "sae": None}
+        return _finish(results, [g[2] for g in gathered], header, mode=mode, task=task, full_task=full_task,
+                       layer=layer, site=site, layer_choice=layer_choice, quick=quick, cids=cids, methods=methods,
+                       imbalance_ratio=imbalance_ratio, world=world, block=block, t0=t0, command=command, layer_selection=layer_selection,
+                       out_path=out_path, charts=charts)
+    ctx = build_context(task, model, **context)
+    mine = cids[rank::world]
     fitted: dict[str, dict[int, Any]] = {}
     if mode == "detect":
         part = run_detect(ctx, methods, concepts=mine, imbalance_ratio=imbalance_ratio,
@@ -392,25 +427,17 @@ def bench(
                                       n_instructions=n_instructions, max_new_tokens=max_new_tokens,
                                       batch_size=gen_batch_size, instructions=instructions, progress=progress,
                                       generations_path=gen_path, mode=steer_mode)}
-    parts = _gather(part, world) if world > 1 else [part]
+    held = ctx.train_acts.values.nbytes + ctx.eval_acts.values.nbytes
+    gathered = _gather((part, rank_resources(rank, held)), world) if world > 1 else [(part, rank_resources(rank, held))]
     if rank != 0:
         return part
-    results = merge_results(parts)
-    results.update({
-        "kind": "interpkit.bench", "schema": 1, "mode": mode,
-        "task": {"name": full_task.name, "path": None if full_task.path is None else str(full_task.path),
-                 "generator": full_task.generator, **task.describe()},
-        "model": getattr(ctx.model, "name", str(model)), "site": ctx.site, "layer": ctx.layer,
-        "layer_choice": layer_choice or ("given" if (layer is not None or site is not None)
-                                         else "default: round(0.4 * n_layers), AxBench's shallower site"),
-        **({"layer_selection": layer_selection} if layer_selection is not None else {}),
-        "quick": quick, "settings": {**ctx.describe(), "concepts": cids, "methods": methods,
-                                     "imbalance_ratio": imbalance_ratio,
-                                     "world_size": world, "options": ctx.options,
-                                     **({"sae": ctx.sae_info} if ctx._sae is not None else {})},
-        "interpkit_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
-        "environment": environment(), "command": command,
-    })
+    results = merge_results([g[0] for g in gathered])
+    header = {"model": getattr(ctx.model, "name", str(model)), "site": ctx.site, "layer": ctx.layer,
+              "describe": ctx.describe(), "options": ctx.options, "sae": ctx.sae_info if ctx._sae is not None else None}
+    results = _finish(results, [g[1] for g in gathered], header, mode=mode, task=task, full_task=full_task,
+                      layer=layer, site=site, layer_choice=layer_choice, quick=quick, cids=cids, methods=methods,
+                      imbalance_ratio=imbalance_ratio, world=world, block=0, t0=t0, command=command, layer_selection=layer_selection,
+                      out_path=None, charts=charts)
     if mode == "steer":
         results["settings"].update(factors=list(factors) if factors else None, steer_mode=steer_mode,
                                    n_instructions=n_instructions,
@@ -419,6 +446,36 @@ def bench(
         write_results(results, out_path, charts=charts)
         if mode == "detect" and fitted:
             _save_features(ctx, fitted, out_path)
+    return results
+
+
+def _finish(results: dict[str, Any], per_rank: Sequence[Mapping[str, Any]], header: Mapping[str, Any], *, mode: str,
+            task: Any, full_task: Any, layer: int | None, site: str | None, layer_choice: str | None, quick: bool,
+            cids: list[int], methods: list, imbalance_ratio: float | None, world: int, block: int, t0: float,
+            command: str | None, out_path: Path | None, charts: Any,
+            layer_selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The merged results with their header, settings and memory report; written when ``out_path`` is given."""
+    from ._report import write_results
+
+    results.update({
+        "kind": "interpkit.bench", "schema": 1, "mode": mode,
+        "task": {"name": full_task.name, "path": None if full_task.path is None else str(full_task.path),
+                 "generator": full_task.generator, **task.describe()},
+        "model": header["model"], "site": header["site"], "layer": header["layer"],
+        "layer_choice": layer_choice or ("given" if (layer is not None or site is not None)
+                                         else "default: round(0.4 * n_layers), AxBench's shallower site"),
+        **({"layer_selection": dict(layer_selection)} if layer_selection is not None else {}),
+        "quick": quick, "settings": {**header["describe"], "concepts": cids, "methods": methods,
+                                     "imbalance_ratio": imbalance_ratio,
+                                     "world_size": world, "concept_block": block, "options": header["options"],
+                                     **({"sae": header["sae"]} if header["sae"] is not None else {})},
+        "resources": {"peak_rss_mb": max(r["peak_rss_mb"] for r in per_rank),
+                      "held_acts_mb": max(r["held_acts_mb"] for r in per_rank), "per_rank": list(per_rank)},
+        "interpkit_version": __version__, "seconds": round(time.perf_counter() - t0, 1),
+        "environment": environment(), "command": command,
+    })
+    if out_path is not None:
+        write_results(results, out_path, charts=charts)
     return results
 
 

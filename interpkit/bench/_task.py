@@ -4,7 +4,8 @@ A task is an AxBench folder (``metadata.jsonl``, ``train_data*.parquet``, ``late
 see AXBENCH.md §2): one line per concept, 72 positives per concept plus a shared pool of 72 negatives
 per genre for training, and per concept 36 positives, 36 genre-balanced negatives and a few hard
 negatives for evaluation. :func:`load_task` reads and validates one (errors name the file, row and
-column), :func:`save_task` writes one atomically, :meth:`AxBenchTask.subset` makes the quick version.
+column), :func:`save_task` writes one atomically, :meth:`AxBenchTask.subset` makes the quick version,
+:func:`tiled_task` a larger one by repeating concepts (scale tests).
 How rows and instructions become model input (``format_pair``, ``chat_prompt``, the instruction
 pools) is `interpkit.bench._prompts`.
 
@@ -36,6 +37,7 @@ __all__ = [
     "TaskFormatError",
     "load_task",
     "save_task",
+    "tiled_task",
 ]
 
 GENRES = ("text", "code", "math")
@@ -211,6 +213,41 @@ def _cap(df: pd.DataFrame, keys: list[str], n: int, seed: int) -> pd.DataFrame:
     import pandas as pd
 
     return pd.concat(parts).sort_index()
+
+
+def tiled_task(sources: AxBenchTask | Sequence[AxBenchTask], n_concepts: int, *, name: str | None = None) -> AxBenchTask:
+    """An AxBench task of ``n_concepts`` concepts built by repeating the concepts of ``sources``.
+
+    Concept ``k`` takes the training positives and eval rows of the ``k``-th source concept
+    (cycling through the concepts of every source task in turn), relabelled with id ``k`` and the
+    description ``"<source description> [k]"``; the shared negative pool is the first source's.
+    For scale tests (a Concept500-sized task from the two shipped Concept10 tasks): the texts
+    repeat, the layout, ids and counts are AxBench's.
+
+    Args:
+        sources: an `AxBenchTask` or several.
+        n_concepts: concepts in the new task.
+        name: task name (default ``"tiled<n>"``).
+    """
+    import pandas as pd
+
+    tasks = [sources] if isinstance(sources, AxBenchTask) else list(sources)
+    pairs = [(t, c) for t in tasks for c in t.concepts]
+    concepts, train, evals = [], [tasks[0].train[tasks[0].train["concept_id"] == -1]], []
+    for k in range(int(n_concepts)):
+        task, src = pairs[k % len(pairs)]
+        desc = f"{src.description} [{k}]"
+        concepts.append(Concept(k, desc, src.genre, ref=src.ref))
+        for frame, out in ((task.train[task.train["concept_id"] == src.id], train), (task.eval_rows(src.id), evals)):
+            rows = frame.copy()
+            rows["concept_id"] = k
+            if "output_concept" in rows.columns:
+                same = rows["output_concept"] == src.description
+                rows.loc[same, "output_concept"] = desc
+            out.append(rows)
+    return AxBenchTask(name=name or f"tiled{n_concepts}", path=None, concepts=tuple(concepts),
+                       train=pd.concat(train, ignore_index=True), eval=pd.concat(evals, ignore_index=True),
+                       generator={"tiled_from": [t.name for t in tasks], "n_concepts": int(n_concepts)})
 
 
 # ---- reading -------------------------------------------------------------------------------------

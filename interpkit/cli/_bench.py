@@ -54,6 +54,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _detect_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--imbalance-ratio", type=float, default=100.0,
                    help="negatives per positive for the imbalanced F1 (0 skips it; default 100)")
+    d.add_argument("--concept-block", type=int, default=None,
+                   help="run concepts in blocks of N, each rank reading activations only for its own blocks "
+                        "(memory bounded by a block; 0: hold the whole task; default: blocks of 32 above 64 "
+                        "concepts unless SAE, SAE-A or Criterion-only run)")
 
 
 def _steer_options(s: argparse.ArgumentParser) -> None:
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     kw = {}
     if args.bench_mode == "detect":
         kw["imbalance_ratio"] = args.imbalance_ratio or None
+        kw["concept_block"] = getattr(args, "concept_block", None)
     else:
         kw.update(judge=args.judge, factors=_numbers(args.factors, "--factors", float), n_instructions=args.instructions,
                   instructions=args.instructions_file, max_new_tokens=args.max_new_tokens,
@@ -152,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         tokens=args.tokens, progress=not args.quiet, log=None if args.quiet else print,
         command=getattr(args, "_command", None), **kw,
     )
+    if "kind" not in results:  # a torchrun rank other than 0: its shard went to rank 0, which reports
+        return 0
     if "methods" in results:
         print(f"detection on {results['task']['name']} @ {results['site']} ({results['model']}):")
         for label, r in sorted(results["methods"].items(), key=lambda kv: -(kv[1].get("mean_auroc") or 0)):
@@ -160,8 +167,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"steering on {results['task']['name']} @ {results['site']}:")
         for label, r in results["steering"].get("methods", {}).items():
             print(f"  {label:<16} mean score {r.get('mean_score', float('nan')):.3f}")
+    if "resources" in results:
+        print(memory_line(results))
     print(f"wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'results.md'}")
     return 0
+
+
+def memory_line(results: dict) -> str:
+    """``peak RSS per rank: ...`` from a results dict's ``resources``."""
+    res = results["resources"]
+    ranks = ", ".join(f"rank {r['rank']} {r['peak_rss_mb']:.0f} MB (activations held {r['held_acts_mb']:.1f} MB)"
+                      for r in res["per_rank"])
+    block = results.get("settings", {}).get("concept_block")
+    how = f"concept blocks of {block}" if block else "whole task in memory"
+    return f"peak RSS per rank ({how}): {ranks}"
 
 
 def _generate(args: argparse.Namespace) -> int:

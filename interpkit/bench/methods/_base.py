@@ -229,6 +229,9 @@ class Method(ABC):
     detects: ClassVar[bool] = True
     steers: ClassVar[bool] = True
     needs_model_grad: ClassVar[bool] = False
+    task_wide: ClassVar[bool] = False
+    """The fit reads the whole task (an SAE trained on every training text, a criterion compiled over
+    all of them), not only the concept's own rows: such a method cannot run in concept blocks."""
     defaults: ClassVar[dict[str, Any]] = {}
     positive: ClassVar[tuple[str, ...]] = ()
     """Options that must be > 0 (others that are numbers must be >= 0)."""

@@ -60,6 +60,7 @@ class SAECriterion(Method):
     """
 
     name, label = "sae", "SAE"
+    task_wide = True
     order = 7
     defaults: ClassVar[dict[str, Any]] = {"compiler": "embedding", "max_per_class": None, "n_bootstrap": 20,
                                           "tie_tolerance": 0.01, "latent_psi": "encoder"}
@@ -86,6 +87,7 @@ class SAEAuc(Method):
     """
 
     name, label = "sae-a", "SAE-A"
+    task_wide = True
     order = 8
     defaults: ClassVar[dict[str, Any]] = {"latent_psi": "encoder"}
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {"latent_psi": ("encoder", "standalone")}
@@ -124,6 +126,7 @@ class CriterionOnly(Method):
     """
 
     name, label = "criterion", "Criterion-only"
+    task_wide = True
     steers = False
     defaults: ClassVar[dict[str, Any]] = {
         "compiler": "embedding", "max_per_class": None, "n_bootstrap": 20, "tie_tolerance": 0.01,
