@@ -89,9 +89,7 @@ def train_cv_auroc(acts: Any, rows: np.ndarray, labels: np.ndarray, *, folds: in
     Returns:
         The mean held-out AUROC, or NaN when no fold had both classes on both sides.
     """
-    from interpkit.rank._stats import auroc
-
-    from .methods._base import group_max
+    from .methods._base import held_out_auroc
 
     rows = np.asarray(rows, dtype=np.int64)
     labels = np.asarray(labels, dtype=bool)
@@ -108,13 +106,7 @@ def train_cv_auroc(acts: Any, rows: np.ndarray, labels: np.ndarray, *, folds: in
         if y_fit.all() or not y_fit.any() or y_held.all() or not y_held.any():
             continue
         diff = x[fit][y_fit].mean(axis=0) - x[fit][~y_fit].mean(axis=0)
-        w = diff / (np.linalg.norm(diff) or 1.0)
-        texts = np.flatnonzero(held)
-        remap = np.full(len(labels), -1, dtype=np.int64)
-        remap[texts] = np.arange(len(texts))
-        test = held[owner]
-        pooled = group_max((x[test] @ w)[:, None].astype(np.float32), remap[owner[test]], len(texts))[:, 0]
-        out.append(float(auroc(pooled, y_held)[0]))
+        out.append(held_out_auroc(x, owner, labels, held, diff / (np.linalg.norm(diff) or 1.0)))
     return float(np.mean(out)) if out else float("nan")
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "fitted_table",
     "get_method",
     "group_max",
+    "held_out_auroc",
     "iter_token_chunks",
     "pooled_scores",
     "register_method",
@@ -194,6 +195,22 @@ def group_max(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     out[owner[starts]] = np.maximum.reduceat(values, starts, axis=0)
     return out
+
+
+def held_out_auroc(x: np.ndarray, owner: np.ndarray, labels: np.ndarray, held: np.ndarray, w: np.ndarray) -> float:
+    """AUROC of the max-pooled ``x·w`` over the held-out texts: the detection metric inside a training split.
+
+    ``x [m, d]`` token rows, ``owner [m]`` each row's text (sorted), ``labels [n]`` per text, ``held [n]`` the
+    held-out texts. Used by the probe's cross-validation and `--layer auto`'s rule.
+    """
+    from interpkit.rank._stats import auroc
+
+    texts = np.flatnonzero(held)
+    remap = np.full(len(labels), -1, dtype=np.int64)
+    remap[texts] = np.arange(len(texts))
+    rows = held[owner]
+    pooled = group_max((x[rows] @ w)[:, None].astype(np.float32), remap[owner[rows]], len(texts))[:, 0]
+    return float(auroc(pooled, labels[held])[0])
 
 
 def pooled_scores(ctx: Any, fitted: Fitted, which: str = "eval", idx: Sequence[int] | np.ndarray | None = None) -> np.ndarray:

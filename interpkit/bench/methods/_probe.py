@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import Fitted, Method, group_max, register_method, rng_for, unit
+from ._base import Fitted, Method, held_out_auroc, register_method, rng_for, unit
 
 __all__ = ["LinearProbe"]
 
@@ -180,15 +180,9 @@ def _held_out_auroc(x: np.ndarray, owner: np.ndarray, labels: np.ndarray, held: 
                     max_iter: int) -> float:
     """AUROC of the max-pooled score on the held-out training texts (``held`` per text) of a probe fit on
     the others: the detection metric, measured inside the training split."""
-    from interpkit.rank._stats import auroc
-
-    fit_rows, test_rows = ~held[owner], held[owner]
+    fit_rows = ~held[owner]
     y_test = labels[held]
     if y_test.all() or not y_test.any() or labels[~held].all() or not labels[~held].any():
         return float("nan")
     w, _ = _l2_logistic(x[fit_rows], labels[owner[fit_rows]], c, max_iter)
-    texts = np.flatnonzero(held)
-    remap = np.full(len(labels), -1, dtype=np.int64)
-    remap[texts] = np.arange(len(texts))
-    pooled = group_max((x[test_rows] @ w)[:, None].astype(np.float32), remap[owner[test_rows]], len(texts))[:, 0]
-    return float(auroc(pooled, y_test)[0])
+    return held_out_auroc(x, owner, labels, held, w)
