@@ -1,0 +1,27 @@
+"""Circuits: attribution graphs over transcoders, validated by ablation, and SAE-to-SAE causal paths.
+
+- `attribute` builds a prompt's `AttributionGraph` (circuit-tracer's linearised direct effects:
+  attention patterns and norm scales frozen, MLPs replaced by transcoders plus error nodes);
+  `AttributionGraph.prune` keeps what carries the influence, `AttributionGraph.scores` says how much
+  of it the errors take;
+- `ReplacementModel` is the layer-by-layer replica the graph is built on (and ablations replayed on).
+"""
+
+from __future__ import annotations
+
+from interpkit._lazy import lazy_exports
+
+_LAZY = {
+    "AttributionGraph": "._graph",
+    "CircuitError": "._replacement",
+    "Direction": "._targets",
+    "ReplacementModel": "._replacement",
+    "Target": "._targets",
+    "attribute": "._attribute",
+    "compute_influence": "._graph",
+    "dictionary_parts": "._attribute",
+    "normalize_rows": "._graph",
+}
+
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -1,0 +1,413 @@
+"""`attribute`: a prompt's attribution graph over per-layer transcoders (circuit-tracer's method, on CPU).
+
+1. `ReplacementModel.clean` runs the prompt and builds the linear graph: attention patterns and
+   norm scales frozen, every MLP output a leaf.
+2. Each layer's transcoder encodes that layer's MLP input: its active latents become feature nodes
+   (source vector ``activation × decoder row`` at the MLP output, read vector the encoder column at
+   the MLP input); the MLP output it misses is the layer's error node at each position. A layer
+   without a transcoder has only error nodes (its whole MLP output).
+3. A node's row (its direct effects from every source) is one backward pass from its read; passes are
+   batched (``torch.autograd.grad(..., is_grads_batched=True)``: a vmap over the backward, one
+   graph), ``batch_size`` rows at a time. The targets' rows come first; then the features', all of
+   them when there are at most ``max_feature_nodes``, else in order of their influence on the
+   targets so far (recomputed after every batch, as circuit-tracer does), until that many have rows.
+4. The graph keeps the attributed features, every error and embedding node and the targets.
+
+The linear graph is exact: each row plus the biases (transcoders' ``b_dec``, the encoder's bias)
+equals the read's value in the frozen model, checked on every graph (``settings["max_row_gap"]``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._graph import AttributionGraph
+from ._replacement import CircuitError, CleanPass, ReplacementModel
+from ._targets import Target, resolve_targets
+
+__all__ = ["DictionaryParts", "attribute", "dictionary_parts"]
+
+
+class DictionaryParts:
+    """A transcoder's affine pieces in the model's units (input: the MLP input; output: the MLP output).
+
+    Attributes:
+        sae: the dictionary.
+        layer: its layer.
+        read: ``[d_in, d_sae]``: ``pre = x @ read + offset``.
+        offset: ``[d_sae]``.
+        write: ``[d_sae, d_out]``: ``recon = codes @ write + bias``.
+        bias: ``[d_out]``.
+    """
+
+    def __init__(self, sae: Any, layer: int) -> None:
+        """See the class docstring."""
+        cfg = sae.cfg
+        if cfg.normalize_activations == "constant_norm_rescale":
+            raise CircuitError(f"layer {layer}: a dictionary that rescales each input to a constant norm is not "
+                               "affine in its input; attribution needs an affine encoder and decoder")
+        s_in = float(sae._scale(sae.W_enc.new_zeros(1, cfg.d_in)))
+        s_out = getattr(cfg, "norm_scaling_factor_out", None)
+        s_out = s_in if s_out is None else float(s_out)
+        self.sae, self.layer = sae, int(layer)
+        with torch.no_grad():
+            self.read = (sae.W_enc * s_in).detach().float()
+            self.offset = sae.encoder_bias().detach().float()
+            self.write = (sae.W_dec / s_out).detach().float()
+            self.bias = (sae.b_dec / s_out).detach().float()
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(codes, reconstruction)`` of MLP inputs ``x [n, d]`` (the dictionary's own encode)."""
+        with torch.no_grad():
+            recon, codes = self.sae(x.to(self.sae.W_enc.dtype))
+        return codes.float(), recon.float()
+
+    def check(self, x: torch.Tensor, codes: torch.Tensor, recon: torch.Tensor) -> None:
+        """Raise `CircuitError` unless the affine pieces reproduce the dictionary's own reconstruction."""
+        mine = codes @ self.write + self.bias
+        gap = float((mine - recon).abs().max()) if recon.numel() else 0.0
+        if gap > 1e-3 * max(1.0, float(recon.abs().max())):
+            raise CircuitError(f"layer {self.layer}: the dictionary's decoder is not affine in its codes "
+                               f"(gap {gap:.3g}); attribution cannot use it")
+
+
+def _layer_of(sae: Any) -> int | None:
+    from interpkit.models import parse_site
+
+    cfg = sae.cfg
+    for site in (cfg.site, getattr(cfg, "site_out", None)):
+        parsed = parse_site(site) if site else None
+        if parsed is not None:
+            return parsed[0]
+    return cfg.layer
+
+
+def dictionary_parts(transcoders: Any, rm: ReplacementModel) -> dict[int, DictionaryParts]:
+    """``{layer: DictionaryParts}`` from ``{layer: SAE}`` or a sequence of SAEs that name their layer.
+
+    Raises:
+        CircuitError: an SAE without a layer, two for one layer, a layer outside the model, a width that is
+            not the model's, or a dictionary that reads a residual-stream site (attribution graphs take
+            transcoders: MLP input → MLP output).
+    """
+    if isinstance(transcoders, Mapping):
+        items = [(int(k), v) for k, v in transcoders.items()]
+    else:
+        items = []
+        for sae in transcoders or ():
+            layer = _layer_of(sae)
+            if layer is None:
+                raise CircuitError(f"{sae!r} names no layer (cfg.site, cfg.layer): pass {{layer: sae}}")
+            items.append((int(layer), sae))
+    out: dict[int, DictionaryParts] = {}
+    for layer, sae in items:
+        if layer in out:
+            raise CircuitError(f"two dictionaries for layer {layer}")
+        if not 0 <= layer < rm.n_layers:
+            raise CircuitError(f"dictionary for layer {layer}: the model has layers 0..{rm.n_layers - 1}")
+        site = sae.cfg.site or ""
+        if site.endswith(("resid_post", "resid_pre", "attn_out", "mlp_out")):
+            raise CircuitError(f"layer {layer}: {sae!r} reads {site}; attribution graphs take transcoders that "
+                               f"read layer{layer}.mlp_in and write layer{layer}.mlp_out")
+        d_out = getattr(sae.cfg, "d_out", None) or sae.cfg.d_in
+        if sae.cfg.d_in != rm.d_model or d_out != rm.d_model:
+            raise CircuitError(f"layer {layer}: dictionary widths {sae.cfg.d_in} → {d_out}, the model's "
+                               f"residual stream is {rm.d_model}")
+        out[layer] = DictionaryParts(sae, layer)
+    return dict(sorted(out.items()))
+
+
+class _Sources:
+    """Every source of one prompt: active features, error nodes, embeddings (in the graph's order)."""
+
+    def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], n_layers: int) -> None:
+        n = cp.ids.shape[0]
+        self.feat_layer, self.feat_pos, self.feat_latent, self.feat_act = [], [], [], []
+        self.feat_vec: dict[int, torch.Tensor] = {}  # layer -> [m_l, d] activation × decoder row
+        self.feat_slice: dict[int, slice] = {}
+        self.read_vec: dict[int, torch.Tensor] = {}  # layer -> [m_l, d] encoder columns
+        self.errors: list[torch.Tensor] = []
+        self.recon_gap: dict[int, float] = {}
+        self.bias: dict[int, torch.Tensor] = {}
+        self.offsets: dict[int, torch.Tensor] = {}
+        start = 0
+        for layer in range(n_layers):
+            out = cp.mlp_out[layer].detach().float()
+            if layer not in parts:
+                self.errors.append(out)
+                continue
+            p = parts[layer]
+            x = cp.mlp_in[layer].detach().float()
+            codes, recon = p.encode(x)
+            p.check(x, codes, recon)
+            pos, lat = torch.nonzero(codes, as_tuple=True)
+            acts = codes[pos, lat]
+            m = int(pos.numel())
+            self.feat_slice[layer] = slice(start, start + m)
+            start += m
+            self.feat_layer += [layer] * m
+            self.feat_pos += pos.tolist()
+            self.feat_latent += lat.tolist()
+            self.feat_act += acts.tolist()
+            self.feat_vec[layer] = acts[:, None] * p.write[lat]
+            self.read_vec[layer] = p.read[:, lat].T.contiguous()
+            self.offsets[layer] = p.offset[lat]
+            self.bias[layer] = p.bias
+            err = out - recon
+            self.errors.append(err)
+            denom = float(out.pow(2).sum()) or 1.0
+            self.recon_gap[layer] = float(err.pow(2).sum()) / denom
+        self.n_features = start
+        self.n_pos = n
+        self.n_layers = n_layers
+        self.embed = cp.embed.detach().float()
+        # column layout: features, errors (layer-major), embeddings
+        self.n_sources = self.n_features + n_layers * n + n
+
+    def error_col(self, layer: int, pos: int) -> int:
+        return self.n_features + layer * self.n_pos + pos
+
+    def embed_col(self, pos: int) -> int:
+        return self.n_features + self.n_layers * self.n_pos + pos
+
+    def rows(self, grads: Sequence[torch.Tensor | None], g_embed: torch.Tensor | None, batch: int) -> np.ndarray:
+        """Direct effects ``[batch, n_sources]`` from the read gradients at the leaves."""
+        out = torch.zeros(batch, self.n_sources)
+        n = self.n_pos
+        for layer, g in enumerate(grads):
+            if g is None:
+                continue
+            g = g.float()
+            base = self.n_features + layer * n
+            out[:, base:base + n] = torch.einsum("bnd,nd->bn", g, self.errors[layer])
+            if layer in self.feat_slice:
+                sl = self.feat_slice[layer]
+                pos = torch.as_tensor(self.feat_pos[sl], dtype=torch.long)
+                vec = self.feat_vec[layer]
+                for c in range(0, int(pos.numel()), 4096):
+                    e = min(c + 4096, int(pos.numel()))
+                    out[:, sl.start + c: sl.start + e] = (g[:, pos[c:e]] * vec[c:e]).sum(-1)
+        if g_embed is not None:
+            base = self.n_features + self.n_layers * n
+            out[:, base:base + n] = torch.einsum("bnd,nd->bn", g_embed.float(), self.embed)
+        return out.numpy()
+
+
+def _reads_for(cp: CleanPass, reads: Sequence[tuple[tuple[str, int], int, torch.Tensor]]) -> tuple[list, list]:
+    """Graph outputs and batched grad_outputs for reads ``((tensor, layer), position, vector)``."""
+    keys = sorted({r[0] for r in reads})
+    outputs, grads = [], []
+    b = len(reads)
+    for key in keys:
+        name, layer = key
+        t = cp.final if name == "final" else (cp.mlp_in[layer] if name == "mlp_in" else cp.resid_post[layer])
+        g = torch.zeros((b, *t.shape), dtype=t.dtype, device=t.device)
+        for i, (k, pos, vec) in enumerate(reads):
+            if k == key:
+                g[i, pos] = vec.to(t.dtype)
+        outputs.append(t)
+        grads.append(g)
+    return outputs, grads
+
+
+def _backward(cp: CleanPass, reads: Sequence[tuple[tuple[str, int], int, torch.Tensor]],
+              state: dict[str, Any]) -> tuple[list[torch.Tensor | None], torch.Tensor | None]:
+    outputs, grads = _reads_for(cp, reads)
+    inputs = [cp.embed, *cp.mlp_out]
+    if state.get("batched", True):
+        try:
+            got = torch.autograd.grad(outputs, inputs, grads, retain_graph=True, allow_unused=True,
+                                      is_grads_batched=True)
+            return list(got[1:]), got[0]
+        except RuntimeError as exc:  # an op without a batching rule: one backward per row instead
+            state["batched"] = False
+            state["fallback"] = str(exc).splitlines()[0][:200]
+    rows = [torch.autograd.grad(outputs, inputs, [g[i] for g in grads], retain_graph=True, allow_unused=True)
+            for i in range(len(reads))]
+
+    def stack(j: int) -> torch.Tensor | None:
+        if all(r[j] is None for r in rows):
+            return None
+        ref = next(r[j] for r in rows if r[j] is not None)
+        return torch.stack([r[j] if r[j] is not None else torch.zeros_like(ref) for r in rows])
+
+    return [stack(j) for j in range(1, len(inputs))], stack(0)
+
+
+def _partial_influence(rows: np.ndarray, row_src: np.ndarray, n_targets: int, weights: np.ndarray,
+                       n_sources: int) -> np.ndarray:
+    """Influence on the targets of every source from the rows computed so far (rows: targets first)."""
+    a = np.abs(rows)
+    a = a / np.maximum(a.sum(1, keepdims=True), 1e-10)
+    on_rows = np.zeros(rows.shape[0])
+    on_rows[:n_targets] = weights
+    total = np.zeros(n_sources)
+    current = on_rows
+    for _ in range(10_000):
+        spread = current @ a  # [n_sources]
+        if not np.any(spread > 1e-300):
+            break
+        total += spread
+        current = np.zeros(rows.shape[0])
+        feat_rows = row_src >= 0
+        current[feat_rows] = spread[row_src[feat_rows]]
+    return total
+
+
+def attribute(
+    model: Any,
+    prompt: str | Sequence[int],
+    target: Any = None,
+    *,
+    transcoders: Any,
+    position: int = -1,
+    demean: bool = True,
+    top_k: int = 1,
+    max_feature_nodes: int | None = 2048,
+    batch_size: int = 64,
+    check: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> AttributionGraph:
+    """The attribution graph of ``target`` on ``prompt`` (see the module docstring).
+
+    Args:
+        model: a `~interpkit.models.ModelWrapper` over a local HF Llama-family decoder.
+        prompt: text or token ids.
+        target: a token (its logit), a pair of tokens (logit difference), a `Direction`, or None (the
+            ``top_k`` most likely tokens).
+        transcoders: ``{layer: SAE}`` (or SAEs naming their layer): transcoders reading
+            ``layer{L}.mlp_in`` and writing ``layer{L}.mlp_out``.
+        position: the position the target is read at (default the last).
+        demean: logit targets against the mean unembedding row.
+        top_k: with ``target`` None, the number of top tokens.
+        max_feature_nodes: features that get a row (and stay in the graph); None: every active one.
+        batch_size: rows per batched backward pass.
+        check: compare the layer-by-layer replica with the model's own logits first.
+        log: progress messages.
+
+    Returns:
+        An `AttributionGraph` (unpruned; call `AttributionGraph.prune`).
+
+    Raises:
+        CircuitError: an unsupported model, a bad dictionary or target (the message says which).
+    """
+    say = log or (lambda _m: None)
+    t0 = time.perf_counter()
+    rm = ReplacementModel(model)
+    if check:
+        rm.check(prompt)
+    parts = dictionary_parts(transcoders, rm)
+    if not parts:
+        raise CircuitError("no transcoders given: attribution graphs need at least one layer's transcoder")
+    cp = rm.clean(prompt)
+    t_clean = time.perf_counter()
+    targets, weights = resolve_targets(rm, target, cp.logits, position=position, demean=demean, top_k=top_k)
+    src = _Sources(cp, parts, rm.n_layers)
+    n_t = len(targets)
+    cap = src.n_features if max_feature_nodes is None else min(int(max_feature_nodes), src.n_features)
+    say(f"{src.n_features} active features over {len(parts)} layers, {cp.ids.shape[0]} tokens; "
+        f"{cap} get rows")
+    state: dict[str, Any] = {}
+    bs = max(1, int(batch_size))
+    rows = np.zeros((n_t + cap, src.n_sources), dtype=np.float32)
+    row_src = np.full(n_t + cap, -1, dtype=np.int64)
+    reads_t = [(t.read, t.position, t.vector) for t in targets]
+    for b in range(0, n_t, bs):
+        g, ge = _backward(cp, reads_t[b:b + bs], state)
+        rows[b:b + len(reads_t[b:b + bs])] = src.rows(g, ge, len(reads_t[b:b + bs]))
+    done = np.zeros(src.n_features, dtype=bool)
+    filled = n_t
+    w = np.asarray(weights, dtype=np.float64)
+    n_backward = -(-n_t // bs)
+    while filled < n_t + cap:
+        todo = np.flatnonzero(~done)
+        if cap < src.n_features:
+            infl = _partial_influence(rows[:filled], row_src[:filled], n_t, w, src.n_sources)[: src.n_features]
+            todo = todo[np.argsort(-infl[todo], kind="stable")]
+        pick = todo[: min(bs, n_t + cap - filled)]
+        reads = [(("mlp_in", src.feat_layer[i]), src.feat_pos[i],
+                  src.read_vec[src.feat_layer[i]][i - src.feat_slice[src.feat_layer[i]].start]) for i in pick]
+        g, ge = _backward(cp, reads, state)
+        rows[filled:filled + len(pick)] = src.rows(g, ge, len(pick))
+        row_src[filled:filled + len(pick)] = pick
+        done[pick] = True
+        filled += len(pick)
+        n_backward += 1
+    t_rows = time.perf_counter()
+    graph = _assemble(rm, cp, src, parts, targets, w, rows, row_src, n_t, prompt)
+    gap = _row_gap(rows[:n_t], src, targets, cp)
+    graph.settings.update({
+        "target": [t.label for t in targets], "position": targets[0].position, "demean": demean,
+        "max_feature_nodes": max_feature_nodes, "batch_size": bs, "active_features": src.n_features,
+        "batched_backward": state.get("batched", True), "backward_passes": n_backward,
+        "max_row_gap": gap, "seconds": {"clean": t_clean - t0, "rows": t_rows - t_clean,
+                                        "total": time.perf_counter() - t0},
+        "reconstruction_error": {str(k): v for k, v in src.recon_gap.items()},
+    })
+    if "fallback" in state:
+        graph.settings["batched_fallback"] = state["fallback"]
+    say(f"graph: {len(graph)} nodes in {graph.settings['seconds']['total']:.1f} s")
+    return graph
+
+
+def _assemble(rm: ReplacementModel, cp: CleanPass, src: _Sources, parts: Mapping[int, DictionaryParts],
+              targets: Sequence[Target], weights: np.ndarray, rows: np.ndarray, row_src: np.ndarray, n_t: int,
+              prompt: Any) -> AttributionGraph:
+    keep = row_src[n_t:]
+    order = np.argsort(keep, kind="stable")
+    feats = keep[order]  # attributed features, in the sources' (layer, position, latent) order
+    n, L = src.n_pos, rm.n_layers
+    n_f = int(feats.size)
+    n_nodes = n_f + L * n + n + n_t
+    # the node index of every source column (features not attributed have none)
+    col_to_node = np.full(src.n_sources, -1, dtype=np.int64)
+    col_to_node[feats] = np.arange(n_f)
+    col_to_node[src.n_features:] = n_f + np.arange(L * n + n)
+    adj = np.zeros((n_nodes, n_nodes), dtype=np.float32)
+    cols = np.flatnonzero(col_to_node >= 0)
+    feature_rows = rows[n_t:][order]
+    adj[:n_f, col_to_node[cols]] = feature_rows[:, cols]
+    adj[n_nodes - n_t:, col_to_node[cols]] = rows[:n_t][:, cols]
+    kinds = ["feature"] * n_f + ["error"] * (L * n) + ["embedding"] * n + ["target"] * n_t
+    layers = np.concatenate([np.asarray(src.feat_layer, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
+                             np.repeat(np.arange(L), n), np.full(n, -1), np.full(n_t, L)])
+    positions = np.concatenate([np.asarray(src.feat_pos, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
+                                np.tile(np.arange(n), L), np.arange(n), [t.position for t in targets]])
+    latents = np.concatenate([np.asarray(src.feat_latent, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
+                              np.full(L * n + n + n_t, -1)])
+    err_norm = torch.stack(src.errors).norm(dim=-1).reshape(-1).numpy()
+    values = {"final": cp.final, "resid_post": cp.resid_post}
+    acts = np.concatenate([np.asarray(src.feat_act, dtype=np.float64)[feats] if n_f else np.zeros(0),
+                           err_norm, src.embed.norm(dim=-1).numpy(), [t.value(values) for t in targets]])
+    tok = getattr(rm.wrapper, "tokenizer", None)
+    ids = cp.ids.tolist()
+    tokens = [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]
+    dicts = {layer: {"site": p.sae.cfg.site or f"layer{layer}.mlp_in", "architecture": p.sae.cfg.architecture,
+                     "d_sae": p.sae.cfg.d_sae, "source": (p.sae.cfg.metadata or {}).get("path")}
+             for layer, p in parts.items()}
+    attributed = np.zeros(n_nodes, dtype=bool)
+    attributed[:n_f] = True
+    attributed[n_nodes - n_t:] = True
+    return AttributionGraph(
+        prompt=prompt if isinstance(prompt, str) else " ".join(map(str, ids)), tokens=tokens, token_ids=ids,
+        model=str(getattr(rm.wrapper, "name", type(rm.hf).__name__)), n_layers=L, kinds=kinds, layers=layers,
+        positions=positions, latents=latents, activations=acts, adjacency=adj, attributed=attributed,
+        target_labels=[t.label for t in targets], target_weights=np.asarray(weights, dtype=np.float64),
+        dictionaries=dicts, settings={})
+
+
+def _row_gap(rows: np.ndarray, src: _Sources, targets: Sequence[Target], cp: CleanPass) -> float:
+    """Largest gap between a target row's sum (over every source, attributed or not) plus the transcoders'
+    ``b_dec`` reads and the target's value: zero up to rounding, because the frozen model is linear."""
+    values = {"final": cp.final, "resid_post": cp.resid_post}
+    g, _ = _backward(cp, [(t.read, t.position, t.vector) for t in targets], {})
+    gaps = []
+    for j, t in enumerate(targets):
+        bias = sum(float((g[layer][j].float() * b).sum()) for layer, b in src.bias.items() if g[layer] is not None)
+        gaps.append(abs(float(rows[j].astype(np.float64).sum()) + bias - t.value(values)))
+    return max(gaps) if gaps else 0.0

@@ -1,0 +1,233 @@
+"""The local replacement model: an HF Llama-family decoder with its nonlinearities frozen at one prompt.
+
+`ReplacementModel` runs the decoder layer by layer in plain torch (the model's own weights, rotary
+module and norms) and, for one prompt, records everything attribution needs:
+
+- the clean values: the residual stream, each MLP's input and output, the attention patterns and the
+  norm scales (``rsqrt(mean x² + eps)``) at every position;
+- a **linear graph** in which the attention patterns and the norm scales are constants and every
+  MLP output is a leaf (its transcoder's latents plus an error term at a layer with a transcoder, a
+  single error term elsewhere), so the target is a linear function of the leaves: the token
+  embeddings and the MLP outputs. Gradients of a target's read with respect to the leaves are its
+  direct effects through the residual stream and the attention OV circuits, as in circuit-tracer.
+
+`ReplacementModel.run` also replays the exact nonlinear model with additive edits at MLP outputs
+(for the ablations that validate a graph); `ReplacementModel.check` compares its logits with the
+HF model's own.
+
+Only Llama-family decoders (Llama, SmolLM2, Qwen2, Mistral: ``model.layers[i]`` with
+``input_layernorm``, ``self_attn.{q,k,v,o}_proj``, ``post_attention_layernorm``, ``mlp``, a final
+``norm`` and a rotary module) are supported; others get a `CircuitError` naming what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["CircuitError", "CleanPass", "ReplacementModel"]
+
+
+class CircuitError(ValueError):
+    """A model, dictionary, target or file the circuits tools cannot use (the message says which and why)."""
+
+
+@dataclass
+class CleanPass:
+    """One prompt through the replacement model.
+
+    Attributes:
+        ids: token ids ``[n]``.
+        embed: token embeddings ``[n, d]`` (a leaf of ``graph``).
+        mlp_out: per layer, the MLP output ``[n, d]`` (leaves of ``graph``).
+        mlp_in: per layer, the MLP input (after the pre-MLP norm), ``[n, d]``, in the graph.
+        resid_post: per layer, the residual stream after the block, ``[n, d]``, in the graph.
+        final: the final-normed residual stream ``[n, d]``, in the graph.
+        logits: ``[n, vocab]`` (no grad).
+        patterns: per layer, attention patterns ``[heads, n, n]`` (no grad).
+    """
+
+    ids: torch.Tensor
+    embed: torch.Tensor
+    mlp_out: list[torch.Tensor]
+    mlp_in: list[torch.Tensor]
+    resid_post: list[torch.Tensor]
+    final: torch.Tensor
+    logits: torch.Tensor
+    patterns: list[torch.Tensor]
+
+
+def _hf_module(model: Any) -> Any:
+    hf = getattr(model, "hf_model", None)
+    if hf is None:
+        impl = getattr(model, "impl", None)
+        hf = getattr(impl, "module", None)
+    if hf is None and isinstance(model, torch.nn.Module):
+        hf = model
+    if hf is None:
+        raise CircuitError(f"{type(model).__name__} wraps no HF model: attribution graphs need a local HF "
+                           "decoder (load_model(..., backend='nnsight'))")
+    return hf
+
+
+class ReplacementModel:
+    """See the module docstring.
+
+    Args:
+        model: a `~interpkit.models.ModelWrapper` over a local HF Llama-family decoder (or the HF module).
+
+    Raises:
+        CircuitError: the model is not a supported decoder.
+    """
+
+    def __init__(self, model: Any) -> None:
+        """See the class docstring."""
+        self.wrapper = model
+        self.hf = _hf_module(model)
+        self.inner = getattr(self.hf, getattr(self.hf, "base_model_prefix", "model"), None)
+        need = ("layers", "embed_tokens", "norm", "rotary_emb")
+        missing = [n for n in need if not hasattr(self.inner, n)]
+        if self.inner is None or missing:
+            raise CircuitError(f"{type(self.hf).__name__}: attribution graphs support Llama-family decoders; "
+                               f"this model lacks {', '.join(missing) or 'a base model'}")
+        block = self.inner.layers[0]
+        for name in ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp"):
+            if not hasattr(block, name):
+                raise CircuitError(f"{type(self.hf).__name__}: decoder layers lack {name!r} "
+                                   "(attribution graphs support Llama-family decoders)")
+        extra = [n for n in ("pre_feedforward_layernorm", "post_feedforward_layernorm") if hasattr(block, n)]
+        if extra:
+            raise CircuitError(f"{type(self.hf).__name__}: decoder layers have {', '.join(extra)} "
+                               "(Gemma-style sandwich norms are not supported yet)")
+        self.head = self.hf.get_output_embeddings()
+        self.n_layers = len(self.inner.layers)
+        self.d_model = int(self.inner.embed_tokens.weight.shape[1])
+        self.param = next(self.hf.parameters())
+
+    # ---- pieces ------------------------------------------------------------------------------
+
+    @property
+    def W_U(self) -> torch.Tensor:  # noqa: N802
+        """Unembedding ``[vocab, d]``."""
+        return self.head.weight
+
+    def tokenize(self, prompt: str | Sequence[int]) -> torch.Tensor:
+        """Token ids ``[n]`` of a prompt (text through the model's tokenizer; ids kept as given)."""
+        if isinstance(prompt, str):
+            tok = getattr(self.wrapper, "tokenizer", None)
+            if tok is None:
+                raise CircuitError("the model has no tokenizer: pass token ids")
+            ids = tok(prompt, return_tensors="pt", add_special_tokens=True).input_ids[0]
+        else:
+            ids = torch.as_tensor(list(prompt), dtype=torch.long)
+        if ids.numel() == 0:
+            raise CircuitError("the prompt has no tokens")
+        return ids.to(self.param.device)
+
+    @staticmethod
+    def _norm_scale(norm: Any, x: torch.Tensor) -> torch.Tensor:
+        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
+        return torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
+
+    def _norm(self, norm: Any, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+        scale = self._norm_scale(norm, x)
+        if frozen:
+            scale = scale.detach()
+        return norm.weight * (x * scale)
+
+    def _attention(self, block: Any, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], frozen: bool,
+                   pattern: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        attn = block.self_attn
+        n = x.shape[0]
+        hd = int(getattr(attn, "head_dim", self.d_model // attn.config.num_attention_heads))
+        v = attn.v_proj(x).view(n, -1, hd).transpose(0, 1)  # [kv, n, hd]
+        if pattern is None:
+            q = attn.q_proj(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
+            k = attn.k_proj(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
+            cos, sin = rope
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            q, k = q[0], k[0]
+            rep = q.shape[0] // k.shape[0]
+            k = k.repeat_interleave(rep, dim=0)
+            scaling = float(getattr(attn, "scaling", hd ** -0.5))
+            scores = (q @ k.transpose(-1, -2)) * scaling
+            causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            scores = scores.masked_fill(~causal, float("-inf"))
+            pattern = torch.softmax(scores.float(), dim=-1).to(x.dtype)
+        if frozen:
+            pattern = pattern.detach()
+        rep = pattern.shape[0] // v.shape[0]
+        v = v.repeat_interleave(rep, dim=0)
+        z = (pattern @ v).transpose(0, 1).reshape(n, -1)  # [n, heads*hd]
+        return attn.o_proj(z), pattern
+
+    # ---- passes ------------------------------------------------------------------------------
+
+    def clean(self, prompt: str | Sequence[int]) -> CleanPass:
+        """The prompt's clean pass and its linear graph (see the module docstring)."""
+        ids = self.tokenize(prompt)
+        with torch.no_grad():
+            values = self._forward(ids, frozen=False, leaves=None)
+        embed = values["embed"].detach().clone().requires_grad_(True)
+        mlp_out = [m.detach().clone().requires_grad_(True) for m in values["mlp_out"]]
+        with torch.enable_grad():
+            graph = self._forward(ids, frozen=True, leaves=(embed, mlp_out), patterns=values["patterns"])
+        return CleanPass(ids=ids, embed=embed, mlp_out=mlp_out, mlp_in=graph["mlp_in"],
+                         resid_post=graph["resid_post"], final=graph["final"], logits=values["logits"],
+                         patterns=values["patterns"])
+
+    def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None) -> dict[str, Any]:
+        """The exact (nonlinear) model with ``deltas[layer]`` ``[n, d]`` added to that layer's MLP output.
+
+        Returns the dict of values (``logits``, ``mlp_in``, ``mlp_out``, ``resid_post``, ``final``).
+        """
+        with torch.no_grad():
+            return self._forward(ids, frozen=False, leaves=None, deltas=deltas or {})
+
+    def _forward(self, ids: torch.Tensor, *, frozen: bool, leaves: Any, patterns: Sequence[Any] | None = None,
+                 deltas: Mapping[int, torch.Tensor] | None = None) -> dict[str, Any]:
+        n = ids.shape[0]
+        pos = torch.arange(n, device=ids.device).unsqueeze(0)
+        h0 = self.inner.embed_tokens(ids.unsqueeze(0))
+        rope = self.inner.rotary_emb(h0, position_ids=pos)
+        h = leaves[0] if leaves is not None else h0[0]
+        out: dict[str, Any] = {"embed": h, "mlp_in": [], "mlp_out": [], "resid_post": [], "patterns": []}
+        for layer, block in enumerate(self.inner.layers):
+            a, pattern = self._attention(block, self._norm(block.input_layernorm, h, frozen), rope, frozen,
+                                         None if patterns is None else patterns[layer])
+            h = h + a
+            m_in = self._norm(block.post_attention_layernorm, h, frozen)
+            m_out = leaves[1][layer] if leaves is not None else block.mlp(m_in)
+            if deltas and layer in deltas:
+                m_out = m_out + deltas[layer]
+            h = h + m_out
+            out["mlp_in"].append(m_in)
+            out["mlp_out"].append(m_out)
+            out["resid_post"].append(h)
+            out["patterns"].append(pattern.detach())
+        out["final"] = self._norm(self.inner.norm, h, frozen)
+        with torch.no_grad():
+            out["logits"] = self.head(out["final"].detach())
+        return out
+
+    def check(self, prompt: str | Sequence[int], atol: float = 1e-3) -> float:
+        """Largest absolute logit difference between this replica and the HF model on ``prompt``.
+
+        Raises:
+            CircuitError: the difference exceeds ``atol`` (the replica is not this model's computation).
+        """
+        ids = self.tokenize(prompt)
+        with torch.no_grad():
+            ours = self._forward(ids, frozen=False, leaves=None)["logits"]
+            theirs = self.hf(ids.unsqueeze(0), use_cache=False).logits[0]
+        gap = float((ours.float() - theirs.float()).abs().max())
+        scale = float(theirs.float().abs().max()) or 1.0
+        if gap > atol * max(1.0, scale):
+            raise CircuitError(f"{type(self.hf).__name__}: the layer-by-layer replica differs from the model's "
+                               f"own logits by {gap:.3g}; this architecture is not supported")
+        return gap
