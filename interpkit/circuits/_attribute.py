@@ -130,6 +130,7 @@ class _Sources:
         self.feat_layer, self.feat_pos, self.feat_latent, self.feat_act = [], [], [], []
         self.feat_vec: dict[int, torch.Tensor] = {}  # layer -> [m_l, d] activation × decoder row
         self.feat_slice: dict[int, slice] = {}
+        self.pos_runs: dict[int, list[tuple[int, tuple[int, int]]]] = {}  # layer -> (position, (a, b)) runs
         self.read_vec: dict[int, torch.Tensor] = {}  # layer -> [m_l, d] encoder columns
         self.errors: list[torch.Tensor] = []
         self.recon_gap: dict[int, float] = {}
@@ -155,6 +156,9 @@ class _Sources:
             self.feat_latent += lat.tolist()
             self.feat_act += acts.tolist()
             self.feat_vec[layer] = acts[:, None] * p.write[lat]
+            counts = torch.bincount(pos, minlength=x.shape[0]).tolist()
+            ends = np.cumsum(counts).tolist()
+            self.pos_runs[layer] = [(q, (e - c, e)) for q, (c, e) in enumerate(zip(counts, ends)) if c]
             self.read_vec[layer] = p.read[:, lat].T.contiguous()
             self.offsets[layer] = p.offset[lat]
             self.bias[layer] = p.bias
@@ -186,12 +190,10 @@ class _Sources:
             base = self.n_features + layer * n
             out[:, base:base + n] = torch.einsum("bnd,nd->bn", g, self.errors[layer])
             if layer in self.feat_slice:
-                sl = self.feat_slice[layer]
-                pos = torch.as_tensor(self.feat_pos[sl], dtype=torch.long)
-                vec = self.feat_vec[layer]
-                for c in range(0, int(pos.numel()), 4096):
-                    e = min(c + 4096, int(pos.numel()))
-                    out[:, sl.start + c: sl.start + e] = (g[:, pos[c:e]] * vec[c:e]).sum(-1)
+                # features come sorted by position: one [batch, d] x [d, m_p] product per position
+                start, vec = self.feat_slice[layer].start, self.feat_vec[layer]
+                for pos, (a, b) in self.pos_runs[layer]:
+                    out[:, start + a:start + b] = g[:, pos] @ vec[a:b].T
         if g_embed is not None:
             base = self.n_features + self.n_layers * n
             out[:, base:base + n] = torch.einsum("bnd,nd->bn", g_embed.float(), self.embed)
@@ -342,7 +344,9 @@ def attribute(
     graph = _assemble(rm, cp, src, parts, targets, w, rows, row_src, n_t, prompt)
     gap = _row_gap(rows[:n_t], src, targets, cp)
     graph.settings.update({
-        "target": [t.label for t in targets], "position": targets[0].position, "demean": demean,
+        "target": [t.label for t in targets], "target_spec": _spec_json(target),
+        "target_token_ids": [list(t.token_ids) for t in targets], "position": targets[0].position,
+        "demean": demean,
         "max_feature_nodes": max_feature_nodes, "batch_size": bs, "active_features": src.n_features,
         "batched_backward": state.get("batched", True), "backward_passes": n_backward,
         "max_row_gap": gap, "seconds": {"clean": t_clean - t0, "rows": t_rows - t_clean,
@@ -353,6 +357,18 @@ def attribute(
         graph.settings["batched_fallback"] = state["fallback"]
     say(f"graph: {len(graph)} nodes in {graph.settings['seconds']['total']:.1f} s")
     return graph
+
+
+def _spec_json(target: Any) -> Any:
+    """The target spec as given, JSON-ready (a `Direction` keeps its layer, label and vector)."""
+    from ._targets import Direction
+
+    if isinstance(target, Direction):
+        v = torch.as_tensor(target.vector).reshape(-1).tolist()
+        return {"direction": v, "layer": target.layer, "label": target.label}
+    if isinstance(target, (list, tuple)):
+        return list(target)
+    return target
 
 
 def _assemble(rm: ReplacementModel, cp: CleanPass, src: _Sources, parts: Mapping[int, DictionaryParts],

@@ -22,7 +22,7 @@ Only Llama-family decoders (Llama, SmolLM2, Qwen2, Mistral: ``model.layers[i]`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,25 @@ class CleanPass:
     patterns: list[torch.Tensor]
 
 
+def _orig(module: Any) -> Any:
+    """The HF module under a TransformerLens bridge component (the module itself otherwise)."""
+    return getattr(module, "original_component", module)
+
+
+class _Block:
+    """One decoder layer's original HF modules (bridge components unwrapped)."""
+
+    def __init__(self, block: Any) -> None:
+        block = _orig(block)
+        attn = _orig(block.self_attn)
+        self.ln1, self.ln2 = _orig(block.input_layernorm), _orig(block.post_attention_layernorm)
+        self.q, self.k, self.v, self.o = (_orig(getattr(attn, n)) for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        self.mlp = _orig(block.mlp)
+        cfg = getattr(attn, "config", None)
+        self.head_dim = int(getattr(attn, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
+        self.scaling = float(getattr(attn, "scaling", None) or self.head_dim ** -0.5)
+
+
 def _hf_module(model: Any) -> Any:
     hf = getattr(model, "hf_model", None)
     if hf is None:
@@ -93,7 +112,7 @@ class ReplacementModel:
         if self.inner is None or missing:
             raise CircuitError(f"{type(self.hf).__name__}: attribution graphs support Llama-family decoders; "
                                f"this model lacks {', '.join(missing) or 'a base model'}")
-        block = self.inner.layers[0]
+        block = _orig(self.inner.layers[0])
         for name in ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp"):
             if not hasattr(block, name):
                 raise CircuitError(f"{type(self.hf).__name__}: decoder layers lack {name!r} "
@@ -102,9 +121,12 @@ class ReplacementModel:
         if extra:
             raise CircuitError(f"{type(self.hf).__name__}: decoder layers have {', '.join(extra)} "
                                "(Gemma-style sandwich norms are not supported yet)")
-        self.head = self.hf.get_output_embeddings()
-        self.n_layers = len(self.inner.layers)
-        self.d_model = int(self.inner.embed_tokens.weight.shape[1])
+        self.head = _orig(self.hf.get_output_embeddings())
+        self.blocks = [_Block(b) for b in self.inner.layers]
+        self.embed_tokens, self.final_norm = _orig(self.inner.embed_tokens), _orig(self.inner.norm)
+        self.rotary = _orig(self.inner.rotary_emb)
+        self.n_layers = len(self.blocks)
+        self.d_model = int(self.embed_tokens.weight.shape[1])
         self.param = next(self.hf.parameters())
 
     # ---- pieces ------------------------------------------------------------------------------
@@ -138,24 +160,21 @@ class ReplacementModel:
             scale = scale.detach()
         return norm.weight * (x * scale)
 
-    def _attention(self, block: Any, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], frozen: bool,
+    def _attention(self, block: _Block, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], frozen: bool,
                    pattern: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-        attn = block.self_attn
-        n = x.shape[0]
-        hd = int(getattr(attn, "head_dim", self.d_model // attn.config.num_attention_heads))
-        v = attn.v_proj(x).view(n, -1, hd).transpose(0, 1)  # [kv, n, hd]
+        n, hd = x.shape[0], block.head_dim
+        v = block.v(x).view(n, -1, hd).transpose(0, 1)  # [kv, n, hd]
         if pattern is None:
-            q = attn.q_proj(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
-            k = attn.k_proj(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
+            q = block.q(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
+            k = block.k(x).view(n, -1, hd).transpose(0, 1).unsqueeze(0)
             cos, sin = rope
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             q, k = q[0], k[0]
             rep = q.shape[0] // k.shape[0]
             k = k.repeat_interleave(rep, dim=0)
-            scaling = float(getattr(attn, "scaling", hd ** -0.5))
-            scores = (q @ k.transpose(-1, -2)) * scaling
+            scores = (q @ k.transpose(-1, -2)) * block.scaling
             causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             scores = scores.masked_fill(~causal, float("-inf"))
             pattern = torch.softmax(scores.float(), dim=-1).to(x.dtype)
@@ -164,7 +183,7 @@ class ReplacementModel:
         rep = pattern.shape[0] // v.shape[0]
         v = v.repeat_interleave(rep, dim=0)
         z = (pattern @ v).transpose(0, 1).reshape(n, -1)  # [n, heads*hd]
-        return attn.o_proj(z), pattern
+        return block.o(z), pattern
 
     # ---- passes ------------------------------------------------------------------------------
 
@@ -181,36 +200,48 @@ class ReplacementModel:
                          resid_post=graph["resid_post"], final=graph["final"], logits=values["logits"],
                          patterns=values["patterns"])
 
-    def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None) -> dict[str, Any]:
-        """The exact (nonlinear) model with ``deltas[layer]`` ``[n, d]`` added to that layer's MLP output.
+    def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None, *,
+            mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+            ) -> dict[str, Any]:
+        """The exact (nonlinear) model with edits at MLP outputs.
+
+        Args:
+            ids: token ids ``[n]``.
+            deltas: ``{layer: [n, d]}`` added to that layer's MLP output.
+            mlp_edits: ``{layer: fn(mlp_in, mlp_out) -> mlp_out}``, applied after ``deltas`` (e.g. removing
+                a transcoder latent's contribution as it is *in this run*).
 
         Returns the dict of values (``logits``, ``mlp_in``, ``mlp_out``, ``resid_post``, ``final``).
         """
         with torch.no_grad():
-            return self._forward(ids, frozen=False, leaves=None, deltas=deltas or {})
+            return self._forward(ids, frozen=False, leaves=None, deltas=deltas or {}, mlp_edits=mlp_edits or {})
 
     def _forward(self, ids: torch.Tensor, *, frozen: bool, leaves: Any, patterns: Sequence[Any] | None = None,
-                 deltas: Mapping[int, torch.Tensor] | None = None) -> dict[str, Any]:
+                 deltas: Mapping[int, torch.Tensor] | None = None,
+                 mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+                 ) -> dict[str, Any]:
         n = ids.shape[0]
         pos = torch.arange(n, device=ids.device).unsqueeze(0)
-        h0 = self.inner.embed_tokens(ids.unsqueeze(0))
-        rope = self.inner.rotary_emb(h0, position_ids=pos)
+        h0 = self.embed_tokens(ids.unsqueeze(0))
+        rope = self.rotary(h0, position_ids=pos)
         h = leaves[0] if leaves is not None else h0[0]
         out: dict[str, Any] = {"embed": h, "mlp_in": [], "mlp_out": [], "resid_post": [], "patterns": []}
-        for layer, block in enumerate(self.inner.layers):
-            a, pattern = self._attention(block, self._norm(block.input_layernorm, h, frozen), rope, frozen,
+        for layer, block in enumerate(self.blocks):
+            a, pattern = self._attention(block, self._norm(block.ln1, h, frozen), rope, frozen,
                                          None if patterns is None else patterns[layer])
             h = h + a
-            m_in = self._norm(block.post_attention_layernorm, h, frozen)
+            m_in = self._norm(block.ln2, h, frozen)
             m_out = leaves[1][layer] if leaves is not None else block.mlp(m_in)
             if deltas and layer in deltas:
                 m_out = m_out + deltas[layer]
+            if mlp_edits and layer in mlp_edits:
+                m_out = mlp_edits[layer](m_in, m_out)
             h = h + m_out
             out["mlp_in"].append(m_in)
             out["mlp_out"].append(m_out)
             out["resid_post"].append(h)
             out["patterns"].append(pattern.detach())
-        out["final"] = self._norm(self.inner.norm, h, frozen)
+        out["final"] = self._norm(self.final_norm, h, frozen)
         with torch.no_grad():
             out["logits"] = self.head(out["final"].detach())
         return out

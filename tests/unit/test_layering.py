@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2] / "interpkit"
 ORDER = [
     "_constants", "_version", "_io", "_lazy", "_registry", "_http",
     "records", "table", "models", "_testing", "_doctor", "sources", "criterion",
-    "rank", "causal", "sae", "explain", "match", "bench",
+    "rank", "causal", "sae", "explain", "circuits", "match", "bench",
     "report", "viz", "inspect", "dossier", "widgets",
     "demo", "runs", "cli", "__main__",
 ]
