@@ -48,6 +48,7 @@ class CleanPass:
         final: the final-normed residual stream ``[n, d]``, in the graph.
         logits: ``[n, vocab]`` (no grad).
         patterns: per layer, attention patterns ``[heads, n, n]`` (no grad).
+        scales: the norm scales ``[n, 1]`` in call order (two per layer, then the final norm; no grad).
     """
 
     ids: torch.Tensor
@@ -58,6 +59,7 @@ class CleanPass:
     final: torch.Tensor
     logits: torch.Tensor
     patterns: list[torch.Tensor]
+    scales: list[torch.Tensor]
 
 
 def _orig(module: Any) -> Any:
@@ -154,10 +156,13 @@ class ReplacementModel:
         eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
         return torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
 
-    def _norm(self, norm: Any, x: torch.Tensor, frozen: bool) -> torch.Tensor:
-        scale = self._norm_scale(norm, x)
+    def _norm(self, norm: Any, x: torch.Tensor, frozen: bool, scales: list[torch.Tensor],
+              given: Sequence[torch.Tensor] | None) -> torch.Tensor:
+        # ``given``: the clean pass's scales, in call order (the frozen model holds them whatever x is)
+        scale = given[len(scales)] if given is not None else self._norm_scale(norm, x)
         if frozen:
             scale = scale.detach()
+        scales.append(scale.detach())
         return norm.weight * (x * scale)
 
     def _attention(self, block: _Block, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], frozen: bool,
@@ -195,10 +200,17 @@ class ReplacementModel:
         embed = values["embed"].detach().clone().requires_grad_(True)
         mlp_out = [m.detach().clone().requires_grad_(True) for m in values["mlp_out"]]
         with torch.enable_grad():
-            graph = self._forward(ids, frozen=True, leaves=(embed, mlp_out), patterns=values["patterns"])
+            graph = self._forward(ids, frozen=True, leaves=(embed, mlp_out), patterns=values["patterns"],
+                                  scales=values["scales"])
         return CleanPass(ids=ids, embed=embed, mlp_out=mlp_out, mlp_in=graph["mlp_in"],
                          resid_post=graph["resid_post"], final=graph["final"], logits=values["logits"],
-                         patterns=values["patterns"])
+                         patterns=values["patterns"], scales=values["scales"])
+
+    def frozen(self, cp: CleanPass, embed: torch.Tensor, mlp_out: Sequence[torch.Tensor]) -> dict[str, Any]:
+        """The frozen linear model (``cp``'s patterns and norm scales) on other leaf values (no grad)."""
+        with torch.no_grad():
+            return self._forward(cp.ids, frozen=True, leaves=(embed, list(mlp_out)), patterns=cp.patterns,
+                                 scales=cp.scales)
 
     def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None, *,
             mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
@@ -217,6 +229,7 @@ class ReplacementModel:
             return self._forward(ids, frozen=False, leaves=None, deltas=deltas or {}, mlp_edits=mlp_edits or {})
 
     def _forward(self, ids: torch.Tensor, *, frozen: bool, leaves: Any, patterns: Sequence[Any] | None = None,
+                 scales: Sequence[torch.Tensor] | None = None,
                  deltas: Mapping[int, torch.Tensor] | None = None,
                  mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
                  ) -> dict[str, Any]:
@@ -225,12 +238,14 @@ class ReplacementModel:
         h0 = self.embed_tokens(ids.unsqueeze(0))
         rope = self.rotary(h0, position_ids=pos)
         h = leaves[0] if leaves is not None else h0[0]
-        out: dict[str, Any] = {"embed": h, "mlp_in": [], "mlp_out": [], "resid_post": [], "patterns": []}
+        out: dict[str, Any] = {"embed": h, "mlp_in": [], "mlp_out": [], "resid_post": [], "patterns": [],
+                               "scales": []}
+        sc = out["scales"]
         for layer, block in enumerate(self.blocks):
-            a, pattern = self._attention(block, self._norm(block.ln1, h, frozen), rope, frozen,
+            a, pattern = self._attention(block, self._norm(block.ln1, h, frozen, sc, scales), rope, frozen,
                                          None if patterns is None else patterns[layer])
             h = h + a
-            m_in = self._norm(block.ln2, h, frozen)
+            m_in = self._norm(block.ln2, h, frozen, sc, scales)
             m_out = leaves[1][layer] if leaves is not None else block.mlp(m_in)
             if deltas and layer in deltas:
                 m_out = m_out + deltas[layer]
@@ -241,7 +256,7 @@ class ReplacementModel:
             out["mlp_out"].append(m_out)
             out["resid_post"].append(h)
             out["patterns"].append(pattern.detach())
-        out["final"] = self._norm(self.final_norm, h, frozen)
+        out["final"] = self._norm(self.final_norm, h, frozen, sc, scales)
         with torch.no_grad():
             out["logits"] = self.head(out["final"].detach())
         return out
