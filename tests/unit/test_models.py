@@ -185,7 +185,7 @@ def test_unknown_site_lists_the_valid_ones(model, batch):
 
 def test_patterns_expand_in_forward_order(model):
     assert model.resolve_sites("layer*.resid_post") == ["layer0.resid_post", "layer1.resid_post"]
-    assert model.resolve_sites(["layer1.*"]) == [f"layer1.{k}" for k in ("resid_pre", "attn_out", "mlp_out", "resid_post")]
+    assert model.resolve_sites(["layer1.*"]) == [f"layer1.{k}" for k in ("resid_pre", "attn_out", "mlp_in", "mlp_out", "resid_post")]
 
 
 @pytest.mark.parametrize(
