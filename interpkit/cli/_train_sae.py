@@ -1,16 +1,21 @@
-"""``interpkit train-sae``: train a sparse autoencoder on a model layer or on activation records."""
+"""``interpkit train-sae``: train a sparse autoencoder on a model layer or on activation records,
+or transcoders (one site -> another, e.g. an MLP's input -> its output; one per layer with
+``--transcoders``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "train an SAE (TopK, BatchTopK, ReLU+L1, JumpReLU) on a model layer or on activation records"
+HELP = ("train an SAE (TopK, BatchTopK, ReLU+L1, JumpReLU) on a model layer or on activation records, "
+        "or per-layer transcoders (MLP in -> MLP out)")
 
 _EPILOG = """examples:
   interpkit train-sae --model smollm2-135m --dataset prompts.jsonl --layer 15 --preset production --out sae/
   interpkit train-sae --records records.jsonl --preset minimal --latent-dim 256 --out sae/ --records-out latents.jsonl
   torchrun --nproc-per-node 4 -m interpkit train-sae --model gpt2 --dataset corpus.jsonl --layer 6 --out sae/
+  interpkit train-sae --model gpt2 --dataset corpus.jsonl --site layer6.mlp_in --target-site layer6.mlp_out --out tc/
+  interpkit train-sae --model gpt2 --dataset corpus.jsonl --transcoders --layers 3,6,9 --out transcoders/
 """
 
 
@@ -24,6 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--dataset", default=None, help="prompt dataset JSONL (prompt_id, text, criterion_score)")
     src.add_argument("--layer", type=int, default=None, help="block index; the site is layer{L}.resid_post")
     src.add_argument("--site", default=None, help="site name (default: layer{--layer}.resid_post)")
+    src.add_argument("--target-site", default=None, metavar="SITE",
+                     help="train a transcoder: read --site, reconstruct SITE (e.g. --site layer6.mlp_in "
+                          "--target-site layer6.mlp_out; both from the same forward passes)")
+    src.add_argument("--transcoders", action="store_true",
+                     help="train one transcoder per layer (layer{L}.mlp_in -> layer{L}.mlp_out) into "
+                          "--out/layer{L}/, indexed by --out/transcoders.json")
+    src.add_argument("--layers", default=None,
+                     help="comma-separated layers for --transcoders (default: every layer)")
     src.add_argument("--records", default=None, help="activation records JSONL (each record is one row)")
     src.add_argument("--max-records", type=int, default=None,
                      help="reservoir-sample this many records (deterministic with --seed)")
@@ -71,12 +84,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="candidate steering strengths, in units of each latent's typical activation")
 
 
+def _check_transcoders(args: argparse.Namespace) -> None:
+    if args.layers is not None and not args.transcoders:
+        raise ValueError("--layers goes with --transcoders (one transcoder per layer); for one SAE use --layer")
+    _layers(args.layers)
+    if args.target_site is None and not args.transcoders:
+        return
+    flag = "--transcoders" if args.transcoders else "--target-site"
+    if args.transcoders and args.target_site is not None:
+        raise ValueError("--transcoders picks each layer's mlp_in -> mlp_out itself; drop --target-site")
+    if args.transcoders and (args.site is not None or args.layer is not None):
+        raise ValueError("--transcoders takes --layers, not --site / --layer")
+    if args.model is None or args.records is not None:
+        raise ValueError(f"{flag} needs --model and --dataset (the two sites are read from the model)")
+    if args.method != "torch":
+        raise ValueError(f"{flag} trains with --method torch")
+    if args.causal_out is not None:
+        raise ValueError(f"--causal-out steers SAE latents at the site they read; it does not apply to {flag}")
+    if args.transcoders and args.records_out is not None:
+        raise ValueError("--records-out exports one SAE's latents; it does not apply to --transcoders")
+    if args.target_site is not None and args.site is None and args.layer is None:
+        raise ValueError("--target-site needs --site (the transcoder's input, e.g. layer6.mlp_in)")
+
+
+def _layers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--layers must be comma-separated integers, got {text!r}") from None
+
+
 def _check(args: argparse.Namespace) -> None:
+    _check_transcoders(args)
     if args.records is None and (args.model is None or args.dataset is None):
         raise ValueError("train-sae needs --records FILE, or --model and --dataset")
     if args.records is not None and args.dataset is not None and args.model is None:
         raise ValueError("--dataset goes with --model; with --records the records are the data")
-    if args.model is not None and args.records is None and args.layer is None and args.site is None:
+    if args.model is not None and args.records is None and args.layer is None and args.site is None \
+            and not args.transcoders:
         raise ValueError("train-sae on a model needs --layer or --site")
     if args.causal_out is not None:
         if args.criterion is None:
@@ -105,12 +152,15 @@ def run(args: argparse.Namespace) -> int:
         from interpkit.sources import read_prompt_dataset
 
         rows = read_prompt_dataset(args.dataset)
+    if args.transcoders:
+        return _run_transcoders(args, model, rows)
     source = args.records if args.records is not None else model
     result = train_sae(
         source,
         texts=rows if args.records is None else None,
         site=args.site,
         layer=args.layer,
+        target_site=args.target_site,
         architecture=args.architecture or "topk",
         preset=args.preset,
         latent_dim=args.latent_dim,
@@ -152,6 +202,26 @@ def run(args: argparse.Namespace) -> int:
                                        seed=args.seed, max_length=args.max_length)
         n = write_jsonl(args.causal_out, exp.records)
         print(f"wrote {n} intervention records for latents {list(exp.latents)} to {args.causal_out}")
+    return 0
+
+
+def _run_transcoders(args: argparse.Namespace, model, rows) -> int:  # noqa: ANN001
+    from interpkit.sae import format_metrics, save_sae, train_transcoders
+
+    results = train_transcoders(
+        model, rows, layers=_layers(args.layers), out=args.out, max_length=args.max_length, max_tokens=args.max_tokens,
+        seed=args.seed, log=print, architecture=args.architecture or "topk", preset=args.preset,
+        latent_dim=args.latent_dim, expansion_factor=args.expansion_factor, k=args.top_k,
+        sparsity_coefficient=args.sparsity_coefficient, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        checkpoint_every=args.checkpoint_every, resume=not args.no_resume, progress=True,
+    )
+    for layer, result in results.items():
+        if result.out is None:  # not the writing rank of a distributed run
+            continue
+        if args.format != "native":
+            save_sae(result.sae, result.out, format=args.format)
+        print(format_metrics(result.metrics, title=f"transcoder layer{layer}.mlp_in -> layer{layer}.mlp_out"))
+    print(f"wrote {args.out}")
     return 0
 
 

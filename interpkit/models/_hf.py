@@ -83,6 +83,8 @@ def hf_site_map(model: nn.Module) -> dict[str, tuple[str, str]]:
         found = {
             "resid_pre": (base, "input"),
             "attn_out": None if post_ln or attn is None else (f"{base}.{attn}", "output"),
+            # the MLP module's input: the post-norm residual (norm weight included) it reads
+            "mlp_in": None if post_ln or mlp is None else (f"{base}.{mlp}", "input"),
             "mlp_out": None if post_ln or mlp is None else (f"{base}.{mlp}", "output"),
             "resid_post": (base, "output"),
         }

@@ -2,7 +2,9 @@
 
 A *site* names one activation tensor ``[batch, pos, d_model]`` in the forward pass. Canonical
 sites are backend-neutral: ``layer{L}.resid_pre`` (the residual stream entering block ``L``),
-``layer{L}.attn_out``, ``layer{L}.mlp_out`` and ``layer{L}.resid_post`` (leaving block ``L``).
+``layer{L}.attn_out``, ``layer{L}.mlp_in`` (the input of block ``L``'s MLP module: after the
+pre-MLP norm, its weight included), ``layer{L}.mlp_out`` and ``layer{L}.resid_post`` (leaving
+block ``L``).
 Anything else is a raw backend name (a TransformerLens hook name such as
 ``blocks.3.hook_resid_mid``, or an nnsight/HF module path such as ``model.layers.3.mlp.down_proj``).
 Patterns use ``fnmatch`` globs; canonical matches come back in forward order, raw matches
@@ -21,10 +23,10 @@ import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 
-SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "resid_post")
+SITE_KINDS: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_in", "mlp_out", "resid_post")
 """Canonical kinds, in the order they occur inside a block."""
 
-_SITE_RE = re.compile(r"^layer(\d+)\.(resid_pre|attn_out|mlp_out|resid_post)$")
+_SITE_RE = re.compile(r"^layer(\d+)\.(resid_pre|attn_out|mlp_in|mlp_out|resid_post)$")
 _NUM_RE = re.compile(r"(\d+)")
 
 
@@ -108,6 +110,12 @@ _HOOK_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^blocks\.(\d+)\.hook_resid_post$"), "resid_post"),
     (re.compile(r"^blocks\.(\d+)\.hook_mlp_out$"), "mlp_out"),
     (re.compile(r"^blocks\.(\d+)\.hook_attn_out$"), "attn_out"),
+    # the MLP's own input and output hooks (TransformerLens bridges; circuit-tracer's ReplacementMLP
+    # `mlp.hook_in` / `mlp.hook_out`). Not `hook_mlp_in` / `hook_resid_mid` / `ln2.hook_in`: those are
+    # the residual before the pre-MLP norm. Not `ln2.hook_normalized`: that is before the norm's
+    # weight (and bias), equal to the MLP input only when the weights are folded (fold_ln).
+    (re.compile(r"^blocks\.(\d+)\.(?:mlp\.hook_in|ln2\.hook_out)$"), "mlp_in"),
+    (re.compile(r"^blocks\.(\d+)\.mlp\.hook_out$"), "mlp_out"),
     # sparsify hookpoints (module paths; a decoder layer's output is the residual stream after it)
     (re.compile(r"^(?:model\.|gpt_neox\.|transformer\.)?(?:layers|h)\.(\d+)$"), "resid_post"),
     (re.compile(r"^(?:model\.|gpt_neox\.|transformer\.)?(?:layers|h)\.(\d+)\.mlp$"), "mlp_out"),
@@ -126,7 +134,7 @@ _HOOK_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def site_from_hook_name(name: str | None) -> str | None:
     """The canonical site of another tool's hook name, or ``None`` when it has no canonical match.
 
-    Knows TransformerLens hook names (as SAELens stores them), sparsify hookpoints (module paths),
+    Knows TransformerLens hook names (as SAELens and circuit-tracer store them), sparsify hookpoints (module paths),
     dictionary_learning submodule names and Gemma Scope folder names.
 
     Example:

@@ -36,10 +36,10 @@ class TLBackend:
         self.d_model = int(model.cfg.d_model)
         hooks = set(model.hook_dict)
         self._site_map = {
-            f"layer{layer}.{kind}": f"blocks.{layer}.hook_{kind}"
+            f"layer{layer}.{kind}": _tl_hook(layer, kind)
             for layer in range(self.n_layers)
             for kind in SITE_KINDS
-            if f"blocks.{layer}.hook_{kind}" in hooks
+            if _tl_hook(layer, kind) in hooks
         }
 
     def hook_names(self) -> list[str]:
@@ -134,6 +134,15 @@ class TLBackend:
     def unembed(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """``(model.W_U, model.ln_final)``."""
         return self.model.W_U, self.model.ln_final
+
+
+def _tl_hook(layer: int, kind: str) -> str:
+    """The TransformerLens hook of a canonical site kind.
+
+    ``mlp_in`` is the MLP's own ``mlp.hook_in`` (the normalised input it reads, norm weight
+    included), not ``hook_mlp_in``: that one is ln2's input, the residual before the norm.
+    """
+    return f"blocks.{layer}.mlp.hook_in" if kind == "mlp_in" else f"blocks.{layer}.hook_{kind}"
 
 
 def _read_kv_cache_as_cache_kwarg(model: Any) -> None:

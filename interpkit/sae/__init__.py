@@ -2,10 +2,14 @@
 
 Architectures register by name (`ARCHITECTURES`): ``topk``, ``batchtopk``, ``relu`` (L1) and
 ``jumprelu``. Every SAE stores ``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec [d_sae, d_in]``,
-``b_dec`` (plus ``threshold`` for JumpReLU / BatchTopK).
+``b_dec`` (plus ``threshold`` for JumpReLU / BatchTopK). A transcoder (``SAEConfig.d_out`` /
+``site_out``) reads one site and reconstructs another: ``W_dec [d_sae, d_out]``, ``b_dec [d_out]``.
 
 - train: `train_sae` (from a model layer, activation records or an array; presets ``minimal`` and
   ``production``; checkpoints and resume; ``torchrun`` for several GPUs; ``method="sklearn"``);
+- transcoders: `train_sae(..., target_site=)` or ``train_sae((x, y))``, `train_transcoders` (one
+  per layer, ``mlp_in`` -> ``mlp_out``, from the same forward passes), `transcoder_splice`,
+  circuit-tracer's files (`load_sae(path, format="circuit-tracer")`, `load_transcoder_set`);
 - measure: `evaluate_sae` (FVU, L0, dead/dense latents), `lm_loss_recovered` (splice the
   reconstruction into the model);
 - read and write: `load_sae` / `save_sae` (native, SAELens; sparsify and dictionary_learning read),
@@ -45,15 +49,18 @@ from ._crosscoder import (
     train_crosscoder,
 )
 from ._data import ActivationSource, ArraySource, ModelSource, RecordsSource, reservoir_sample
-from ._edits import clamp_latent, latent_feature, sae_interventions, splice
+from ._data_paired import PairedArraySource
+from ._edits import clamp_latent, latent_feature, sae_interventions, splice, transcoder_splice
 from ._export import SAEInterventionExport, export_sae_interventions, export_sae_records
 from ._features import encode_texts, inference, sae_feature_ids, sae_records, sae_table
 from ._formats import FORMATS, SAEFormatError, detect_format, load_sae, save_sae
+from ._formats_foreign import load_transcoder_set
 from ._hub import KNOWN_RELEASES, SAEDownloadError, resolve_saelens
 from ._metrics import evaluate_sae, format_metrics, lm_loss_recovered
-from ._site import sae_site
+from ._site import sae_site, sae_site_out
 from ._sklearn import train_sklearn
 from ._train import PRESETS, Preset, TrainResult, train_sae
+from ._transcoders import read_transcoder_index, train_transcoders
 
 __all__ = [
     "ARCHITECTURES",
@@ -72,6 +79,7 @@ __all__ = [
     "CrosscoderResult",
     "LatentPair",
     "ModelSource",
+    "PairedArraySource",
     "Preset",
     "RecordsSource",
     "SAEConfig",
@@ -93,6 +101,7 @@ __all__ = [
     "lm_loss_recovered",
     "load_crosscoder",
     "load_sae",
+    "load_transcoder_set",
     "make_crosscoder",
     "make_sae",
     "paired_activations",
@@ -103,12 +112,16 @@ __all__ = [
     "sae_interventions",
     "sae_records",
     "sae_site",
+    "sae_site_out",
     "sae_table",
     "save_crosscoder",
     "save_sae",
     "shared_latents",
     "splice",
+    "read_transcoder_index",
     "train_crosscoder",
     "train_sae",
     "train_sklearn",
+    "train_transcoders",
+    "transcoder_splice",
 ]

@@ -1,10 +1,14 @@
 """The sparse-autoencoder module every architecture shares, its config and the registry.
 
 Parameters follow the field's names and shapes (SAELens, dictionary_learning after transposing):
-``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``. An
-architecture subclass supplies the activation function (``_activate``) and its sparsity penalty
-(``sparsity_loss``); everything else (normalisation, encode/decode, AuxK against dead latents, the
-unit-norm decoder constraint) lives here.
+``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d_out]``, ``b_dec [d_out]``, where
+``d_out = d_in`` for an ordinary SAE. A *transcoder* (``d_out`` and/or ``site_out`` set) reads one
+site and reconstructs another (an MLP's input -> its output); its ``b_dec`` lives in output space,
+so it is never subtracted from the input, and it may carry a linear skip ``W_skip [d_out, d_in]``
+(SAELens's ``skip_transcoder``, circuit-tracer's skip transcoders). An architecture subclass
+supplies the activation function (``_activate``) and its sparsity penalty (``sparsity_loss``);
+everything else (normalisation, encode/decode, AuxK against dead latents, the unit-norm decoder
+constraint) lives here.
 
 Example:
     >>> import torch
@@ -53,19 +57,26 @@ class SAEConfig:
         architecture: a registered name: ``topk``, ``batchtopk``, ``relu``, ``jumprelu``.
         d_in: width of the activations it reads.
         d_sae: number of latents.
+        d_out: width of what it reconstructs (a transcoder's output site); None: ``d_in``.
         k: active latents per row (``topk``; the mean per row for ``batchtopk``).
         sparsity_coefficient: weight of the sparsity penalty (L1 for ``relu``, L0 for ``jumprelu``).
         jumprelu_bandwidth: straight-through bandwidth of the JumpReLU threshold gradient.
         jumprelu_init_threshold: initial threshold of every JumpReLU latent.
-        apply_b_dec_to_input: subtract ``b_dec`` from the input before encoding.
+        apply_b_dec_to_input: subtract ``b_dec`` from the input before encoding (must be False for
+            a transcoder: its ``b_dec`` is in output space).
+        skip_connection: a transcoder's linear skip ``W_skip [d_out, d_in]`` is added to the output.
         normalize_activations: one of `NORMALIZATIONS`.
         norm_scaling_factor: the fixed input scale of ``expected_average_only_in`` (set by training).
+        norm_scaling_factor_out: a transcoder's fixed output scale under ``expected_average_only_in``
+            (targets are multiplied by it in training; `SAE.decode` divides by it).
         aux_k: dead latents used by the auxiliary (AuxK) loss; None: ``d_in // 2`` capped at d_sae.
         aux_coefficient: weight of the AuxK loss (0 turns it off).
         dtype: parameter dtype name.
         model: the model the SAE reads (name), when known.
         site: interpkit site name (``"layer6.resid_post"``), when known.
         hook_name: the producer's own hook name (e.g. ``"blocks.6.hook_resid_post"``), when known.
+        site_out: a transcoder's output site (``"layer6.mlp_out"``), when known.
+        hook_name_out: the producer's hook name of the output site, when known.
         layer: the layer index, when known.
         metadata: anything else (kept verbatim through save/load).
     """
@@ -73,19 +84,24 @@ class SAEConfig:
     architecture: str
     d_in: int
     d_sae: int
+    d_out: int | None = None
     k: int | None = None
     sparsity_coefficient: float = 0.0
     jumprelu_bandwidth: float = 0.001
     jumprelu_init_threshold: float = 0.001
     apply_b_dec_to_input: bool = True
+    skip_connection: bool = False
     normalize_activations: str = "none"
     norm_scaling_factor: float | None = None
+    norm_scaling_factor_out: float | None = None
     aux_k: int | None = None
     aux_coefficient: float = 1.0 / 32.0
     dtype: str = "float32"
     model: str | None = None
     site: str | None = None
     hook_name: str | None = None
+    site_out: str | None = None
+    hook_name_out: str | None = None
     layer: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
@@ -97,12 +113,42 @@ class SAEConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"SAEConfig.{name} must be a positive integer, got {v!r}")
+        if self.d_out is not None and (not isinstance(self.d_out, int) or isinstance(self.d_out, bool)
+                                       or self.d_out < 1):
+            raise ValueError(f"SAEConfig.d_out must be a positive integer or None, got {self.d_out!r}")
         ARCHITECTURES[self.architecture].check_config(self)
         if self.normalize_activations not in NORMALIZATIONS:
             raise ValueError(f"SAEConfig.normalize_activations must be one of {', '.join(NORMALIZATIONS)}, "
                              f"got {self.normalize_activations!r}")
+        self._check_transcoder()
         torch_dtype(self.dtype)
         object.__setattr__(self, "metadata", dict(self.metadata))
+
+    def _check_transcoder(self) -> None:
+        where = f"d_out={self.d_out!r}, site={self.site!r}, site_out={self.site_out!r}"
+        if not self.is_transcoder:
+            for name in ("norm_scaling_factor_out", "skip_connection"):
+                if getattr(self, name):
+                    raise ValueError(f"SAEConfig.{name} is for a transcoder only; set d_out or site_out too")
+            return
+        if self.apply_b_dec_to_input:
+            raise ValueError(f"SAEConfig: a transcoder ({where}) needs apply_b_dec_to_input=False: its b_dec "
+                             f"has the output's width ({self.output_dim}) and lives in output space, so it "
+                             "cannot be subtracted from the input")
+        if self.normalize_activations == "constant_norm_rescale":
+            raise ValueError(f"SAEConfig: a transcoder ({where}) cannot use normalize_activations="
+                             "'constant_norm_rescale' (a per-input norm says nothing about the output's); "
+                             "use 'expected_average_only_in' or 'none'")
+
+    @property
+    def is_transcoder(self) -> bool:
+        """True when the dictionary reconstructs another site (``d_out``, ``site_out`` or ``hook_name_out`` set)."""
+        return self.d_out is not None or self.site_out is not None or self.hook_name_out is not None
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the reconstruction: ``d_out``, else ``d_in``."""
+        return self.d_in if self.d_out is None else self.d_out
 
     @property
     def expansion_factor(self) -> float:
@@ -131,6 +177,9 @@ class SAEConfig:
 class SAE(nn.Module):
     """A sparse autoencoder ``x -> f = act(W_enc^T (x - b_dec) + b_enc) -> x̂ = f W_dec + b_dec``.
 
+    A transcoder (``cfg.is_transcoder``) maps ``x -> f = act(W_enc^T x + b_enc) -> ŷ = f W_dec +
+    b_dec (+ x W_skip^T)``, ``ŷ`` being the prediction of the output site.
+
     Subclasses set ``architecture`` and implement ``_activate`` (pre-activations -> codes) and
     ``sparsity_loss``. Use `make_sae` rather than the constructors.
     """
@@ -147,8 +196,10 @@ class SAE(nn.Module):
         dtype = torch_dtype(cfg.dtype)
         self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, dtype=dtype))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype))
-        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, dtype=dtype))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dtype))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.output_dim, dtype=dtype))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.output_dim, dtype=dtype))
+        if cfg.skip_connection:
+            self.W_skip = nn.Parameter(torch.zeros(cfg.output_dim, cfg.d_in, dtype=dtype))
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -157,16 +208,27 @@ class SAE(nn.Module):
         """Raise ``ValueError`` when ``cfg`` lacks what this architecture needs."""
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Tied initialisation: random unit decoder rows, ``W_enc = W_dec^T``, zero biases."""
+        """Tied initialisation: random unit decoder rows, ``W_enc = W_dec^T``, zero biases.
+
+        When ``d_out != d_in`` (a transcoder between sites of different widths) the encoder cannot be
+        tied: its columns are drawn independently, also of unit norm. ``W_skip`` starts at zero.
+        """
         # Tied init (Gao et al. 2024; Conerly et al. 2024): with W_enc = W_dec^T every latent starts as a
         # matched filter for its own decoder direction, which reduces dead latents early in training.
         with torch.no_grad():
-            w = torch.randn(self.cfg.d_sae, self.cfg.d_in, generator=generator, dtype=torch.float32)
+            w = torch.randn(self.cfg.d_sae, self.cfg.output_dim, generator=generator, dtype=torch.float32)
             w = w / w.norm(dim=-1, keepdim=True)
             self.W_dec.copy_(w.to(self.W_dec.dtype))
-            self.W_enc.copy_(w.T.to(self.W_enc.dtype))
+            if self.cfg.output_dim == self.cfg.d_in:
+                self.W_enc.copy_(w.T.to(self.W_enc.dtype))
+            else:
+                # unit-norm columns: on inputs of norm sqrt(d_in) each pre-activation starts at unit scale, as tied
+                e = torch.randn(self.cfg.d_in, self.cfg.d_sae, generator=generator, dtype=torch.float32)
+                self.W_enc.copy_((e / e.norm(dim=0, keepdim=True)).to(self.W_enc.dtype))
             self.b_enc.zero_()
             self.b_dec.zero_()
+            if self.cfg.skip_connection:
+                self.W_skip.zero_()
 
     # ---- normalisation -----------------------------------------------------------------------
 
@@ -178,6 +240,21 @@ class SAE(nn.Module):
             # Per-row scale to norm sqrt(d_in) (each coordinate ~ unit scale); clamp_min keeps a zero row finite.
             return math.sqrt(self.cfg.d_in) / x.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         return 1.0
+
+    def _out_scale(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The scale of the reconstruction: the input's own for an SAE, the fixed output scale for a transcoder."""
+        if not self.cfg.is_transcoder:
+            return self._scale(x)
+        return self.output_scale()
+
+    def output_scale(self) -> float:
+        """The fixed scale of the output space (``norm_scaling_factor_out`` of a transcoder under
+        ``expected_average_only_in``, ``norm_scaling_factor`` of such an SAE, else 1): ``W_dec`` rows
+        divided by it are write-out directions in the model's units."""
+        if self.cfg.normalize_activations != "expected_average_only_in":
+            return 1.0
+        factor = self.cfg.norm_scaling_factor_out if self.cfg.is_transcoder else self.cfg.norm_scaling_factor
+        return 1.0 if factor is None else float(factor)
 
     # ---- forward -----------------------------------------------------------------------------
 
@@ -201,18 +278,33 @@ class SAE(nn.Module):
         """Sparse codes ``[..., d_sae]`` of ``x [..., d_in]``."""
         return self._activate(self.pre_activations(x))
 
-    def decode(self, codes: torch.Tensor, *, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-        """``(codes W_dec + b_dec) / scale``: the reconstruction in the input's units."""
-        # W_dec and b_dec live in normalised units (s·x); dividing by s returns to the input's units.
+    def decode(self, codes: torch.Tensor, *, scale: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``(codes W_dec + b_dec) / scale`` ``[..., d_out]``, without the skip term (see `skip`).
+
+        Args:
+            codes: ``[..., d_sae]``.
+            scale: the scale to undo. None: a transcoder's fixed output scale (so the result is in the
+                output site's units); 1 for an SAE (normalised units; pass ``sae._scale(x)`` for the input's).
+        """
+        # W_dec and b_dec live in normalised units (s·x, or s_out·y); dividing by s returns to the model's units.
+        if scale is None:
+            scale = self.output_scale() if self.cfg.is_transcoder else 1.0
         return (codes @ self.W_dec + self.b_dec) / scale
 
+    def skip(self, x: torch.Tensor) -> torch.Tensor | float:
+        """A skip transcoder's linear term ``(s·x) W_skip^T / s_out`` in output units (0 without a skip)."""
+        if not self.cfg.skip_connection:
+            return 0.0
+        return (x.to(self.W_enc.dtype) * self._scale(x)) @ self.W_skip.T / self.output_scale()
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(reconstruction, codes)``."""
+        """``(reconstruction, codes)``; a transcoder's reconstruction is its prediction of the output site."""
         codes = self.encode(x)
-        return self.decode(codes, scale=self._scale(x)).to(x.dtype), codes
+        out = self.decode(codes, scale=self._out_scale(x)) + self.skip(x)
+        return out.to(x.dtype), codes
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """The reconstruction of ``x`` (same shape and dtype)."""
+        """The reconstruction of ``x`` (same dtype; same shape unless ``d_out != d_in``)."""
         return self.forward(x)[0]
 
     # ---- training ----------------------------------------------------------------------------
@@ -228,19 +320,32 @@ class SAE(nn.Module):
         instead of dense ``[n, d_sae]`` products."""
         return None
 
-    def loss(self, x: torch.Tensor, dead: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, dead: torch.Tensor | None = None,
+             target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training losses on a batch ``x [n, d_in]``.
 
         Args:
             x: the batch.
             dead: ``[d_sae]`` bool mask of latents counted as dead; feeds the AuxK loss.
+            target: a transcoder's target rows ``[n, d_out]`` (the output site); an SAE's target is ``x``.
 
         Returns:
             ``loss`` (total), ``mse`` (mean squared error per element, in normalised units),
             ``sparsity``, ``aux``, ``l0`` (mean active latents per row) and ``fired``
             (``[d_sae]`` bool: latents active on some row), all but ``loss`` detached.
+
+        Raises:
+            ValueError: a transcoder without ``target``, or a target of the wrong width.
         """
         xs = x.to(self.W_enc.dtype) * self._scale(x)
+        if target is None:
+            if self.cfg.is_transcoder:
+                raise ValueError(f"{self!r} is a transcoder: its loss needs target= (rows of {self.cfg.site_out or 'the output site'})")
+            ys = xs
+        else:
+            if target.shape[-1] != self.cfg.output_dim or target.shape[0] != x.shape[0]:
+                raise ValueError(f"target has shape {tuple(target.shape)}; {self!r} needs [{x.shape[0]}, {self.cfg.output_dim}]")
+            ys = target.to(self.W_enc.dtype) * self._out_scale(target)
         sparse = self._sparse_encode(xs)
         pre = None
         if sparse is not None:
@@ -261,9 +366,12 @@ class SAE(nn.Module):
             fired = active.any(0)
             l0 = active.sum(-1).float().mean()
             sparsity = self.sparsity_loss(pre, codes)
-        err = xs - recon
-        # Mean over rows and dimensions of the scaled input, so the MSE scale does not depend on d_in or the
-        # model's activation norm (with a normalisation on).
+        if self.cfg.skip_connection:
+            recon = recon + xs @ self.W_skip.T
+        err = ys - recon
+        # Mean over rows and dimensions of the scaled target, so the MSE scale does not depend on the width or
+        # the model's activation norm (with a normalisation on). A transcoder's error is against its target, so
+        # AuxK below revives dead latents on the target's residual.
         mse = err.pow(2).mean()
         aux = xs.new_zeros(())
         if dead is not None and self.cfg.aux_coefficient != 0 and bool(dead.any()):
@@ -281,7 +389,7 @@ class SAE(nn.Module):
         """AuxK (Gao et al. 2024): reconstruct the residual error from the top dead latents.
 
         Args:
-            err: the residual ``s·x - x̂`` (detached) ``[n, d_in]``.
+            err: the residual ``s·x - x̂`` (a transcoder's: ``s_out·y - ŷ``), detached, ``[n, d_out]``.
             pre: every latent's pre-activation ``[n, d_sae]``.
             dead: ``[d_sae]`` bool mask of dead latents.
 
@@ -297,7 +405,7 @@ class SAE(nn.Module):
         # Gao et al. 2024: the k_aux ~ d_in / 2 dead latents with the largest pre-activations try to model
         # the main reconstruction's residual; the residual is detached, so the gradient revives the dead
         # latents instead of changing the main reconstruction.
-        k_aux = min(self.cfg.aux_k or max(self.cfg.d_in // 2, 1), int(dead_idx.numel()))
+        k_aux = min(self.cfg.aux_k or max(self.cfg.output_dim // 2, 1), int(dead_idx.numel()))
         vals, idx = torch.relu(pre_dead).topk(k_aux, dim=-1, sorted=False)
         aux_recon = torch.nn.functional.embedding_bag(dead_idx[idx], self.W_dec, per_sample_weights=vals,
                                                       mode="sum")
@@ -349,14 +457,26 @@ class SAE(nn.Module):
     def d_sae(self) -> int:
         return self.cfg.d_sae
 
+    @property
+    def d_out(self) -> int:
+        """Width of the reconstruction (``d_in`` for an SAE)."""
+        return self.cfg.output_dim
+
+    @property
+    def is_transcoder(self) -> bool:
+        """True for a transcoder (see `SAEConfig.is_transcoder`)."""
+        return self.cfg.is_transcoder
+
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every stored tensor by name (the four standard ones plus the architecture's extras)."""
+        """Every stored tensor by name (the four standard ones, ``W_skip`` if any, and the architecture's extras)."""
         return {name: t.detach() for name, t in self.state_dict().items()}
 
     def __repr__(self) -> str:
         c = self.cfg
         extra = f", k={c.k}" if c.k is not None else ""
         where = f", site={c.site!r}" if c.site else ""
+        if c.is_transcoder:
+            where += f", d_out={c.output_dim}" + (f", site_out={c.site_out!r}" if c.site_out else "")
         return f"{type(self).__name__}(d_in={c.d_in}, d_sae={c.d_sae}{extra}{where})"
 
 

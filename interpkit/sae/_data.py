@@ -5,10 +5,15 @@ for the same ``(epoch, seed)``, so a resumed run replays exactly what an uninter
 Every source sets aside held-out rows (`ActivationSource.eval_rows`) that training never reads.
 
 - `ArraySource`: a numpy / torch matrix held in memory.
+- `~interpkit.sae._data_paired.PairedArraySource`: two row-aligned matrices ``(x, y)``, for a
+  transcoder (reads ``x``, reconstructs ``y``); its batches and held-out rows are ``(x, y)`` pairs.
 - `RecordsSource`: an activation-record JSONL (one row per record, feature ids as columns),
   optionally cut to ``max_records`` by seeded reservoir sampling (`reservoir_sample`).
 - `ModelSource`: activations of a model site over a list of texts, computed window by window with
-  `~interpkit.sources.stream_activations`, so only one window of activations is ever held.
+  `~interpkit.sources.stream_activations`, so only one window of activations is ever held. With
+  ``target_site`` it yields ``(x, y)`` pairs of two sites read in the same forward passes (a
+  transcoder's ``layer3.mlp_in`` -> ``layer3.mlp_out``); `ModelSource.with_sites` gives views of
+  other sites of the same passes (``read_sites``), sharing one activation cache.
 
 Example:
     >>> import numpy as np
@@ -45,7 +50,9 @@ class ActivationSource(Protocol):
     def batches(self, epoch: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
         """Training rows of one epoch, shuffled, as float32 ``[<=batch_size, d_in]`` tensors.
 
-        The same ``(epoch, batch_size, seed)`` gives the same batches.
+        The same ``(epoch, batch_size, seed)`` gives the same batches. A paired source (one with a
+        ``d_out`` attribute, for a transcoder) yields ``(x [b, d_in], y [b, d_out])`` pairs instead,
+        and its `eval_rows` is such a pair too.
         """
         ...
 
@@ -260,6 +267,10 @@ class ModelSource:
         model: an interpkit ``ModelWrapper``.
         texts: strings, or rows with a ``text`` attribute (`~interpkit.sources.PromptRow`).
         site: the site to read (a name the model resolves).
+        target_site: a second site read in the same passes; batches are then ``(site, target_site)``
+            pairs (a transcoder's input and output).
+        read_sites: further sites to read in the same passes and keep in the cache, for
+            `with_sites` views (e.g. every layer's ``mlp_in`` / ``mlp_out``).
         pooling: ``"tokens"`` (a row per token) or ``"mean"`` / ``"max"`` / ``"last"`` (a row per text).
         batch_size: texts per forward pass.
         max_length: token limit per text.
@@ -271,7 +282,8 @@ class ModelSource:
         cache_dir: folder for the cache shards (default: a temporary folder).
 
     Raises:
-        ValueError: no texts, a bad pooling, or fewer than two texts with ``eval_fraction > 0``.
+        ValueError: no texts, a bad pooling, fewer than two texts with ``eval_fraction > 0``, or a
+            ``target_site`` the model does not have (the message lists the valid sites).
     """
 
     def __init__(
@@ -280,6 +292,8 @@ class ModelSource:
         texts: Sequence[Any],
         site: str,
         *,
+        target_site: str | None = None,
+        read_sites: Sequence[str] = (),
         pooling: str = "tokens",
         batch_size: int = 8,
         max_length: int | None = 128,
@@ -299,6 +313,11 @@ class ModelSource:
             raise ValueError(f"window_texts must be >= 1, got {window_texts}")
         self.model = model
         self.site = model.resolve_site(site)
+        self.target_site = None if target_site is None else _resolve(model, target_site, "target_site")
+        wanted = [self.site, *([self.target_site] if self.target_site else []),
+                  *(_resolve(model, s, "read_sites") for s in read_sites)]
+        self._read: list[str] = list(dict.fromkeys(wanted))
+        """Every site each forward pass reads; cached rows hold their columns side by side, in this order."""
         self.pooling = pooling
         self.batch_size = batch_size
         self.max_length = max_length
@@ -309,46 +328,92 @@ class ModelSource:
         self.eval_texts = [t for i, t in enumerate(all_texts) if i in held]
         self.train_texts = [t for i, t in enumerate(all_texts) if i not in held]
         self.d_in = int(model.d_model)
+        if self.target_site is not None:
+            self.d_out = int(model.d_model)
+        self._width = self.d_in * len(self._read)
         self.n_rows: int | None = len(self.train_texts) if pooling != "tokens" else None
         if self.n_rows is not None and max_tokens is not None:
             self.n_rows = min(self.n_rows, max_tokens)
-        self._eval: torch.Tensor | None = None
+        self._shared: dict[str, Any] = {"eval": None, "tmp": None}
+        """State the `with_sites` views share: the held-out activations and the temporary cache folder."""
         self.epoch_rows: int | None = None
         """Training rows of the last epoch read to the end (known after one full pass)."""
         self.cache = bool(cache)
         self._cache_root = None if cache_dir is None else Path(cache_dir)
-        self._tmp: Any = None
         self._where: dict[int, tuple[Path, int, int]] = {}
         self.model_passes = 0
         """Texts run through the model so far (cached texts are not run again)."""
 
+    def with_sites(self, site: str, target_site: str | None = None) -> ModelSource:
+        """A view of this source over other sites of the same forward passes (and the same cache).
+
+        Args:
+            site: the view's input site; it and ``target_site`` must be among the sites read.
+            target_site: the view's target site (None: an SAE's rows).
+
+        Raises:
+            ValueError: a site this source does not read.
+        """
+        import copy
+
+        view = copy.copy(self)
+        view.site = _resolve(self.model, site, "site")
+        view.target_site = None if target_site is None else _resolve(self.model, target_site, "target_site")
+        for name in (view.site, view.target_site):
+            if name is not None and name not in self._read:
+                raise ValueError(f"{name!r} is not read by this source (it reads {', '.join(self._read)}); "
+                                 "pass it in read_sites=")
+        if view.target_site is not None:
+            view.d_out = self.d_in
+        elif hasattr(view, "d_out"):
+            del view.d_out
+        view.epoch_rows, view.model_passes = None, 0
+        return view
+
+    def _select(self, rows: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """This source's columns of cached rows: the site's, or ``(site, target_site)``."""
+        def cols(name: str) -> torch.Tensor:
+            j = self._read.index(name) * self.d_in
+            return rows[:, j : j + self.d_in]
+
+        if len(self._read) == 1:
+            return rows
+        return cols(self.site) if self.target_site is None else (cols(self.site), cols(self.target_site))
+
     def _stream(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of ``texts`` ordered by text then position, and each text's row count."""
+        """Rows of ``texts`` (every site read, side by side) ordered by text then position, and each
+        text's row count."""
         from interpkit.sources import stream_activations
 
-        res = stream_activations(self.model, texts, self.site, pooling=self.pooling, batch_size=self.batch_size,
+        res = stream_activations(self.model, texts, self._read, pooling=self.pooling, batch_size=self.batch_size,
                                  max_length=self.max_length, progress=False)
         self.model_passes += len(texts)
-        chunk = res[self.site, self.pooling].to_chunk(max_bytes=None)
-        keys = [chunk.example_idx] if chunk.token_index is None else [chunk.token_index, chunk.example_idx]
-        order = np.lexsort(keys)
-        counts = np.bincount(chunk.example_idx, minlength=len(texts))
-        return np.ascontiguousarray(chunk.values[order], dtype=np.float32), counts
+        parts, counts = [], None
+        for name in self._read:
+            chunk = res[name, self.pooling].to_chunk(max_bytes=None)
+            if chunk.values.shape[1] != self.d_in:
+                raise ValueError(f"{name} has width {chunk.values.shape[1]}; ModelSource reads sites of the "
+                                 f"model's width {self.d_in}")
+            keys = [chunk.example_idx] if chunk.token_index is None else [chunk.token_index, chunk.example_idx]
+            parts.append(chunk.values[np.lexsort(keys)])
+            counts = np.bincount(chunk.example_idx, minlength=len(texts)) if counts is None else counts
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return np.ascontiguousarray(values, dtype=np.float32), counts
 
     def _activations(self, texts: Sequence[str]) -> torch.Tensor:
         if not texts:
-            return torch.zeros(0, self.d_in)
+            return torch.zeros(0, self._width)
         return torch.from_numpy(self._stream(texts)[0])
 
     def _cache_folder(self) -> Path:
         if self._cache_root is not None:
             self._cache_root.mkdir(parents=True, exist_ok=True)
             return self._cache_root
-        if self._tmp is None:
+        if self._shared["tmp"] is None:
             import tempfile
 
-            self._tmp = tempfile.TemporaryDirectory(prefix="interpkit-sae-acts-")
-        return Path(self._tmp.name)
+            self._shared["tmp"] = tempfile.TemporaryDirectory(prefix="interpkit-sae-acts-")
+        return Path(self._shared["tmp"].name)
 
     def _window(self, idx: Sequence[int]) -> torch.Tensor:
         """Rows of the training texts ``idx`` (text order, then position).
@@ -382,7 +447,7 @@ class ModelSource:
                 opened[path] = np.load(path, mmap_mode="r")
             parts.append(np.asarray(opened[path][lo:hi]))
         if not parts:
-            return torch.zeros(0, self.d_in)
+            return torch.zeros(0, self._width)
         return torch.from_numpy(np.concatenate(parts))
 
     def _count_rows(self, texts: Sequence[str]) -> int:
@@ -395,16 +460,20 @@ class ModelSource:
         ids = tokenized_ids(self.model, texts, max_length=self.max_length)
         return sum(len(row) - (1 if row and bos is not None and row[0] == bos else 0) for row in ids)
 
-    def batches(self, epoch: int, batch_size: int, seed: int, *, start: int = 0) -> Iterator[torch.Tensor]:
+    def batches(self, epoch: int, batch_size: int, seed: int, *, start: int = 0) -> Iterator[Any]:
         """Shuffled training batches of one epoch (runs the model over every training text).
 
         ``start`` skips that many batches; windows that lie wholly inside the skipped rows are
-        only tokenised (to count their rows), not run.
+        only tokenised (to count their rows), not run. With a ``target_site`` each batch is an
+        ``(x, y)`` pair.
         """
+        return (self._select(b) for b in self._all_batches(epoch, batch_size, seed, start))
+
+    def _all_batches(self, epoch: int, batch_size: int, seed: int, start: int) -> Iterator[torch.Tensor]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         order = _rng(seed, 0x7E47, epoch).permutation(len(self.train_texts))
-        carry = torch.zeros(0, self.d_in)
+        carry = torch.zeros(0, self._width)
         budget = self.max_tokens
         n_rows, skip = 0, start * batch_size
         for w, lo in enumerate(range(0, len(order), self.window_texts)):
@@ -440,18 +509,28 @@ class ModelSource:
             yield carry
         self.epoch_rows = n_rows
 
-    def eval_rows(self) -> torch.Tensor:
-        """Activations of the held-out texts (computed once, then kept)."""
-        if self._eval is None:
-            self._eval = self._activations(self.eval_texts)
-        return self._eval
+    def eval_rows(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Activations of the held-out texts (computed once, then kept; ``(x, y)`` with a target site)."""
+        if self._shared["eval"] is None:
+            self._shared["eval"] = self._activations(self.eval_texts)
+        return self._select(self._shared["eval"])
 
     def describe(self) -> dict[str, Any]:
-        """Kind, model, site, pooling and text counts."""
-        return {"kind": "model", "model": getattr(self.model, "name", None), "site": self.site,
+        """Kind, model, site (and target site), pooling and text counts."""
+        extra = {} if self.target_site is None else {"target_site": self.target_site}
+        return {"kind": "model", "model": getattr(self.model, "name", None), "site": self.site, **extra,
                 "pooling": self.pooling, "d_in": self.d_in, "n_train_texts": len(self.train_texts),
                 "n_eval_texts": len(self.eval_texts), "max_length": self.max_length,
                 "max_tokens": self.max_tokens}
+
+
+def _resolve(model: Any, site: str, what: str) -> str:
+    from interpkit.models._sites import UnknownSiteError
+
+    try:
+        return model.resolve_site(site)
+    except UnknownSiteError as err:
+        raise UnknownSiteError(f"{what}={site!r}: {err}") from err
 
 
 def as_texts(texts: Any) -> list[Any]:

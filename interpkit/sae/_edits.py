@@ -3,7 +3,9 @@
 `latent_feature` is a `~interpkit.causal.CausalFeature` whose steering adds
 ``strength × W_dec[i]``; `clamp_latent` sets latent ``i`` to a value while keeping the SAE's
 error term (``x + (value - f_i(x)) W_dec[i]``), `splice` replaces the activation by its
-reconstruction; `sae_interventions` runs them with random controls into intervention records.
+reconstruction; `transcoder_splice` replaces a transcoder's output site (an MLP's output) by its
+prediction from the input site of the same pass; `sae_interventions` runs them with random
+controls into intervention records.
 
 Example:
     >>> from interpkit.sae import SAEConfig, make_sae
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
     from ._base import SAE
 
-__all__ = ["clamp_latent", "latent_feature", "sae_interventions", "splice"]
+__all__ = ["clamp_latent", "latent_feature", "sae_interventions", "splice", "transcoder_splice"]
 
 
 def _check_latent(sae: SAE, i: int) -> int:
@@ -45,7 +47,7 @@ def _write_direction(sae: SAE, i: int) -> torch.Tensor:
     """Latent ``i``'s write-out direction in the model's units: ``W_dec[i]`` divided by the fixed
     input scale of ``expected_average_only_in`` (per-input scales cannot be folded in)."""
     w = sae.W_dec[i].detach()
-    scale = _unit_scale(sae)
+    scale = sae.output_scale() if sae.is_transcoder else _unit_scale(sae)  # a transcoder writes in output units
     return w / scale if scale != 1.0 else w
 
 
@@ -68,6 +70,10 @@ def latent_feature(sae: SAE, i: int, *, feature_id: str | None = None, site: str
     from interpkit.causal import CausalFeature
 
     i = _check_latent(sae, i)
+    if site is None and sae.is_transcoder:  # a transcoder's latents write into its output site
+        from ._site import sae_site_out
+
+        site = sae_site_out(sae)
     site = _site(sae, site)
     fid = feature_id if feature_id is not None else f"{_default_prefix(sae)}{i}"
     return CausalFeature(feature_id=fid, site=site, direction=_write_direction(sae, i).float().cpu().numpy())
@@ -95,6 +101,54 @@ def splice(sae: SAE, site: str | None = None, *, positions: Sequence[int] | None
             return sae.reconstruct(x.to(sae.W_dec.device)).to(x.device)
 
     return Apply(site, fn, positions=positions, name="sae-splice")
+
+
+def transcoder_splice(sae: SAE, site: str | None = None, site_out: str | None = None, *,
+                      positions: Sequence[int] | None = None) -> tuple[Apply, Apply]:
+    """Two edits that replace a transcoder's output site by its prediction (``name="transcoder-splice"``).
+
+    The first edit keeps the input site's activation (unchanged) as the forward pass goes by; the
+    second replaces the output site's activation, at the same positions, by the transcoder's
+    output on it. Apply both together (``model.edits(*transcoder_splice(tc))``); the input site
+    must come before the output site in the forward pass (``mlp_in`` before ``mlp_out``).
+
+    Args:
+        sae: the transcoder.
+        site: the input site (default: from the config, see `~interpkit.sae.sae_site`).
+        site_out: the output site (default: ``cfg.site_out``).
+        positions: absolute positions to splice (None: all).
+
+    Raises:
+        ValueError: not a transcoder, or no known site; at run time, widths that do not match, or
+            the output site reached before the input site.
+    """
+    from interpkit.models import Apply
+
+    from ._site import sae_site_out
+
+    if not sae.is_transcoder:
+        raise ValueError(f"{sae!r} is not a transcoder; use splice()")
+    site = _site(sae, site)
+    site_out = site_out if site_out is not None else sae_site_out(sae)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        _check_width(sae, site, x)
+        seen["x"] = x
+        return x
+
+    def replace(y: torch.Tensor) -> torch.Tensor:
+        x = seen.pop("x", None)
+        if x is None:
+            raise ValueError(f"transcoder splice: {site_out} ran before {site}, so there is no input to read")
+        if y.shape[-1] != sae.d_out or x.shape[:-1] != y.shape[:-1]:
+            raise ValueError(f"{site_out} has shape {tuple(y.shape)}, but the transcoder writes d_out={sae.d_out} "
+                             f"for inputs of shape {tuple(x.shape)}")
+        with inference(sae):
+            return sae.reconstruct(x.to(sae.W_dec.device)).to(y.device, y.dtype)
+
+    return (Apply(site, keep, positions=positions, name="transcoder-read"),
+            Apply(site_out, replace, positions=positions, name="transcoder-splice"))
 
 
 def _check_width(sae: SAE, site: str, x: torch.Tensor) -> None:

@@ -37,7 +37,7 @@ from interpkit._io import atomic_dir
 
 from ._base import SAE, SAEConfig, make_sae, torch_dtype
 
-FORMATS = ("native", "saelens", "sparsify", "dictionary_learning")
+FORMATS = ("native", "saelens", "sparsify", "dictionary_learning", "circuit-tracer")
 """Layouts `load_sae` reads; `save_sae` writes the first two."""
 
 NATIVE_TAG = "interpkit.sae"
@@ -208,8 +208,14 @@ def _write_native(sae: SAE, folder: Path) -> None:
 # the older flat layout with hook_point/hook_point_layer/model_name at top level, activation_fn_str,
 # boolean normalize_activations).
 
-_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}
+_SAELENS_ARCH = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk",
+                 "transcoder": "relu", "skip_transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
 _SAELENS_NAME = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu"}
+_SAELENS_TRANSCODERS = {"transcoder", "skip_transcoder", "jumprelu_transcoder"}
+"""sae_lens/saes/transcoder.py: ReLU ``Transcoder``, ``SkipTranscoder`` (+ ``W_skip [d_out, d_in]``)
+and ``JumpReLUTranscoder``; their cfg adds ``d_out`` and never applies ``b_dec`` to the input.
+SAELens has no TopK transcoder, and no output hook field (interpkit keeps ``site_out`` /
+``hook_name_out`` in ``metadata.interpkit``)."""
 _SAELENS_VERSION = "6.0.0"
 """Written as metadata.sae_lens_version: SAELens treats a config without one as pre-6.0 and
 rebuilds its metadata from top-level keys, which would drop the nested model and hook names."""
@@ -238,11 +244,15 @@ def _saelens_config(path: Path, raw: Mapping[str, Any]) -> tuple[dict[str, Any],
     if norm not in ("none", "expected_average_only_in", "constant_norm_rescale"):
         raise SAEFormatError(path, f"config field 'normalize_activations': {norm!r} is not supported",
                              field="normalize_activations")
+    transcoder = arch_name in _SAELENS_TRANSCODERS
     fields: dict[str, Any] = {
         "architecture": _SAELENS_ARCH[arch_name], "d_in": d_in, "d_sae": d_sae, "dtype": dtype,
-        "apply_b_dec_to_input": _typed(path, raw, "apply_b_dec_to_input", "bool", default=True),
+        "apply_b_dec_to_input": _typed(path, raw, "apply_b_dec_to_input", "bool", default=not transcoder),
         "normalize_activations": norm,
     }
+    if transcoder:
+        fields["d_out"] = _typed(path, raw, "d_out", "int")
+        fields["skip_connection"] = arch_name == "skip_transcoder"
     if fields["architecture"] in ("topk", "batchtopk"):
         k = raw.get("k", (raw.get("activation_fn_kwargs") or {}).get("k"))
         if isinstance(k, float) and k.is_integer():  # SAELens batchtopk allows a float k
@@ -292,7 +302,7 @@ def _read_saelens(folder: Path) -> SAE:
 
 def _fold_decoder_norm(path: Path, tensors: dict[str, torch.Tensor], cfg: SAEConfig) -> dict[str, torch.Tensor]:
     """``rescale_acts_by_decoder_norm`` (sae_lens/saes/topk_sae.py) folded into unit decoder rows."""
-    if "W_dec" not in tensors or _shape(tensors["W_dec"]) != [cfg.d_sae, cfg.d_in]:
+    if "W_dec" not in tensors or _shape(tensors["W_dec"]) != [cfg.d_sae, cfg.output_dim]:
         return tensors  # _build reports the bad tensor
     norms = tensors["W_dec"].norm(dim=-1)
     if torch.allclose(norms, torch.ones_like(norms), rtol=0, atol=1e-6):
@@ -311,8 +321,8 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-_BLOCK_SKIP = ("d_in", "d_sae", "dtype", "apply_b_dec_to_input", "normalize_activations", "k", "model",
-               "hook_name", "layer", "metadata")
+_BLOCK_SKIP = ("d_in", "d_sae", "d_out", "skip_connection", "dtype", "apply_b_dec_to_input",
+               "normalize_activations", "k", "model", "hook_name", "layer", "metadata")
 
 
 def _interpkit_block(cfg: SAEConfig, folded: bool) -> dict[str, Any]:
@@ -328,6 +338,9 @@ def _interpkit_block(cfg: SAEConfig, folded: bool) -> dict[str, Any]:
     if folded:
         block.pop("norm_scaling_factor", None)
         block["folded_norm_scaling_factor"] = cfg.norm_scaling_factor
+        if cfg.is_transcoder:
+            block.pop("norm_scaling_factor_out", None)
+            block["folded_norm_scaling_factor_out"] = cfg.norm_scaling_factor_out
     meta = {k: v for k, v in cfg.metadata.items() if k != "saelens"}
     if meta:
         block["metadata"] = meta
@@ -337,19 +350,28 @@ def _interpkit_block(cfg: SAEConfig, folded: bool) -> dict[str, Any]:
 def _saelens_cfg_for(sae: SAE) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The SAELens cfg.json and state dict of ``sae`` (the source cfg kept verbatim where it still fits)."""
     cfg = sae.cfg
+    if cfg.is_transcoder and cfg.architecture not in ("relu", "jumprelu"):
+        raise ValueError(f"cannot write {sae!r} as SAELens: SAELens's transcoders (transcoder, skip_transcoder, "
+                         f"jumprelu_transcoder) are ReLU or JumpReLU, not {cfg.architecture!r}; save it as native")
     tensors = dict(sae.tensors())
     norm = cfg.normalize_activations
     folded = norm == "expected_average_only_in" and cfg.norm_scaling_factor is not None
     if folded:
         # SAELens files carry the scale folded in (SAE.fold_activation_norm_scaling_factor) and "none"
         scale = float(cfg.norm_scaling_factor)
+        out_scale = sae.output_scale() if cfg.is_transcoder else scale
         tensors["W_enc"] = tensors["W_enc"] * scale
-        tensors["W_dec"] = tensors["W_dec"] / scale
-        tensors["b_dec"] = tensors["b_dec"] / scale
+        tensors["W_dec"] = tensors["W_dec"] / out_scale
+        tensors["b_dec"] = tensors["b_dec"] / out_scale
+        if cfg.skip_connection:
+            tensors["W_skip"] = tensors["W_skip"] * (scale / out_scale)
         norm = "none"
     saved = cfg.metadata.get("saelens")
     source = saved.get("cfg") if isinstance(saved, dict) and isinstance(saved.get("cfg"), dict) else None
     arch_name = _SAELENS_NAME.get(cfg.architecture, "")
+    if cfg.is_transcoder:
+        arch_name = ("jumprelu_transcoder" if cfg.architecture == "jumprelu" else
+                     "skip_transcoder" if cfg.skip_connection else "transcoder")
     if cfg.architecture == "batchtopk":
         thr = tensors.pop("threshold")
         if source is not None and source.get("architecture") == "batchtopk":
@@ -376,6 +398,8 @@ def _saelens_cfg_for(sae: SAE) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
         out.update({k: v for k, v in wanted.items() if not _same(implied.get(k), v)})
         if torch_dtype(implied["dtype"]) != torch_dtype(cfg.dtype):
             out["dtype"] = cfg.dtype
+    if cfg.is_transcoder:
+        out["d_out"] = cfg.output_dim
     if arch_name in ("topk", "batchtopk") and not (implied.get("k") == cfg.k and ("k" in out or
                                                                                "activation_fn_kwargs" in out)):
         out["k"] = cfg.k
@@ -487,8 +511,9 @@ def load_sae(path: str | os.PathLike[str], *, format: str | None = None, device:
 
     Args:
         path: the SAE folder (or a file in it; a sparsify/dictionary_learning parent folder holding a
-            single hookpoint or trainer is accepted too).
-        format: one of `FORMATS`; None detects it.
+            single hookpoint or trainer is accepted too); for ``"circuit-tracer"`` one layer's
+            transcoder file (see `~interpkit.sae.load_transcoder_set` for a whole set).
+        format: one of `FORMATS`; None detects it (all but ``"circuit-tracer"``, which is never guessed).
         device: where to put the module.
         dtype: convert parameters to this dtype (and record it in the config); None keeps the stored one.
 
@@ -500,8 +525,13 @@ def load_sae(path: str | os.PathLike[str], *, format: str | None = None, device:
             (the message names the file and the tensor or field).
         FileNotFoundError: nothing at ``path``.
     """
-    fmt, folder = _resolve(path, format)
-    sae = _readers()[fmt](folder)
+    if format == "circuit-tracer":  # one file per layer, no folder layout to detect
+        from ._formats_foreign import read_circuit_tracer
+
+        sae = read_circuit_tracer(Path(path))
+    else:
+        fmt, folder = _resolve(path, format)
+        sae = _readers()[fmt](folder)
     if dtype is not None:
         name = _dtype_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype).removeprefix("torch.")
         sae.cfg = sae.cfg.replace(dtype=name)

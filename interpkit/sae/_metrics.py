@@ -7,6 +7,11 @@ clean model and with zero (and mean) ablation of the site:
 ``recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean)`` (1 = as good as the clean model, 0 = as
 bad as deleting the site). `format_metrics` prints either dict as a short table.
 
+A transcoder is measured against its target: `evaluate_sae` takes ``targets`` (the output
+site's rows), and `lm_loss_recovered` replaces the output site (``cfg.site_out``, e.g. the MLP's
+output) by the transcoder's prediction from the input site read in the same forward pass, and
+ablates the output site for the baselines.
+
 Example:
     >>> import torch
     >>> from interpkit.sae import SAEConfig, make_sae
@@ -32,12 +37,12 @@ if TYPE_CHECKING:
 __all__ = ["evaluate_sae", "format_metrics", "lm_loss_recovered"]
 
 
-def _as_rows(rows: Any, d_in: int) -> torch.Tensor:
+def _as_rows(rows: Any, d_in: int, what: str = "rows", width: str = "d_in") -> torch.Tensor:
     import torch
 
     t = torch.as_tensor(np.asarray(rows) if not isinstance(rows, torch.Tensor) else rows)
     if t.dim() != 2 or t.shape[1] != d_in:
-        raise ValueError(f"evaluate_sae needs rows of shape [n, {d_in}] (the SAE's d_in), got {tuple(t.shape)}")
+        raise ValueError(f"evaluate_sae needs {what} of shape [n, {d_in}] (the SAE's {width}), got {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError("evaluate_sae needs at least one row")
     return t
@@ -50,6 +55,7 @@ def evaluate_sae(
     dense_threshold: float = 0.1,
     batch_size: int = 4096,
     train_mean: Any = None,
+    targets: Any = None,
 ) -> dict[str, float]:
     """Reconstruction and sparsity metrics of ``sae`` on activation rows (e.g. a held-out split).
 
@@ -61,8 +67,11 @@ def evaluate_sae(
         rows: ``[n, d_in]`` activations (torch tensor or numpy array), in the model's units.
         dense_threshold: a latent is dense when it fires on more than this fraction of rows.
         batch_size: rows encoded at once.
-        train_mean: ``[d_in]`` mean of the training rows, for ``fvu_mean_baseline`` (None: the
-            mean of ``rows`` itself, which gives 1 up to rounding).
+        train_mean: ``[d_out]`` mean of the training targets (an SAE: rows), for
+            ``fvu_mean_baseline`` (None: the mean of the evaluated targets, which gives 1 up to rounding).
+        targets: a transcoder's ``[n, d_out]`` rows of its output site (row ``i`` the output for
+            row ``i``); the errors (``fvu``, ``mse``, ``cosine``) are against them. An SAE's target is
+            ``rows`` itself.
 
     Returns:
         ``fvu`` (``sum ||x - x̂||² / sum ||x - mean(x)||²``, i.e. 1 - explained variance), ``mse``
@@ -71,10 +80,11 @@ def evaluate_sae(
         ``dead_fraction`` (latents never non-zero on ``rows``), ``dense_fraction`` (latents
         non-zero on more than ``dense_threshold`` of rows), ``baseline_fvu_mean`` (1.0: the FVU of
         predicting the rows' mean, by definition), ``fvu_mean_baseline`` (the FVU of predicting
-        ``train_mean``, computed), ``n_rows``, ``d_in`` and ``d_sae``.
+        ``train_mean``, computed), ``n_rows``, ``d_in``, ``d_sae`` (and ``d_out`` for a transcoder).
 
     Raises:
-        ValueError: ``rows`` is not ``[n, d_in]`` or is empty.
+        ValueError: ``rows`` is not ``[n, d_in]`` or is empty; a transcoder without ``targets``,
+            ``targets`` given to an SAE, or targets not ``[n, d_out]``.
     """
     import torch
 
@@ -82,21 +92,29 @@ def evaluate_sae(
 
     x_all = _as_rows(rows, sae.d_in)
     n = int(x_all.shape[0])
+    if sae.is_transcoder and targets is None:
+        raise ValueError(f"{sae!r} is a transcoder: evaluate_sae needs targets= (rows of its output site)")
+    if targets is not None and not sae.is_transcoder:
+        raise ValueError(f"targets= is for a transcoder; {sae!r} reconstructs its own input")
+    d_out = sae.d_out
+    y_all = x_all if targets is None else _as_rows(targets, d_out, "targets", "d_out")
+    if y_all.shape[0] != n:
+        raise ValueError(f"evaluate_sae: {n} rows but {y_all.shape[0]} targets; they must be row-aligned")
     param = sae.W_enc
-    mean = torch.zeros(sae.d_in, dtype=torch.float64)
+    mean = torch.zeros(d_out, dtype=torch.float64)
     for start in range(0, n, batch_size):
-        mean += x_all[start : start + batch_size].to(torch.float64).sum(0)
+        mean += y_all[start : start + batch_size].to(torch.float64).sum(0)
     mean /= n
     ref = mean if train_mean is None else torch.as_tensor(np.asarray(train_mean), dtype=torch.float64).reshape(-1)
-    if ref.shape != (sae.d_in,):
-        raise ValueError(f"train_mean must have shape [{sae.d_in}], got {tuple(ref.shape)}")
+    if ref.shape != (d_out,):
+        raise ValueError(f"train_mean must have shape [{d_out}], got {tuple(ref.shape)}")
     sse = sst = s_ref = cos_sum = l0_sum = 0.0
     fired = torch.zeros(sae.d_sae, dtype=torch.float64)
     with torch.no_grad(), inference(sae):
         for start in range(0, n, batch_size):
             x = x_all[start : start + batch_size].to(device=param.device)
             recon, codes = sae(x)
-            x64, r64 = x.to("cpu", torch.float64), recon.to("cpu", torch.float64)
+            x64, r64 = y_all[start : start + batch_size].to("cpu", torch.float64), recon.to("cpu", torch.float64)
             sse += float((x64 - r64).pow(2).sum())
             sst += float((x64 - mean).pow(2).sum())
             s_ref += float((x64 - ref).pow(2).sum())
@@ -107,9 +125,9 @@ def evaluate_sae(
             l0_sum += float(active.sum())
             fired += active.sum(0).to(torch.float64)
     freq = fired / n
-    return {
+    out = {
         "fvu": sse / sst if sst > 0 else math.nan,
-        "mse": sse / (n * sae.d_in),
+        "mse": sse / (n * d_out),
         "cosine": cos_sum / n,
         "l0": l0_sum / n,
         "dead_fraction": float((fired == 0).to(torch.float64).mean()),
@@ -120,6 +138,9 @@ def evaluate_sae(
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
     }
+    if sae.is_transcoder:
+        out["d_out"] = d_out
+    return out
 
 
 def _texts(texts: Iterable[Any]) -> list[str]:
@@ -176,11 +197,16 @@ def lm_loss_recovered(
     prediction included: it is the same in every run, so it moves the losses but not
     ``recovered``). The SAE runs in eval mode.
 
+    A transcoder is spliced at its output site: the output site's activation is replaced by the
+    transcoder's prediction from the input site of the same forward pass (`transcoder_splice`), and
+    the zero and mean ablations are of the output site.
+
     Args:
         sae: the SAE (its ``d_in`` must equal the site's width).
         model: an interpkit ``ModelWrapper``.
         texts: strings or rows with a ``text`` attribute.
-        site: the site the SAE reads (default: from the SAE's config, see ``sae_site``).
+        site: the site the SAE reads (default: from the SAE's config, see ``sae_site``); a
+            transcoder's output site comes from ``cfg.site_out``.
         batch_size: texts per forward pass.
         max_length: truncation length in tokens (BOS included).
         splice_bos: also splice (and ablate) the BOS position.
@@ -199,13 +225,15 @@ def lm_loss_recovered(
 
     from interpkit.models import Ablate
 
-    from ._edits import splice
+    from ._edits import splice, transcoder_splice
     from ._features import _site
+    from ._site import sae_site_out
 
     texts = _texts(texts)
     if not texts:
         raise ValueError("lm_loss_recovered needs at least one text")
     site = _site(sae, site, model)
+    edited = sae_site_out(sae, model) if sae.is_transcoder else site  # where the splice and ablations act
     bos_id = getattr(model.tokenizer, "bos_token_id", None)
 
     def batches():
@@ -218,10 +246,10 @@ def lm_loss_recovered(
 
     mean = None
     if mean_ablation:
-        total, count = torch.zeros(sae.d_in, dtype=torch.float64), 0
+        total, count = torch.zeros(sae.d_out, dtype=torch.float64), 0
         with torch.no_grad():
             for batch, positions in batches():
-                acts = model.capture(batch, site)[site]
+                acts = model.capture(batch, edited)[edited]
                 mask = batch.attention_mask.bool().to(acts.device).clone()
                 mask[:, : positions[0] if positions else mask.shape[1]] = False
                 total += acts[mask].to("cpu", torch.float64).sum(0)
@@ -238,12 +266,13 @@ def lm_loss_recovered(
             ce, n = _ce_sums(clean, ids, mask)
             sums["clean"] += ce
             n_tokens += n
-            runs = {"sae": splice(sae, site, positions=positions),
-                    "zero": Ablate(site, mode="zero", positions=positions)}
+            spliced = (transcoder_splice(sae, site, edited, positions=positions) if sae.is_transcoder
+                       else (splice(sae, site, positions=positions),))
+            runs = {"sae": spliced, "zero": (Ablate(edited, mode="zero", positions=positions),)}
             if mean is not None:
-                runs["mean"] = Ablate(site, mode="mean", mean=mean, positions=positions)
-            for name, edit in runs.items():
-                with model.edits(edit):
+                runs["mean"] = (Ablate(edited, mode="mean", mean=mean, positions=positions),)
+            for name, edits in runs.items():
+                with model.edits(*edits):
                     logits = model.forward(batch)
                 sums[name] += _ce_sums(logits, ids, mask)[0]
                 if name in kls:

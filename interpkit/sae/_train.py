@@ -10,6 +10,10 @@
 - decoder gradients lose their component along each row before the step, and
   `SAE.after_step` renormalises the rows after it;
 - checkpoints (`~interpkit.sae._checkpoint`) let a killed run resume bit-exactly;
+- a transcoder (``target_site=``, or paired ``(x, y)`` arrays) reads one site and reconstructs
+  another: both sites come from the same forward passes, each gets its own fixed scale
+  (``norm_scaling_factor`` / ``norm_scaling_factor_out``), ``b_dec`` starts at the mean scaled
+  target, and the loss (AuxK included) is against the target;
 - under ``torchrun`` (or an initialised process group) the module is wrapped in
   ``DistributedDataParallel``, each rank takes every ``world_size``-th batch, rank 0 writes.
 
@@ -41,6 +45,7 @@ import torch
 
 from ._base import ARCHITECTURES, SAE
 from ._data import ActivationSource, ArraySource, ModelSource, RecordsSource, as_texts
+from ._data_paired import PairedArraySource
 from ._train_loop import init_world, train_device, train_torch
 from ._train_settings import METHODS, PRESETS, Preset, resolve_settings, sae_config
 
@@ -74,11 +79,22 @@ def _is_model(obj: Any) -> bool:
     return isinstance(obj, ModelWrapper)
 
 
+def _is_pair(source: Any) -> bool:
+    return isinstance(source, tuple | list) and len(source) == 2 and all(
+        isinstance(a, torch.Tensor) or hasattr(a, "__array__") for a in source)
+
+
 def _make_source(
     source: Any, *, texts: Any, site: str | None, layer: int | None, pooling: str, max_records: int | None,
     eval_fraction: float, seed: int, model_batch_size: int, max_length: int | None, max_tokens: int | None,
+    target_site: str | None = None,
 ) -> tuple[ActivationSource, Any]:
     """The activation source and, for a model source, the model."""
+    is_model = isinstance(source, str) and not str(source).endswith(_RECORD_SUFFIXES) or _is_model(source)
+    if target_site is not None and not is_model:
+        raise ValueError("target_site= is for a model source (texts= and site=); for arrays pass the pair (x, y)")
+    if _is_pair(source):
+        return PairedArraySource(source[0], source[1], eval_fraction=eval_fraction, seed=seed), None
     if isinstance(source, ActivationSource) and not isinstance(source, str | os.PathLike):
         return source, getattr(source, "model", None) if isinstance(source, ModelSource) else None
     if isinstance(source, str | os.PathLike) and str(source).endswith(_RECORD_SUFFIXES):
@@ -98,13 +114,15 @@ def _make_source(
 
             source = load_model(source)
         site = site if site is not None else f"layer{int(layer)}.resid_post"
-        src = ModelSource(source, as_texts(texts), site, pooling=pooling, batch_size=model_batch_size,
+        src = ModelSource(source, as_texts(texts), site, target_site=target_site, pooling=pooling,
+                          batch_size=model_batch_size,
                           max_length=max_length, eval_fraction=eval_fraction, seed=seed, max_tokens=max_tokens)
         return src, source
     if isinstance(source, torch.Tensor) or hasattr(source, "__array__"):
         return ArraySource(source, eval_fraction=eval_fraction, seed=seed), None
     raise TypeError(f"cannot train from {type(source).__name__}: pass an ActivationSource, an [n, d] array, "
-                    "an activation-record .jsonl path, or a model (ModelWrapper or name) with texts=")
+                    "a pair (x, y) of row-aligned arrays (a transcoder), an activation-record .jsonl path, "
+                    "or a model (ModelWrapper or name) with texts=")
 
 
 def train_sae(
@@ -113,6 +131,7 @@ def train_sae(
     texts: Any = None,
     site: str | None = None,
     layer: int | None = None,
+    target_site: str | None = None,
     architecture: str = "topk",
     preset: str | None = None,
     latent_dim: int | None = None,
@@ -144,12 +163,16 @@ def train_sae(
     """Train a sparse autoencoder.
 
     Args:
-        source: an `ActivationSource`; an ``[n, d]`` array or tensor; an activation-record
-            ``.jsonl`` / ``.jsonl.gz`` path; or a model (``ModelWrapper`` or a name `load_model`
-            understands) together with ``texts`` and ``site`` / ``layer``.
+        source: an `ActivationSource`; an ``[n, d]`` array or tensor; a pair ``(x, y)`` of
+            row-aligned arrays (a transcoder from ``x [n, d_in]`` to ``y [n, d_out]``); an
+            activation-record ``.jsonl`` / ``.jsonl.gz`` path; or a model (``ModelWrapper`` or a
+            name `load_model` understands) together with ``texts`` and ``site`` / ``layer``.
         texts: for a model: texts, `PromptRow` s, or a prompt-dataset ``.jsonl`` path.
         site: for a model: the site read (``"layer6.resid_post"``); also recorded in the SAE's config.
         layer: for a model without ``site``: reads ``layer{layer}.resid_post``.
+        target_site: for a model: train a transcoder that reads ``site`` and reconstructs this
+            site (``site="layer3.mlp_in", target_site="layer3.mlp_out"``), both read in the same
+            forward passes.
         architecture: ``topk``, ``batchtopk``, ``relu`` or ``jumprelu`` (``method="torch"``).
         preset: ``"minimal"``, ``"production"`` or None (the production values); see `PRESETS`.
         latent_dim: number of latents (exclusive with ``expansion_factor``).
@@ -187,7 +210,9 @@ def train_sae(
 
     Raises:
         ValueError: an unknown preset, architecture or method; both ``latent_dim`` and
-            ``expansion_factor``; a model without ``texts`` or ``site``; a checkpoint made with
+            ``expansion_factor``; a model without ``texts`` or ``site``; a ``site`` /
+            ``target_site`` the model lacks (`~interpkit.models.UnknownSiteError`); ``target_site``
+            without a model, or a transcoder with ``method="sklearn"``; a checkpoint made with
             other settings.
         TypeError: a source of an unsupported type.
     """
@@ -207,13 +232,19 @@ def train_sae(
     pool = pooling or PRESETS[preset or "production"].pooling
     src, model = _make_source(source, texts=texts, site=site, layer=layer, pooling=pool, max_records=max_records,
                               eval_fraction=eval_fraction, seed=seed, model_batch_size=model_batch_size,
-                              max_length=max_length, max_tokens=max_tokens)
+                              max_length=max_length, max_tokens=max_tokens, target_site=target_site)
+    transcoder = getattr(src, "d_out", None) is not None
+    if transcoder and method == "sklearn":
+        raise ValueError("method='sklearn' trains an SAE on one site; a transcoder needs method='torch'")
     settings = resolve_settings(src, preset=preset, architecture="relu" if method == "sklearn" else architecture,
                                 latent_dim=latent_dim, expansion_factor=expansion_factor, k=k,
                                 sparsity_coefficient=sparsity_coefficient, epochs=epochs, batch_size=batch_size,
                                 lr=lr, seed=seed, method=method, dead_steps=dead_steps)
     if isinstance(src, ModelSource):
         settings["pooling"] = src.pooling
+    if transcoder:  # part of the resume key: a checkpoint of another pair of sites is not resumed
+        settings.update(d_out=int(src.d_out), site=getattr(src, "site", None),
+                        target_site=getattr(src, "target_site", None))
     info = src.describe()
     base_cfg = sae_config(settings, src, site=site, layer=layer, model=model)
     if config_overrides:
@@ -262,14 +293,17 @@ def train_sae(
 
 def _metrics(sae: SAE, src: ActivationSource, model: Any, run: dict[str, Any], *, model_batch_size: int,
              max_length: int | None) -> dict[str, Any]:
-    rows = src.eval_rows()
+    rows, targets = src.eval_rows(), None
+    if isinstance(rows, tuple):
+        rows, targets = rows
     if rows.shape[0]:
         try:
             from ._metrics import evaluate_sae
         except ImportError:  # the metrics module is optional for training itself
             evaluate_sae = _evaluate_fallback
+        kwargs = {} if targets is None else {"targets": targets}
         with torch.no_grad():
-            metrics: dict[str, Any] = dict(evaluate_sae(sae, rows.to(sae.W_dec.device)))
+            metrics: dict[str, Any] = dict(evaluate_sae(sae, rows.to(sae.W_dec.device), **kwargs))
     else:
         metrics = {}
     rows_run, seconds = run.get("rows_run", run.get("rows", 0)), run.get("seconds", 0.0)
@@ -291,8 +325,8 @@ def _metrics(sae: SAE, src: ActivationSource, model: Any, run: dict[str, Any], *
     return metrics
 
 
-def _evaluate_fallback(sae: SAE, rows: torch.Tensor) -> dict[str, float]:
-    x = rows.double()
+def _evaluate_fallback(sae: SAE, rows: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, float]:
+    x = rows.double() if targets is None else targets.double()
     recon, codes = sae(rows)
     err = (x - recon.double()).pow(2).sum()
     var = (x - x.mean(0)).pow(2).sum().clamp_min(1e-30)

@@ -32,8 +32,16 @@ class _LossModule(nn.Module):
         super().__init__()
         self.sae = sae
 
-    def forward(self, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return self.sae.loss(x, dead=dead)
+    def forward(self, x: torch.Tensor, dead: torch.Tensor | None,
+                target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.sae.loss(x, dead=dead, target=target)
+
+
+def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x, y)`` of a paired (transcoder) batch, ``(x, None)`` of a plain one."""
+    if isinstance(batch, tuple | list):
+        return batch[0], batch[1]
+    return batch, None
 
 
 def init_world() -> tuple[int, int, bool]:
@@ -67,22 +75,41 @@ def _batches(source: ActivationSource, epoch: int, batch_size: int, seed: int, s
     return itertools.islice(source.batches(epoch, batch_size, seed), skip, None)
 
 
+def _factor(rows: torch.Tensor) -> float:
+    """The fixed scale that gives ``rows`` a mean norm of ``sqrt(width)``."""
+    mean_norm = float(rows.norm(dim=-1).mean())
+    return math.sqrt(rows.shape[-1]) / mean_norm if mean_norm > 0 else 1.0
+
+
 def _init_from_data(sae: SAE, source: ActivationSource, batch_size: int, seed: int) -> None:
-    """Fix the input scale and start ``b_dec`` at the mean of the first training batches."""
-    rows, n = [], 0
+    """Fix the input scale and start ``b_dec`` at the mean of the first training batches (a
+    transcoder: the output scale too, and ``b_dec`` at the mean scaled target)."""
+    xs, ys, n = [], [], 0
     for batch in source.batches(0, batch_size, seed):
-        rows.append(batch)
-        n += batch.shape[0]
+        x, y = _pair(batch)
+        xs.append(x)
+        if y is not None:
+            ys.append(y)
+        n += x.shape[0]
         if n >= _INIT_ROWS:
             break
     if not n:
         raise ValueError("the source yielded no training rows")
-    x = torch.cat(rows).double()
-    mean_norm = float(x.norm(dim=-1).mean())
-    factor = math.sqrt(sae.cfg.d_in) / mean_norm if mean_norm > 0 else 1.0
-    sae.cfg = sae.cfg.replace(normalize_activations="expected_average_only_in", norm_scaling_factor=factor)
+    x = torch.cat(xs).double()
+    factor = _factor(x)
+    if sae.cfg.is_transcoder:
+        if not ys:
+            raise ValueError(f"{sae!r} is a transcoder, but the source yields no (x, y) pairs")
+        y = torch.cat(ys).double()
+        factor_out = _factor(y)
+        sae.cfg = sae.cfg.replace(normalize_activations="expected_average_only_in", norm_scaling_factor=factor,
+                                  norm_scaling_factor_out=factor_out)
+        start = (y * factor_out).mean(0)
+    else:
+        sae.cfg = sae.cfg.replace(normalize_activations="expected_average_only_in", norm_scaling_factor=factor)
+        start = (x * factor).mean(0)
     with torch.no_grad():
-        sae.b_dec.copy_((x * factor).mean(0).to(sae.b_dec.dtype))
+        sae.b_dec.copy_(start.to(sae.b_dec.dtype))
 
 
 def train_torch(
@@ -142,8 +169,10 @@ def train_torch(
                 if len(group) < world:  # ranks must take the same number of steps
                     break
                 consumed += world
-                x = group[rank].to(dev, non_blocking=True)
-                out_d = net(x, since >= dead_steps)
+                x, y = _pair(group[rank])
+                x = x.to(dev, non_blocking=True)
+                y = None if y is None else y.to(dev, non_blocking=True)
+                out_d = net(x, since >= dead_steps, y)
                 out_d["loss"].backward()
                 sae.remove_parallel_decoder_grad()
                 opt.step()
@@ -159,7 +188,7 @@ def train_torch(
                 since += 1
                 since.masked_fill_(fired, 0)
                 step += 1
-                n_rows = sum(int(b.shape[0]) for b in group)
+                n_rows = sum(int(_pair(b)[0].shape[0]) for b in group)
                 rows += n_rows
                 rows_run += n_rows
                 if bar is not None:

@@ -113,7 +113,9 @@ def sae_config(settings: dict[str, Any], src: ActivationSource, *, site: str | N
     metadata: dict[str, Any] = {"trainer": "interpkit", "train_settings": dict(settings)}
     if isinstance(src, RecordsSource):
         metadata["input_feature_ids"] = list(src.feature_ids)
-    extra = _JUMPRELU_DEFAULTS if settings["architecture"] == "jumprelu" else {}
+    extra: dict[str, Any] = dict(_JUMPRELU_DEFAULTS) if settings["architecture"] == "jumprelu" else {}
+    if settings.get("d_out") is not None:  # a transcoder: b_dec is in output space
+        extra.update(d_out=settings["d_out"], site_out=settings.get("target_site"), apply_b_dec_to_input=False)
     return SAEConfig(
         **extra, architecture=settings["architecture"], d_in=settings["d_in"], d_sae=settings["d_sae"], k=settings["k"],
         sparsity_coefficient=settings["sparsity_coefficient"], model=model_name if isinstance(model_name, str) else None,

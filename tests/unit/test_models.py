@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,12 +96,48 @@ def test_load_model_rejects_bad_combinations():
 # ---- same activations on both backends ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", ["nnsight", "transformer_lens"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_mlp_in_is_the_mlp_modules_input(backend, arch):
+    """layer0.mlp_in is what block 0's MLP reads: after the pre-MLP norm, its weight included
+    (the norm's weight is made non-trivial, so a pre-weight hook such as ln2.hook_normalized would differ)."""
+    import torch
+
+    from interpkit.models import site_from_hook_name
+    from interpkit.sources import stream_activations
+
+    model = T.tiny_model(backend, arch)
+    blocks = model.hf_model.transformer.h if arch == "gpt2" else model.hf_model.model.layers
+    norm = blocks[0].ln_2 if arch == "gpt2" else blocks[0].post_attention_layernorm
+    with torch.no_grad():
+        norm.weight.mul_(torch.linspace(0.5, 2.0, norm.weight.numel()))
+    seen = []
+    handle = blocks[0].mlp.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    try:
+        res = stream_activations(model, PROMPTS, "layer0.mlp_in", pooling="tokens", exclude_positions=(), sort_by_length=False,
+                                 batch_size=len(PROMPTS), progress=False)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    batch = model.tokenize(PROMPTS)
+    mask = batch.attention_mask.bool()
+    expected = seen[0][mask.to(seen[0].device)].cpu().numpy()
+    chunk = res["layer0.mlp_in", "tokens"].to_chunk(max_bytes=None)
+    order = np.lexsort([chunk.token_index, chunk.example_idx])
+    np.testing.assert_allclose(chunk.values[order], expected, atol=1e-5)
+    assert site_from_hook_name("blocks.0.mlp.hook_in") == "layer0.mlp_in"
+    if backend == "transformer_lens":  # the pre-norm and the pre-weight hooks are other tensors
+        raw = model.capture(batch, ["blocks.0.ln2.hook_normalized", "blocks.0.hook_resid_mid"])
+        for name, value in raw.items():
+            assert (value.cpu() - seen[0].cpu()).abs().max() > 0.1, name
+
+
 @pytest.mark.parametrize("pair_name", ["gpt2_pair", "llama_pair"])
 def test_backends_give_the_same_activations(pair_name, request):
     pair = request.getfixturevalue(pair_name)
     tl, nn = pair["transformer_lens"], pair["nnsight"]
     assert tl.sites() == nn.sites()
-    assert len(tl.sites()) == 8
+    assert len(tl.sites()) == 10  # 2 layers x resid_pre, attn_out, mlp_in, mlp_out, resid_post
     batch = tl.tokenize(PROMPTS)
     a_tl = tl.capture(batch, "layer*.*")
     a_nn = nn.capture(batch, "layer*.*")
@@ -148,7 +185,7 @@ def test_unknown_site_lists_the_valid_ones(model, batch):
 
 def test_patterns_expand_in_forward_order(model):
     assert model.resolve_sites("layer*.resid_post") == ["layer0.resid_post", "layer1.resid_post"]
-    assert model.resolve_sites(["layer1.*"]) == [f"layer1.{k}" for k in ("resid_pre", "attn_out", "mlp_out", "resid_post")]
+    assert model.resolve_sites(["layer1.*"]) == [f"layer1.{k}" for k in ("resid_pre", "attn_out", "mlp_in", "mlp_out", "resid_post")]
 
 
 @pytest.mark.parametrize(

@@ -314,7 +314,7 @@ def test_detect_each_and_unknown(tmp_path):
         detect_format(tmp_path / "junk")
     with pytest.raises(SAEFormatError, match="looks like 'saelens'"):
         load_sae(tmp_path / "s" / "m", format="dictionary_learning")
-    assert set(FORMATS) == {"native", "saelens", "sparsify", "dictionary_learning"}
+    assert set(FORMATS) == {"native", "saelens", "sparsify", "dictionary_learning", "circuit-tracer"}
 
 
 def test_save_replaces_atomically_and_keeps_other_files(tmp_path, monkeypatch):
