@@ -21,6 +21,8 @@ _LAZY = {
     "compute_influence": "._graph",
     "dictionary_parts": "._attribute",
     "normalize_rows": "._graph",
+    "PlantedCircuit": "._planted",
+    "planted_circuit": "._planted",
 }
 
 __all__ = sorted(_LAZY)

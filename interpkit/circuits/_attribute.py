@@ -34,35 +34,39 @@ __all__ = ["DictionaryParts", "attribute", "dictionary_parts"]
 
 
 class DictionaryParts:
-    """A transcoder's affine pieces in the model's units (input: the MLP input; output: the MLP output).
+    """A transcoder's affine pieces in the model's units (input: what it reads; output: the MLP output).
 
     Attributes:
         sae: the dictionary.
         layer: its layer.
+        reads: ``"mlp_in"`` (the MLP's input, after the norm: interpkit's ``layer{L}.mlp_in``) or
+            ``"resid_mid"`` (the residual stream before the norm: circuit-tracer's ``hook_resid_mid``).
         read: ``[d_in, d_sae]``: ``pre = x @ read + offset``.
         offset: ``[d_sae]``.
-        write: ``[d_sae, d_out]``: ``recon = codes @ write + bias``.
+        write: ``[d_sae, d_out]``: ``recon = codes @ write + bias (+ x @ skip)``.
         bias: ``[d_out]``.
+        skip: ``[d_in, d_out]`` of a skip transcoder, else None.
     """
 
-    def __init__(self, sae: Any, layer: int) -> None:
+    def __init__(self, sae: Any, layer: int, reads: str = "mlp_in") -> None:
         """See the class docstring."""
         cfg = sae.cfg
         if cfg.normalize_activations == "constant_norm_rescale":
             raise CircuitError(f"layer {layer}: a dictionary that rescales each input to a constant norm is not "
                                "affine in its input; attribution needs an affine encoder and decoder")
         s_in = float(sae._scale(sae.W_enc.new_zeros(1, cfg.d_in)))
-        s_out = getattr(cfg, "norm_scaling_factor_out", None)
-        s_out = s_in if s_out is None else float(s_out)
-        self.sae, self.layer = sae, int(layer)
+        s_out = float(sae.output_scale()) if hasattr(sae, "output_scale") else s_in
+        self.sae, self.layer, self.reads = sae, int(layer), reads
         with torch.no_grad():
             self.read = (sae.W_enc * s_in).detach().float()
             self.offset = sae.encoder_bias().detach().float()
             self.write = (sae.W_dec / s_out).detach().float()
             self.bias = (sae.b_dec / s_out).detach().float()
+            w_skip = getattr(sae, "W_skip", None) if getattr(cfg, "skip_connection", False) else None
+            self.skip = None if w_skip is None else (w_skip.T * (s_in / s_out)).detach().float()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(codes, reconstruction)`` of MLP inputs ``x [n, d]`` (the dictionary's own encode)."""
+        """``(codes, reconstruction)`` of inputs ``x [n, d]`` (the dictionary's own encode; with the skip term)."""
         with torch.no_grad():
             recon, codes = self.sae(x.to(self.sae.W_enc.dtype))
         return codes.float(), recon.float()
@@ -70,10 +74,34 @@ class DictionaryParts:
     def check(self, x: torch.Tensor, codes: torch.Tensor, recon: torch.Tensor) -> None:
         """Raise `CircuitError` unless the affine pieces reproduce the dictionary's own reconstruction."""
         mine = codes @ self.write + self.bias
+        if self.skip is not None:
+            mine = mine + x @ self.skip
         gap = float((mine - recon).abs().max()) if recon.numel() else 0.0
         if gap > 1e-3 * max(1.0, float(recon.abs().max())):
             raise CircuitError(f"layer {self.layer}: the dictionary's decoder is not affine in its codes "
                                f"(gap {gap:.3g}); attribution cannot use it")
+
+
+def _reads(sae: Any, layer: int) -> str:
+    """What a transcoder reads: ``mlp_in`` or ``resid_mid`` (refusing residual-stream SAEs and unknown hooks)."""
+    from interpkit.models import parse_site
+
+    cfg = sae.cfg
+    site, hook = cfg.site or "", cfg.hook_name or ""
+    if site:
+        parsed = parse_site(site)
+        if parsed is None or parsed[1] != "mlp_in":
+            raise CircuitError(f"layer {layer}: {sae!r} reads {site}; attribution graphs take transcoders that "
+                               f"read layer{layer}.mlp_in (or hook_resid_mid) and write layer{layer}.mlp_out")
+        return "mlp_in"
+    if hook.endswith(("hook_resid_mid", "hook_mlp_in")):  # TL's hook_mlp_in is the norm's input
+        return "resid_mid"
+    if hook.endswith(("mlp.hook_in", "ln2.hook_out")):
+        return "mlp_in"
+    if not hook and not site and getattr(cfg, "site_out", None):
+        return "mlp_in"
+    raise CircuitError(f"layer {layer}: {sae!r} does not say it reads the MLP input (site {cfg.site!r}, hook "
+                       f"{cfg.hook_name!r}); attribution graphs need layer{layer}.mlp_in or hook_resid_mid")
 
 
 def _layer_of(sae: Any) -> int | None:
@@ -110,15 +138,12 @@ def dictionary_parts(transcoders: Any, rm: ReplacementModel) -> dict[int, Dictio
             raise CircuitError(f"two dictionaries for layer {layer}")
         if not 0 <= layer < rm.n_layers:
             raise CircuitError(f"dictionary for layer {layer}: the model has layers 0..{rm.n_layers - 1}")
-        site = sae.cfg.site or ""
-        if site.endswith(("resid_post", "resid_pre", "attn_out", "mlp_out")):
-            raise CircuitError(f"layer {layer}: {sae!r} reads {site}; attribution graphs take transcoders that "
-                               f"read layer{layer}.mlp_in and write layer{layer}.mlp_out")
+        reads = _reads(sae, layer)
         d_out = getattr(sae.cfg, "d_out", None) or sae.cfg.d_in
         if sae.cfg.d_in != rm.d_model or d_out != rm.d_model:
             raise CircuitError(f"layer {layer}: dictionary widths {sae.cfg.d_in} → {d_out}, the model's "
                                f"residual stream is {rm.d_model}")
-        out[layer] = DictionaryParts(sae, layer)
+        out[layer] = DictionaryParts(sae, layer, reads)
     return dict(sorted(out.items()))
 
 
@@ -143,9 +168,12 @@ class _Sources:
                 self.errors.append(out)
                 continue
             p = parts[layer]
-            x = cp.mlp_in[layer].detach().float()
+            x = getattr(cp, p.reads)[layer].detach().float()
             codes, recon = p.encode(x)
             p.check(x, codes, recon)
+            if p.skip is not None:  # the skip term stays in the linear graph; the leaf (out) holds the rest
+                skip = x @ p.skip
+                recon = recon - skip
             pos, lat = torch.nonzero(codes, as_tuple=True)
             acts = codes[pos, lat]
             m = int(pos.numel())
@@ -164,7 +192,8 @@ class _Sources:
             self.bias[layer] = p.bias
             err = out - recon
             self.errors.append(err)
-            denom = float(out.pow(2).sum()) or 1.0
+            full = cp.mlp_out[layer].detach().float() + (0 if p.skip is None else skip)
+            denom = float(full.pow(2).sum()) or 1.0
             self.recon_gap[layer] = float(err.pow(2).sum()) / denom
         self.n_features = start
         self.n_pos = n
@@ -207,7 +236,7 @@ def _reads_for(cp: CleanPass, reads: Sequence[tuple[tuple[str, int], int, torch.
     b = len(reads)
     for key in keys:
         name, layer = key
-        t = cp.final if name == "final" else (cp.mlp_in[layer] if name == "mlp_in" else cp.resid_post[layer])
+        t = cp.final if name == "final" else getattr(cp, name)[layer]
         g = torch.zeros((b, *t.shape), dtype=t.dtype, device=t.device)
         for i, (k, pos, vec) in enumerate(reads):
             if k == key:
@@ -306,7 +335,7 @@ def attribute(
     parts = dictionary_parts(transcoders, rm)
     if not parts:
         raise CircuitError("no transcoders given: attribution graphs need at least one layer's transcoder")
-    cp = rm.clean(prompt)
+    cp = rm.clean(prompt, skips={layer: (p.reads, p.skip) for layer, p in parts.items() if p.skip is not None})
     t_clean = time.perf_counter()
     targets, weights = resolve_targets(rm, target, cp.logits, position=position, demean=demean, top_k=top_k)
     src = _Sources(cp, parts, rm.n_layers)
@@ -332,7 +361,7 @@ def attribute(
             infl = _partial_influence(rows[:filled], row_src[:filled], n_t, w, src.n_sources)[: src.n_features]
             todo = todo[np.argsort(-infl[todo], kind="stable")]
         pick = todo[: min(bs, n_t + cap - filled)]
-        reads = [(("mlp_in", src.feat_layer[i]), src.feat_pos[i],
+        reads = [((parts[src.feat_layer[i]].reads, src.feat_layer[i]), src.feat_pos[i],
                   src.read_vec[src.feat_layer[i]][i - src.feat_slice[src.feat_layer[i]].start]) for i in pick]
         g, ge = _backward(cp, reads, state)
         rows[filled:filled + len(pick)] = src.rows(g, ge, len(pick))

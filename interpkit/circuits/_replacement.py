@@ -44,22 +44,26 @@ class CleanPass:
         embed: token embeddings ``[n, d]`` (a leaf of ``graph``).
         mlp_out: per layer, the MLP output ``[n, d]`` (leaves of ``graph``).
         mlp_in: per layer, the MLP input (after the pre-MLP norm), ``[n, d]``, in the graph.
+        resid_mid: per layer, the residual stream between attention and the pre-MLP norm, in the graph.
         resid_post: per layer, the residual stream after the block, ``[n, d]``, in the graph.
         final: the final-normed residual stream ``[n, d]``, in the graph.
         logits: ``[n, vocab]`` (no grad).
         patterns: per layer, attention patterns ``[heads, n, n]`` (no grad).
         scales: the norm scales ``[n, 1]`` in call order (two per layer, then the final norm; no grad).
+        skips: the skip transcoders' linear terms kept in the graph, ``{layer: (read, W)}``.
     """
 
     ids: torch.Tensor
     embed: torch.Tensor
     mlp_out: list[torch.Tensor]
     mlp_in: list[torch.Tensor]
+    resid_mid: list[torch.Tensor]
     resid_post: list[torch.Tensor]
     final: torch.Tensor
     logits: torch.Tensor
     patterns: list[torch.Tensor]
     scales: list[torch.Tensor]
+    skips: dict[int, tuple[str, torch.Tensor]]
 
 
 def _orig(module: Any) -> Any:
@@ -192,25 +196,40 @@ class ReplacementModel:
 
     # ---- passes ------------------------------------------------------------------------------
 
-    def clean(self, prompt: str | Sequence[int]) -> CleanPass:
-        """The prompt's clean pass and its linear graph (see the module docstring)."""
+    def clean(self, prompt: str | Sequence[int],
+              skips: Mapping[int, tuple[str, torch.Tensor]] | None = None) -> CleanPass:
+        """The prompt's clean pass and its linear graph (see the module docstring).
+
+        Args:
+            prompt: text or token ids.
+            skips: ``{layer: (read, W [d, d])}``: a skip transcoder's linear term ``x_read @ W`` stays in the
+                graph (``read`` ``"mlp_in"`` or ``"resid_mid"``); that layer's leaf holds the rest of its MLP
+                output.
+        """
         ids = self.tokenize(prompt)
+        skips = dict(skips or {})
         with torch.no_grad():
             values = self._forward(ids, frozen=False, leaves=None)
         embed = values["embed"].detach().clone().requires_grad_(True)
-        mlp_out = [m.detach().clone().requires_grad_(True) for m in values["mlp_out"]]
+        mlp_out = []
+        for layer, m in enumerate(values["mlp_out"]):
+            leaf = m.detach().clone()
+            if layer in skips:
+                kind, w = skips[layer]
+                leaf = leaf - values[kind][layer].detach() @ w.to(leaf.dtype)
+            mlp_out.append(leaf.requires_grad_(True))
         with torch.enable_grad():
             graph = self._forward(ids, frozen=True, leaves=(embed, mlp_out), patterns=values["patterns"],
-                                  scales=values["scales"])
-        return CleanPass(ids=ids, embed=embed, mlp_out=mlp_out, mlp_in=graph["mlp_in"],
+                                  scales=values["scales"], skips=skips)
+        return CleanPass(ids=ids, embed=embed, mlp_out=mlp_out, mlp_in=graph["mlp_in"], resid_mid=graph["resid_mid"],
                          resid_post=graph["resid_post"], final=graph["final"], logits=values["logits"],
-                         patterns=values["patterns"], scales=values["scales"])
+                         patterns=values["patterns"], scales=values["scales"], skips=skips)
 
     def frozen(self, cp: CleanPass, embed: torch.Tensor, mlp_out: Sequence[torch.Tensor]) -> dict[str, Any]:
-        """The frozen linear model (``cp``'s patterns and norm scales) on other leaf values (no grad)."""
+        """The frozen linear model (``cp``'s patterns, norm scales and skips) on other leaf values (no grad)."""
         with torch.no_grad():
             return self._forward(cp.ids, frozen=True, leaves=(embed, list(mlp_out)), patterns=cp.patterns,
-                                 scales=cp.scales)
+                                 scales=cp.scales, skips=cp.skips)
 
     def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None, *,
             mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
@@ -230,6 +249,7 @@ class ReplacementModel:
 
     def _forward(self, ids: torch.Tensor, *, frozen: bool, leaves: Any, patterns: Sequence[Any] | None = None,
                  scales: Sequence[torch.Tensor] | None = None,
+                 skips: Mapping[int, tuple[str, torch.Tensor]] | None = None,
                  deltas: Mapping[int, torch.Tensor] | None = None,
                  mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
                  ) -> dict[str, Any]:
@@ -238,15 +258,19 @@ class ReplacementModel:
         h0 = self.embed_tokens(ids.unsqueeze(0))
         rope = self.rotary(h0, position_ids=pos)
         h = leaves[0] if leaves is not None else h0[0]
-        out: dict[str, Any] = {"embed": h, "mlp_in": [], "mlp_out": [], "resid_post": [], "patterns": [],
-                               "scales": []}
+        out: dict[str, Any] = {"embed": h, "resid_mid": [], "mlp_in": [], "mlp_out": [], "resid_post": [],
+                               "patterns": [], "scales": []}
         sc = out["scales"]
         for layer, block in enumerate(self.blocks):
             a, pattern = self._attention(block, self._norm(block.ln1, h, frozen, sc, scales), rope, frozen,
                                          None if patterns is None else patterns[layer])
             h = h + a
+            out["resid_mid"].append(h)
             m_in = self._norm(block.ln2, h, frozen, sc, scales)
             m_out = leaves[1][layer] if leaves is not None else block.mlp(m_in)
+            if leaves is not None and skips and layer in skips:
+                kind, w = skips[layer]
+                m_out = m_out + (h if kind == "resid_mid" else m_in) @ w.to(h.dtype)
             if deltas and layer in deltas:
                 m_out = m_out + deltas[layer]
             if mlp_edits and layer in mlp_edits:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from interpkit._testing import planted_circuit, tiny_model
+from interpkit._testing import tiny_model
+from interpkit.circuits import planted_circuit
 from interpkit.circuits import AttributionGraph, CircuitError, Direction, ReplacementModel, attribute
 from interpkit.circuits._validate import ablate_nodes, predict_ablation, top_path, validate_graph
 from interpkit.sae import SAEConfig, make_sae
@@ -200,3 +201,38 @@ def test_bad_input_is_refused_clearly(pc):
         g.prune(node_threshold=0)
     with pytest.raises(CircuitError, match="only feature nodes"):
         predict_ablation(g, [g.index("emb.p0")])
+
+
+@pytest.mark.parametrize("reads", ["mlp_in", "resid_mid"])
+def test_skip_transcoders_and_resid_mid_reads_stay_exact(reads):
+    """A skip transcoder's linear term stays in the graph; a circuit-tracer-style resid_mid reader works too."""
+    model = tiny_model(arch="llama")
+    rm = ReplacementModel(model)
+    d = rm.d_model
+    where = ({"site": "layer1.mlp_in"} if reads == "mlp_in" else {"hook_name": "blocks.1.hook_resid_mid"})
+    cfg = SAEConfig(architecture="relu", d_in=d, d_sae=24, d_out=d, apply_b_dec_to_input=False,
+                    skip_connection=True, site_out="layer1.mlp_out", layer=1, **where)
+    sae = make_sae(cfg, seed=3)
+    with torch.no_grad():
+        sae.W_skip.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
+        sae.b_enc.fill_(0.05)
+    g = attribute(model, "the cat sat", None, transcoders={1: sae.eval()}, max_feature_nodes=None)
+    assert g.settings["max_row_gap"] < 1e-4
+    assert g.mask("feature").sum() > 0
+    # the skip path carries layer-0 and embedding effects into layer 1's output: the embeddings' direct
+    # effects differ from a graph without the skip
+    plain = make_sae(cfg.replace(skip_connection=False), seed=3)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(plain, name).copy_(getattr(sae, name))
+    h = attribute(model, "the cat sat", None, transcoders={1: plain.eval()}, max_feature_nodes=None)
+    emb = g.mask("embedding")
+    assert not np.allclose(g.adjacency[-1, emb], h.adjacency[-1, emb], atol=1e-6)
+
+
+def test_unknown_dictionary_input_is_refused():
+    model = tiny_model(arch="llama")
+    cfg = SAEConfig(architecture="relu", d_in=16, d_sae=8, d_out=16, apply_b_dec_to_input=False,
+                    hook_name="blocks.1.ln2.hook_normalized", site_out="layer1.mlp_out", layer=1)
+    with pytest.raises(CircuitError, match="does not say it reads the MLP input"):
+        attribute(model, "a cat", None, transcoders={1: make_sae(cfg)})
