@@ -60,7 +60,7 @@ from ._metrics import evaluate_sae, format_metrics, lm_loss_recovered
 from ._site import sae_site, sae_site_out
 from ._sklearn import train_sklearn
 from ._train import PRESETS, Preset, TrainResult, train_sae
-from ._transcoders import read_transcoder_index, train_transcoders
+from ._transcoders import load_transcoders, read_transcoder_index, train_transcoders
 
 __all__ = [
     "ARCHITECTURES",
@@ -102,6 +102,7 @@ __all__ = [
     "load_crosscoder",
     "load_sae",
     "load_transcoder_set",
+    "load_transcoders",
     "make_crosscoder",
     "make_sae",
     "paired_activations",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._base import SAE
 from ._data import ModelSource, as_texts
 from ._train import TrainResult, _jsonable, train_sae
 
@@ -152,3 +153,22 @@ def read_transcoder_index(path: str | os.PathLike[str]) -> dict[int, Path]:
             raise ValueError(f"{index}: transcoders[{i}] needs an integer 'layer' and a string 'path'")
         found[entry["layer"]] = index.parent / entry["path"]
     return found
+
+
+def load_transcoders(path: str | os.PathLike[str], *, device: Any = "cpu") -> dict[int, SAE]:
+    """``{layer: transcoder}`` from a `train_transcoders` folder (or its ``transcoders.json``) or a
+    circuit-tracer set's YAML config (`~interpkit.sae.load_transcoder_set`).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: a bad index or transcoder file (the message names it).
+    """
+    from ._formats import load_sae
+    from ._formats_foreign import load_transcoder_set
+
+    p = Path(path)
+    if p.suffix in (".yaml", ".yml"):
+        return load_transcoder_set(p, device=device)
+    if not p.exists():
+        raise FileNotFoundError(f"no transcoders at {p} (a train_transcoders folder or a circuit-tracer YAML)")
+    return {layer: load_sae(folder, device=device) for layer, folder in sorted(read_transcoder_index(p).items())}
