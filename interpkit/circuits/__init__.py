@@ -4,7 +4,10 @@
   attention patterns and norm scales frozen, MLPs replaced by transcoders plus error nodes);
   `AttributionGraph.prune` keeps what carries the influence, `AttributionGraph.scores` says how much
   of it the errors take;
-- `ReplacementModel` is the layer-by-layer replica the graph is built on (and ablations replayed on).
+- `ReplacementModel` is the layer-by-layer replica the graph is built on (and ablations replayed on);
+- `latent_paths` measures SAE-to-SAE causal paths: the total, direct and indirect effect of ablating
+  or steering one upstream latent on every downstream latent, with random controls and bootstrap
+  intervals (`PathResult`, saved as ``paths.json`` + ``paths.md``; read back by `read_paths`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ _LAZY = {
     "normalize_rows": "._graph",
     "PlantedCircuit": "._planted",
     "planted_circuit": "._planted",
+    "Downstream": "._paths",
+    "LatentRef": "._paths",
+    "PathDictionaries": "._paths",
+    "PathResult": "._paths_result",
+    "latent_paths": "._paths",
+    "parse_downstream": "._paths",
+    "parse_latent": "._paths",
+    "read_paths": "._paths_result",
 }
 
 __all__ = sorted(_LAZY)

@@ -29,6 +29,7 @@ from interpkit.cli import (
     _inspect,
     _match,
     _mcp,
+    _paths,
     _run,
     _search_features,
     _train_sae,
@@ -58,6 +59,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("export-steering", _export_steering.HELP, _export_steering.add_arguments, _export_steering.run),
     ("apply-steering", _apply_steering.HELP, _apply_steering.add_arguments, _apply_steering.run),
     ("dossier", _dossier.HELP, _dossier.add_arguments, _dossier.run),
+    ("paths", _paths.HELP, _paths.add_arguments, _paths.run),
 )
 
 

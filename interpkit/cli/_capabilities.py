@@ -106,6 +106,10 @@ OUTPUTS: dict[str, tuple[dict[str, Any], ...]] = {
     "dossier add": (_out("project", "<project>/dossiers/<slug>/dossier.json", "interpkit_dossier", "docs/formats.md#dossierjson-evidence-dossier-of-one-feature-schema-version-1"),),
     "dossier show": (_out(None, "<stdout>", None, "docs/dossiers.md", when="the grade and next experiments"),),
     "dossier list": (_out(None, "<stdout>", None, "docs/dossiers.md"),),
+    "paths": (
+        _out("out", "<out>/paths.json", "interpkit.paths", "docs/circuits.md#files-pathsjson-and-pathsmd"),
+        _out("out", "<out>/paths.md", None, "docs/circuits.md#files-pathsjson-and-pathsmd"),
+    ),
     "capabilities": (_out(None, "<stdout>", CAPABILITIES_KIND, _CAPS),),
     "mcp": (_out(None, "<stdio>", None, _CAPS, when="an MCP server; its tools write where their 'out' says"),),
 }
