@@ -186,7 +186,7 @@ class _Sources:
             self.feat_vec[layer] = acts[:, None] * p.write[lat]
             counts = torch.bincount(pos, minlength=x.shape[0]).tolist()
             ends = np.cumsum(counts).tolist()
-            self.pos_runs[layer] = [(q, (e - c, e)) for q, (c, e) in enumerate(zip(counts, ends)) if c]
+            self.pos_runs[layer] = [(q, (e - c, e)) for q, (c, e) in enumerate(zip(counts, ends, strict=True)) if c]
             self.read_vec[layer] = p.read[:, lat].T.contiguous()
             self.offsets[layer] = p.offset[lat]
             self.bias[layer] = p.bias

@@ -123,7 +123,7 @@ def planted_circuit(seed: int = 0, backend: str = "nnsight") -> PlantedCircuit:
         writes = [(1, 9), (3, 10), (4, 11)]
         for layer in range(n_layers):
             w_enc, w_dec, b_enc = torch.zeros(d, n_lat), torch.zeros(n_lat, d), torch.zeros(n_lat)
-            for latent, (r, w) in enumerate(zip(reads[layer], writes[layer])):
+            for latent, (r, w) in enumerate(zip(reads[layer], writes[layer], strict=True)):
                 w_enc[r, latent], w_dec[latent, w] = 1.0, 1.0
             b_enc[2:] = -1.0  # latents 2.. read nothing and never fire
             mlp = model.model.layers[layer].mlp

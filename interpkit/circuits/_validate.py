@@ -245,7 +245,7 @@ def validate_graph(
                             "value": value, "layers": sorted(g.layers[top].tolist())})
             for r in range(n_random):
                 pick: list[int] = []
-                for layer, count in zip(*np.unique(g.layers[top], return_counts=True)):
+                for layer, count in zip(*np.unique(g.layers[top], return_counts=True), strict=True):
                     pool = feat[g.layers[feat] == layer]
                     pick += rng.choice(pool, size=min(int(count), pool.size), replace=False).tolist()
                 records.append({"prompt": pi, "k": int(k), "selection": "random", "repeat": r,

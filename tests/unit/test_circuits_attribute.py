@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from interpkit._testing import tiny_model
-from interpkit.circuits import planted_circuit
-from interpkit.circuits import AttributionGraph, CircuitError, Direction, ReplacementModel, attribute
+from interpkit.circuits import (
+    AttributionGraph,
+    CircuitError,
+    Direction,
+    ReplacementModel,
+    attribute,
+    planted_circuit,
+)
 from interpkit.circuits._validate import ablate_nodes, predict_ablation, top_path, validate_graph
 from interpkit.sae import SAEConfig, make_sae
 
