@@ -231,8 +231,15 @@ def _validate(rec: GraphRecord) -> None:
         check_str(t, f"tokens[{i}]")
     for i, t in enumerate(rec.token_ids):
         check_int(t, f"token_ids[{i}]", minimum=-1)
-    n_pos, n_layers, seen, n_targets = len(rec.tokens), rec.n_layers, set(), 0
-    for i, node in enumerate(rec.nodes):
+    n_targets = _check_nodes(rec.nodes, len(rec.tokens), rec.n_layers, rec.pruned)
+    _check_targets(rec, n_targets)
+    _check_links(rec)
+
+
+def _check_nodes(nodes: Sequence[GraphNodeRecord], n_pos: int, n_layers: int, pruned: bool) -> int:
+    """Check every node; return how many targets there are."""
+    seen, n_targets = set(), 0
+    for i, node in enumerate(nodes):
         where = f"nodes[{i}]"
         if node.kind not in NODE_KINDS:
             raise RecordError(f"a node kind ({', '.join(NODE_KINDS)})", node.kind, field=f"{where}.kind")
@@ -262,10 +269,14 @@ def _validate(rec: GraphRecord) -> None:
             raise RecordError("a node id not used before", node.id, field=f"{where}.id")
         seen.add(node.id)
         n_targets += node.kind == "target"
-        if not rec.pruned and not node.kept:
+        if not pruned and not node.kept:
             raise RecordError("true (the graph is not pruned: every node is kept)", False, field=f"{where}.kept")
     if n_targets == 0:
         raise RecordError("at least one target node", rendered="none", field="nodes")
+    return n_targets
+
+
+def _check_targets(rec: GraphRecord, n_targets: int) -> None:
     if len(rec.targets) != n_targets:
         raise RecordError(f"one target per target node ({n_targets})", rendered=f"{len(rec.targets)} targets",
                           field="targets")
@@ -281,6 +292,9 @@ def _validate(rec: GraphRecord) -> None:
         check_str(t.token, f"{where}.token", optional=True)
         for k, tid in enumerate(t.token_ids):
             check_int(tid, f"{where}.token_ids[{k}]", minimum=0)
+
+
+def _check_links(rec: GraphRecord) -> None:
     n = len(rec.nodes)
     sizes = {rec.link_source.size, rec.link_target.size, rec.link_weight.size}
     if rec.link_kept is not None:
@@ -482,6 +496,7 @@ def _parse(data: Any, folder: Path | None, where: str | None) -> GraphRecord:
             kept=check_bool(raw.get("kept", True), f"{w}.kept"),
             label=check_str(raw.get("label"), f"{w}.label", optional=True),
             attributed=check_bool(raw.get("attributed", False), f"{w}.attributed")))
+    _check_nodes(nodes, len(tokens), n_layers, pruned)
     index = {n.id: i for i, n in enumerate(nodes)}
     target_ids = [n.id for n in nodes if n.kind == "target"]
     targets = []
