@@ -155,7 +155,7 @@ export default {
       }
       const nodeLayer = s("g", { class: "ik-graph-nodes-layer" });
       for (const n of nodes) {
-        const r = 4 + 12 * Math.sqrt(Math.max(0, n.influence ?? 0) / maxI);
+        const r = n.kind === "target" ? 9 : 4 + 12 * Math.sqrt(Math.max(0, n.influence ?? 0) / maxI);
         const c = s("circle", { cx: x(n.column), cy: y(n.y), r: r.toFixed(2),
           class: `ik-graph-node ik-graph-${n.kind}${n.id === sel ? " ik-graph-selected" : ""}`, tabindex: 0 });
         c.dataset.testid = "graph-node";
