@@ -10,8 +10,7 @@
 `load_graph` reads the folder, either JSON file, or a graph downloaded from Neuronpedia.
 
 Example:
-    >>> from interpkit._testing import planted_circuit
-    >>> from interpkit.circuits import attribute
+    >>> from interpkit.circuits import attribute, planted_circuit
     >>> pc = planted_circuit()
     >>> g = attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False).prune()
     >>> back = graph_from_record(graph_record(g))
@@ -87,7 +86,7 @@ def graph_record(graph: AttributionGraph) -> GraphRecord:
     token_ids = graph.settings.get("target_token_ids") or []
     tnodes = np.flatnonzero(graph.mask("target"))
     targets = []
-    for j, (label, weight, node) in enumerate(zip(graph.target_labels, graph.target_weights, tnodes)):
+    for j, (label, weight, node) in enumerate(zip(graph.target_labels, graph.target_weights, tnodes, strict=True)):
         tids = tuple(int(x) for x in token_ids[j]) if j < len(token_ids) else ()
         kind = {1: "logit", 2: "logit_diff"}.get(len(tids), "direction" if j < len(token_ids) else None)
         targets.append(GraphTarget(label=str(label), weight=float(weight), value=_num(graph.activations[node]),

@@ -349,7 +349,7 @@ def _json_form(rec: GraphRecord, *, inline: bool) -> dict[str, Any]:
         "targets": [{"node": node.id, "label": t.label, "kind": t.kind, "weight": float(t.weight),
                      "value": None if t.value is None else float(t.value), "token_ids": list(t.token_ids),
                      "token": t.token, "probability": None if t.probability is None else float(t.probability)}
-                    for node, t in zip(targets, rec.targets)],
+                    for node, t in zip(targets, rec.targets, strict=True)],
         "dictionaries": _jsonable(rec.dictionaries), "settings": _jsonable(rec.settings),
         "scores": _jsonable(rec.scores), "pruned": rec.pruned, "extra": _jsonable(rec.extra),
         "nodes": [n.to_dict() for n in rec.nodes],
@@ -358,7 +358,7 @@ def _json_form(rec: GraphRecord, *, inline: bool) -> dict[str, Any]:
         src, dst, w = rec.link_source.tolist(), rec.link_target.tolist(), rec.link_weight.tolist()
         kept = rec.link_kept.tolist() if rec.link_kept is not None else [None] * len(w)
         data["links"] = [{"source": ids[s], "target": ids[t], "weight": x, "kept": k}
-                         for s, t, x, k in zip(src, dst, w, kept)]
+                         for s, t, x, k in zip(src, dst, w, kept, strict=True)]
     return data
 
 

@@ -166,7 +166,7 @@ def neuronpedia_graph(record: GraphRecord, *, slug: str | None = None, scan: str
         ids[i] = full["node_id"]
         nodes.append(full)
     links = [{"source": ids[s], "target": ids[t], "weight": x}
-             for s, t, x in zip(src.tolist(), dst.tolist(), w.tolist()) if s in ids and t in ids]
+             for s, t, x in zip(src.tolist(), dst.tolist(), w.tolist(), strict=True) if s in ids and t in ids]
     settings = record.settings
     meta: dict[str, Any] = {
         "slug": slug or meta_before.get("slug") or make_slug(record.prompt, empty="graph"),
@@ -403,7 +403,7 @@ def _parse(data: Any, where: str | None) -> GraphRecord:
     weights = probs / probs.sum() if probs.sum() > 0 else np.full(len(targets), 1.0 / len(targets))
     record_targets = tuple(
         GraphTarget(label=t["label"], weight=float(wt), value=None, kind="logit", token_ids=(t["token_id"],),
-                    token=t["token"], probability=t["probability"]) for t, wt in zip(targets, weights))
+                    token=t["token"], probability=t["probability"]) for t, wt in zip(targets, weights, strict=True))
     pruning = meta.get("pruning_settings") if isinstance(meta.get("pruning_settings"), Mapping) else {}
     settings = {"source": "neuronpedia", "node_threshold": node_threshold,
                 "edge_threshold": pruning.get("edge_threshold")}

@@ -83,7 +83,7 @@ def graph_chart_data(graph: Any, *, max_nodes: int = 60, labels: Mapping[str, st
     edges = [{"source": ids[a], "target": ids[b], "weight": float(adj[b, a]),
               "abs_weight": abs(float(adj[b, a])), "sign": "positive" if adj[b, a] > 0 else "negative",
               "x": int(columns[a]), "y": y[int(a)], "x2": int(columns[b]), "y2": y[int(b)]}
-             for b, a in zip(t.tolist(), s.tolist())]
+             for b, a in zip(t.tolist(), s.tolist(), strict=True)]
     return nodes, edges
 
 

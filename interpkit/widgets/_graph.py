@@ -8,8 +8,7 @@ explanation when one was given) is built in the front end from the same lists; `
 builds the same card in Python.
 
 Example:
-    >>> from interpkit._testing import planted_circuit
-    >>> from interpkit.circuits import attribute
+    >>> from interpkit.circuits import attribute, planted_circuit
     >>> pc = planted_circuit()
     >>> g = attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False).prune()
     >>> view = GraphView(g, explanations={"L0.p4.f0": {"label": "the letter c"}})
@@ -108,7 +107,8 @@ class GraphView(anywidget.AnyWidget):
         super().__init__(
             nodes=_plain(nodes), links=[{k: e[k] for k in ("source", "target", "weight")} for e in edges],
             columns=["emb"] + [f"L{i}" for i in range(g.n_layers)] + ["target"], tokens=list(g.tokens),
-            targets=[{"label": str(lab), "weight": float(w)} for lab, w in zip(g.target_labels, g.target_weights)],
+            targets=[{"label": str(lab), "weight": float(w)}
+                     for lab, w in zip(g.target_labels, g.target_weights, strict=True)],
             explanations=explained, **kwargs)
 
     def card(self, node_id: str | None = None) -> dict[str, Any]:

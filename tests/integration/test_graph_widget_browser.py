@@ -42,8 +42,7 @@ MOUNT = """async ([src, css, state]) => {
 
 @pytest.fixture(scope="module")
 def view_state():
-    from interpkit._testing import planted_circuit
-    from interpkit.circuits import attribute
+    from interpkit.circuits import attribute, planted_circuit
     from interpkit.widgets import GraphView
 
     pc = planted_circuit()

@@ -28,8 +28,7 @@ NODE_KEYS = ["node_id", "feature", "layer", "ctx_idx", "feature_type", "token_pr
 
 @pytest.fixture(scope="module")
 def full():
-    from interpkit._testing import planted_circuit
-    from interpkit.circuits import attribute
+    from interpkit.circuits import attribute, planted_circuit
 
     pc = planted_circuit()
     return attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False)
@@ -192,7 +191,7 @@ def test_neuronpedia_export_has_circuit_tracers_layout(pruned):
     # only kept edges, as (source, target, weight), ordered by target then source
     kept = int(pruned.edge_mask.sum())
     assert len(data["links"]) == kept and all(list(link) == ["source", "target", "weight"] for link in data["links"])
-    assert {"source": "E_6_4", "target": "0_0_4"} == {k: data["links"][0][k] for k in ("source", "target")}
+    assert {k: data["links"][0][k] for k in ("source", "target")} == {"source": "E_6_4", "target": "0_0_4"}
 
 
 def test_cumulative_influence_is_circuit_tracers():

@@ -11,8 +11,7 @@ from interpkit.viz import graph_chart, graph_chart_data
 
 @pytest.fixture(scope="module")
 def graphs():
-    from interpkit._testing import planted_circuit
-    from interpkit.circuits import attribute
+    from interpkit.circuits import attribute, planted_circuit
 
     pc = planted_circuit()
     full = attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False)

@@ -332,8 +332,7 @@ def test_feature_card_from_explanation_report_entry_and_table(cat_table):
 
 @pytest.fixture(scope="module")
 def planted_graph():
-    from interpkit._testing import planted_circuit
-    from interpkit.circuits import attribute
+    from interpkit.circuits import attribute, planted_circuit
 
     pc = planted_circuit()
     return attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False).prune()
