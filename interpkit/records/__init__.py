@@ -7,7 +7,10 @@ An `InterventionSpec` (one JSON file: steering edits with their vectors and sha2
 steering panel once saved (still read: `read_intervention_spec`); a `SteeringArtifact` (a folder:
 ``steering.json`` + ``vector.safetensors``, `read_steering_artifact` / `write_steering_artifact`) is
 one steering vector with its held-out evidence and provenance, what ``export-steering`` and the panel write. `ReportRecord` is
-``report.json`` as a format (`read_report`); the report layer's ``Report`` builds on it.
+``report.json`` as a format (`read_report`); the report layer's ``Report`` builds on it. `GraphRecord`
+is an attribution graph as ``graph.json`` holds it (`read_graph_record` / `write_graph_record`), and
+in the JSON circuit-tracer writes and Neuronpedia's viewer reads (`neuronpedia_graph`,
+`read_neuronpedia_graph`; `read_graph_file` reads either).
 
 >>> from interpkit.records import InterventionRecord
 >>> rec = InterventionRecord.from_dict({"model": "m", "feature_id": 3, "intervention": "ablate",
@@ -19,6 +22,22 @@ one steering vector with its held-out evidence and provenance, what ``export-ste
 from ._activation import ActivationRecord, FeatureActivation
 from ._dump import FeatureDump
 from ._errors import RecordError
+from ._graph import (
+    GRAPH_FORMAT,
+    GRAPH_JSON_NAME,
+    GraphNodeRecord,
+    GraphRecord,
+    GraphTarget,
+    read_graph_record,
+    write_graph_record,
+)
+from ._graph_neuronpedia import (
+    NEURONPEDIA_JSON_NAME,
+    neuronpedia_graph,
+    read_graph_file,
+    read_neuronpedia_graph,
+    write_neuronpedia_graph,
+)
 from ._intervention import (
     CONTROL_KINDS,
     DECREASING_INTERVENTIONS,
@@ -65,9 +84,12 @@ from ._steering import (
 __all__ = [
     "CONTROL_KINDS",
     "DECREASING_INTERVENTIONS",
+    "GRAPH_FORMAT",
+    "GRAPH_JSON_NAME",
     "INCREASING_INTERVENTIONS",
     "INTERVENTION_KINDS",
     "INTERVENTION_SPEC_KIND",
+    "NEURONPEDIA_JSON_NAME",
     "REPORT_KIND",
     "STEERING_ARTIFACT_KIND",
     "STEERING_JSON_NAME",
@@ -76,6 +98,9 @@ __all__ = [
     "FeatureDump",
     "FeatureEntryRecord",
     "FilterResult",
+    "GraphNodeRecord",
+    "GraphRecord",
+    "GraphTarget",
     "InputFile",
     "InterventionRecord",
     "InterventionSpec",
@@ -95,15 +120,21 @@ __all__ = [
     "iter_feature_dumps",
     "iter_intervention_records",
     "iter_records",
+    "neuronpedia_graph",
     "normalize_criterion",
     "read_activation_records",
     "read_feature_dumps",
+    "read_graph_file",
+    "read_graph_record",
     "read_intervention_records",
     "read_intervention_spec",
+    "read_neuronpedia_graph",
     "read_report",
     "read_steering_artifact",
     "vector_sha256",
     "write_intervention_spec",
+    "write_graph_record",
     "write_jsonl",
+    "write_neuronpedia_graph",
     "write_steering_artifact",
 ]

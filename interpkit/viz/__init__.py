@@ -9,6 +9,8 @@
   `bench_charts` builds all three, `write_bench_charts` writes them (the ``charts/`` of `interpkit bench`);
 - `run_comparison_chart`: two runs' ranks, AUROCs and causal effects per feature (``compare-runs``),
   `save_run_comparison` writes it with the comparison's JSON and markdown;
+- `graph_chart`: an attribution graph (``interpkit.circuits``), layers left to right, nodes sized by
+  influence and coloured by kind, edges by weight and sign (`graph_chart_data`: its rows);
 - `save_chart`: PNG/SVG (offline, vl-convert), self-contained HTML, or the vega-lite JSON.
 
 Example:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from ._bench import auroc_bars, bench_charts, bench_roc, bench_steering, write_bench_charts
     from ._charts import activation_histogram, match_heatmap, ranking_bars, roc_curves, steering_curve
     from ._compare import run_comparison_chart, save_run_comparison
+    from ._graph import graph_chart, graph_chart_data
     from ._save import save_chart
 
 _LAZY = {
@@ -45,6 +48,8 @@ _LAZY = {
     "write_bench_charts": "._bench",
     "run_comparison_chart": "._compare",
     "save_run_comparison": "._compare",
+    "graph_chart": "._graph",
+    "graph_chart_data": "._graph",
     "save_chart": "._save",
 }
 
@@ -54,6 +59,8 @@ __all__ = [
     "bench_charts",
     "bench_roc",
     "bench_steering",
+    "graph_chart",
+    "graph_chart_data",
     "match_heatmap",
     "ranking_bars",
     "roc_curves",

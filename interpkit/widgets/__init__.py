@@ -7,10 +7,12 @@
 - `FingerprintHeatmap`: the similarity matrix between two feature sets (binary float32 buffer),
   sortable, zoomable, coloured by the combined or any component score; click a cell for the pair.
 - `FeatureCard`: the report's HTML feature card as a live widget.
+- `GraphView`: an attribution graph (``interpkit.circuits``) as SVG, layers left to right; click a node
+  for its card (token, activation, influence, strongest edges, its explanation when given).
 
 The widgets hold no analysis of their own: every number comes from ``interpkit.rank``,
 ``interpkit.criterion``, ``interpkit.models``, ``interpkit.causal``, ``interpkit.match`` and
-``interpkit.explain``, and the files they write from ``interpkit.records``. Their
+``interpkit.explain`` (and ``interpkit.circuits`` / ``interpkit.viz`` for the graph), and the files they write from ``interpkit.records``. Their
 front-end modules are plain ES modules shipped in the package (``widgets/*.js``); nothing is loaded
 from the network. Classes load on first use, so importing this package does not import anywidget.
 """
@@ -24,6 +26,7 @@ from interpkit._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._card import FeatureCard, card_html, feature_entry
     from ._criterion_editor import CriterionEditor, ranking_rows
+    from ._graph import GraphView
     from ._heatmap import FingerprintHeatmap
     from ._static import STATIC, asset
     from ._steering import SPEC_KIND, SteeringPanel, vector_sha256
@@ -35,6 +38,7 @@ _LAZY = {
     "card_html": "._card",
     "feature_entry": "._card",
     "FingerprintHeatmap": "._heatmap",
+    "GraphView": "._graph",
     "SteeringPanel": "._steering",
     "SPEC_KIND": "._steering",
     "vector_sha256": "._steering",
@@ -48,6 +52,7 @@ __all__ = [
     "CriterionEditor",
     "FeatureCard",
     "FingerprintHeatmap",
+    "GraphView",
     "SteeringPanel",
     "asset",
     "card_html",

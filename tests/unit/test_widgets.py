@@ -23,13 +23,14 @@ from interpkit.widgets import (
     CriterionEditor,
     FeatureCard,
     FingerprintHeatmap,
+    GraphView,
     SteeringPanel,
     asset,
     vector_sha256,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDGETS = ("criterion_editor", "steering_panel", "fingerprint_heatmap", "feature_card")
+WIDGETS = ("criterion_editor", "steering_panel", "fingerprint_heatmap", "feature_card", "graph")
 
 
 # ---------------------------------------------------------------------------------- front-end files
@@ -49,7 +50,8 @@ def test_front_end_files_ship_and_load_nothing_from_outside(name):
 
 def test_widget_classes_read_the_packaged_files():
     for cls, name in ((CriterionEditor, "criterion_editor"), (SteeringPanel, "steering_panel"),
-                      (FingerprintHeatmap, "fingerprint_heatmap"), (FeatureCard, "feature_card")):
+                      (FingerprintHeatmap, "fingerprint_heatmap"), (FeatureCard, "feature_card"),
+                      (GraphView, "graph")):
         assert str(cls._esm) == (STATIC / f"{name}.js").read_text()
         assert str(cls._css) == (STATIC / f"{name}.css").read_text()
 
@@ -323,3 +325,52 @@ def test_feature_card_from_explanation_report_entry_and_table(cat_table):
     card = FeatureCard.from_table(table, truth.carrier)
     assert truth.carrier in card.html and "Top activations" in card.html
     json.dumps(card.get_state())
+
+
+# ---------------------------------------------------------------------------------- GraphView
+
+
+@pytest.fixture(scope="module")
+def planted_graph():
+    from interpkit.circuits import attribute, planted_circuit
+
+    pc = planted_circuit()
+    return attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False).prune()
+
+
+def test_graph_view_mirrors_the_kept_nodes_and_edges_as_json(planted_graph):
+    g = planted_graph
+    explanation = {"label": "the letter c", "top_examples": [{"text": "a cat", "activation": np.float32(2.0)}],
+                   "density": float("nan")}
+    view = GraphView(g, explanations={"L0.p4.f0": explanation})
+    assert {n["id"] for n in view.nodes} == {g.node_id(i) for i in range(len(g)) if g.kept[i]}
+    assert {(e["source"], e["target"]) for e in view.links} == {
+        (r.source, r.target) for r in g.edges_frame().itertuples()}
+    assert view.columns == ["emb", "L0", "L1", "L2", "target"] and view.tokens == g.tokens
+    assert view.targets == [{"label": "logit 't'", "weight": 1.0}]
+    by_id = {n["id"]: n for n in view.nodes}
+    assert by_id["L0.p4.f0"]["label"] == "the letter c"  # the explanation's label labels the node
+    json.dumps([view.nodes, view.links, view.explanations], allow_nan=False)  # JSON-ready, NaN gone
+    assert view.explanations["L0.p4.f0"]["density"] is None
+    assert view.selected is None
+    with pytest.raises(KeyError):
+        view.card()
+    view.selected = "L1.p6.f0"
+    card = view.card()
+    assert card["incoming"] == [{"source": "L0.p4.f0", "target": "L1.p6.f0", "weight": pytest.approx(2 / 7)}]
+    assert [e["target"] for e in card["outgoing"]] == ["L2.p6.f0"] and card["explanation"] is None
+    assert view.card("L0.p4.f0")["explanation"]["top_examples"][0]["activation"] == 2.0
+
+
+def test_graph_view_refuses_explanations_for_nodes_it_does_not_draw(planted_graph):
+    with pytest.raises(ValueError, match="does not draw"):
+        GraphView(planted_graph, explanations={"L0.p0.f1": {"label": "pruned away"}})
+
+
+def test_graph_view_of_a_saved_graph(planted_graph, tmp_path):
+    from interpkit.circuits import save_graph
+    from interpkit.records import read_graph_record
+
+    rec = read_graph_record(save_graph(planted_graph, tmp_path / "g"))
+    view = GraphView(rec, max_nodes=1)
+    assert sum(n["kind"] == "feature" for n in view.nodes) == 1
