@@ -152,6 +152,7 @@ class _Sources:
 
     def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], n_layers: int) -> None:
         n = cp.ids.shape[0]
+        self.leaf_layers = list(cp.leaf_layers)  # the layers with error nodes, in order
         self.feat_layer, self.feat_pos, self.feat_latent, self.feat_act = [], [], [], []
         self.feat_vec: dict[int, torch.Tensor] = {}  # layer -> [m_l, d] activation × decoder row
         self.feat_slice: dict[int, slice] = {}
@@ -162,8 +163,8 @@ class _Sources:
         self.bias: dict[int, torch.Tensor] = {}
         self.offsets: dict[int, torch.Tensor] = {}
         start = 0
-        for layer in range(n_layers):
-            out = cp.mlp_out[layer].detach().float()
+        for layer in self.leaf_layers:
+            out = cp.leaves[layer].detach().float()
             if layer not in parts:
                 self.errors.append(out)
                 continue
@@ -192,39 +193,34 @@ class _Sources:
             self.bias[layer] = p.bias
             err = out - recon
             self.errors.append(err)
-            full = cp.mlp_out[layer].detach().float() + (0 if p.skip is None else skip)
+            full = cp.mlp_out[layer].detach().float()
             denom = float(full.pow(2).sum()) or 1.0
             self.recon_gap[layer] = float(err.pow(2).sum()) / denom
         self.n_features = start
         self.n_pos = n
         self.n_layers = n_layers
         self.embed = cp.embed.detach().float()
-        # column layout: features, errors (layer-major), embeddings
-        self.n_sources = self.n_features + n_layers * n + n
-
-    def error_col(self, layer: int, pos: int) -> int:
-        return self.n_features + layer * self.n_pos + pos
-
-    def embed_col(self, pos: int) -> int:
-        return self.n_features + self.n_layers * self.n_pos + pos
+        # column layout: features, errors (leaf layers, layer-major), embeddings
+        self.n_err = len(self.leaf_layers) * n
+        self.n_sources = self.n_features + self.n_err + n
 
     def rows(self, grads: Sequence[torch.Tensor | None], g_embed: torch.Tensor | None, batch: int) -> np.ndarray:
         """Direct effects ``[batch, n_sources]`` from the read gradients at the leaves."""
         out = torch.zeros(batch, self.n_sources)
         n = self.n_pos
-        for layer, g in enumerate(grads):
+        for j, (layer, g) in enumerate(zip(self.leaf_layers, grads, strict=True)):
             if g is None:
                 continue
             g = g.float()
-            base = self.n_features + layer * n
-            out[:, base:base + n] = torch.einsum("bnd,nd->bn", g, self.errors[layer])
+            base = self.n_features + j * n
+            out[:, base:base + n] = torch.einsum("bnd,nd->bn", g, self.errors[j])
             if layer in self.feat_slice:
                 # features come sorted by position: one [batch, d] x [d, m_p] product per position
                 start, vec = self.feat_slice[layer].start, self.feat_vec[layer]
                 for pos, (a, b) in self.pos_runs[layer]:
                     out[:, start + a:start + b] = g[:, pos] @ vec[a:b].T
         if g_embed is not None:
-            base = self.n_features + self.n_layers * n
+            base = self.n_features + self.n_err
             out[:, base:base + n] = torch.einsum("bnd,nd->bn", g_embed.float(), self.embed)
         return out.numpy()
 
@@ -249,7 +245,7 @@ def _reads_for(cp: CleanPass, reads: Sequence[tuple[tuple[str, int], int, torch.
 def _backward(cp: CleanPass, reads: Sequence[tuple[tuple[str, int], int, torch.Tensor]],
               state: dict[str, Any]) -> tuple[list[torch.Tensor | None], torch.Tensor | None]:
     outputs, grads = _reads_for(cp, reads)
-    inputs = [cp.embed, *cp.mlp_out]
+    inputs = [cp.embed, *(cp.leaves[layer] for layer in cp.leaf_layers)]
     if state.get("batched", True):
         try:
             got = torch.autograd.grad(outputs, inputs, grads, retain_graph=True, allow_unused=True,
@@ -301,6 +297,7 @@ def attribute(
     top_k: int = 1,
     max_feature_nodes: int | None = 2048,
     batch_size: int = 64,
+    mlp: str = "frozen-gate",
     check: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> AttributionGraph:
@@ -318,6 +315,10 @@ def attribute(
         top_k: with ``target`` None, the number of top tokens.
         max_feature_nodes: features that get a row (and stay in the graph); None: every active one.
         batch_size: rows per batched backward pass.
+        mlp: the MLPs of layers without a transcoder: ``"frozen-gate"`` (linear with their gate
+            activations frozen, so effects pass through them; exact at the clean point) or ``"error"``
+            (their whole output is an error node per position, as in a graph with transcoders everywhere
+            but these).
         check: compare the layer-by-layer replica with the model's own logits first.
         log: progress messages.
 
@@ -335,7 +336,10 @@ def attribute(
     parts = dictionary_parts(transcoders, rm)
     if not parts:
         raise CircuitError("no transcoders given: attribution graphs need at least one layer's transcoder")
-    cp = rm.clean(prompt, skips={layer: (p.reads, p.skip) for layer, p in parts.items() if p.skip is not None})
+    if mlp not in ("frozen-gate", "error"):
+        raise CircuitError(f"mlp must be 'frozen-gate' or 'error', got {mlp!r}")
+    cp = rm.clean(prompt, skips={layer: (p.reads, p.skip) for layer, p in parts.items() if p.skip is not None},
+                  leaf_layers=sorted(parts) if mlp == "frozen-gate" else None)
     t_clean = time.perf_counter()
     targets, weights = resolve_targets(rm, target, cp.logits, position=position, demean=demean, top_k=top_k)
     src = _Sources(cp, parts, rm.n_layers)
@@ -371,7 +375,7 @@ def attribute(
         n_backward += 1
     t_rows = time.perf_counter()
     graph = _assemble(rm, cp, src, parts, targets, w, rows, row_src, n_t, prompt)
-    gap = _row_gap(rows[:n_t], src, targets, cp)
+    gap = _row_gap(rows[:n_t], src, targets, cp, rm)
     graph.settings.update({
         "target": [t.label for t in targets], "target_spec": _spec_json(target),
         "target_token_ids": [list(t.token_ids) for t in targets], "position": targets[0].position,
@@ -380,7 +384,8 @@ def attribute(
         "batched_backward": state.get("batched", True), "backward_passes": n_backward,
         "max_row_gap": gap, "seconds": {"clean": t_clean - t0, "rows": t_rows - t_clean,
                                         "total": time.perf_counter() - t0},
-        "reconstruction_error": {str(k): v for k, v in src.recon_gap.items()},
+        "reconstruction_error": {str(k): v for k, v in src.recon_gap.items()}, "mlp": mlp,
+        "error_layers": list(src.leaf_layers),
     })
     if "fallback" in state:
         graph.settings["batched_fallback"] = state["fallback"]
@@ -408,24 +413,27 @@ def _assemble(rm: ReplacementModel, cp: CleanPass, src: _Sources, parts: Mapping
     feats = keep[order]  # attributed features, in the sources' (layer, position, latent) order
     n, L = src.n_pos, rm.n_layers
     n_f = int(feats.size)
-    n_nodes = n_f + L * n + n + n_t
+    n_e = src.n_err
+    n_nodes = n_f + n_e + n + n_t
     # the node index of every source column (features not attributed have none)
     col_to_node = np.full(src.n_sources, -1, dtype=np.int64)
     col_to_node[feats] = np.arange(n_f)
-    col_to_node[src.n_features:] = n_f + np.arange(L * n + n)
+    col_to_node[src.n_features:] = n_f + np.arange(n_e + n)
     adj = np.zeros((n_nodes, n_nodes), dtype=np.float32)
     cols = np.flatnonzero(col_to_node >= 0)
     feature_rows = rows[n_t:][order]
     adj[:n_f, col_to_node[cols]] = feature_rows[:, cols]
     adj[n_nodes - n_t:, col_to_node[cols]] = rows[:n_t][:, cols]
-    kinds = ["feature"] * n_f + ["error"] * (L * n) + ["embedding"] * n + ["target"] * n_t
+    kinds = ["feature"] * n_f + ["error"] * n_e + ["embedding"] * n + ["target"] * n_t
     layers = np.concatenate([np.asarray(src.feat_layer, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
-                             np.repeat(np.arange(L), n), np.full(n, -1), np.full(n_t, L)])
+                             np.repeat(np.asarray(src.leaf_layers, dtype=np.int64), n), np.full(n, -1),
+                             np.full(n_t, L)])
     positions = np.concatenate([np.asarray(src.feat_pos, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
-                                np.tile(np.arange(n), L), np.arange(n), [t.position for t in targets]])
+                                np.tile(np.arange(n), len(src.leaf_layers)), np.arange(n),
+                                [t.position for t in targets]])
     latents = np.concatenate([np.asarray(src.feat_latent, dtype=np.int64)[feats] if n_f else np.zeros(0, np.int64),
-                              np.full(L * n + n + n_t, -1)])
-    err_norm = torch.stack(src.errors).norm(dim=-1).reshape(-1).numpy()
+                              np.full(n_e + n + n_t, -1)])
+    err_norm = (torch.stack(src.errors).norm(dim=-1).reshape(-1).numpy() if src.errors else np.zeros(0))
     values = {"final": cp.final, "resid_post": cp.resid_post}
     acts = np.concatenate([np.asarray(src.feat_act, dtype=np.float64)[feats] if n_f else np.zeros(0),
                            err_norm, src.embed.norm(dim=-1).numpy(), [t.value(values) for t in targets]])
@@ -446,13 +454,17 @@ def _assemble(rm: ReplacementModel, cp: CleanPass, src: _Sources, parts: Mapping
         dictionaries=dicts, settings={})
 
 
-def _row_gap(rows: np.ndarray, src: _Sources, targets: Sequence[Target], cp: CleanPass) -> float:
-    """Largest gap between a target row's sum (over every source, attributed or not) plus the transcoders'
-    ``b_dec`` reads and the target's value: zero up to rounding, because the frozen model is linear."""
+def _row_gap(rows: np.ndarray, src: _Sources, targets: Sequence[Target], cp: CleanPass,
+             rm: ReplacementModel) -> float:
+    """Largest gap between a target row's sum (over every source, attributed or not) plus the constant terms
+    and the target's value: zero up to rounding, because the frozen model is linear.
+
+    The constant terms are the reads of the frozen model with every source removed: embeddings zero, each
+    transcoder layer's leaf its ``b_dec`` alone (and the frozen-gate MLPs' and attention's biases, if any)."""
     values = {"final": cp.final, "resid_post": cp.resid_post}
-    g, _ = _backward(cp, [(t.read, t.position, t.vector) for t in targets], {})
-    gaps = []
-    for j, t in enumerate(targets):
-        bias = sum(float((g[layer][j].float() * b).sum()) for layer, b in src.bias.items() if g[layer] is not None)
-        gaps.append(abs(float(rows[j].astype(np.float64).sum()) + bias - t.value(values)))
+    leaves = {layer: (src.bias[layer].expand_as(cp.embed).to(cp.embed.dtype) if layer in src.bias
+                      else torch.zeros_like(cp.embed)) for layer in cp.leaf_layers}
+    const = rm.frozen(cp, torch.zeros_like(cp.embed), leaves)
+    gaps = [abs(float(rows[j].astype(np.float64).sum()) + t.value(const) - t.value(values))
+            for j, t in enumerate(targets)]
     return max(gaps) if gaps else 0.0

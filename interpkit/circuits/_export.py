@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +171,14 @@ def graph_markdown(record: GraphRecord, *, top: int = 10) -> str:
 
 
 def save_graph(graph: AttributionGraph | GraphRecord, out_dir: str | os.PathLike[str], *,
-               slug: str | None = None) -> Path:
+               slug: str | None = None, extra_files: Mapping[str, bytes] | None = None) -> Path:
     """Write ``graph.json`` (+ sidecar), ``neuronpedia.json`` and ``graph.md`` as the folder ``out_dir``.
 
     Args:
         graph: the graph (pruned or not; ``neuronpedia.json`` holds the kept part of a pruned one).
         out_dir: the folder, replaced as a whole (a crash leaves the old folder or the new one).
         slug: the Neuronpedia slug (default: a slug of the prompt).
+        extra_files: more files of the same folder, ``{name: bytes}`` (e.g. ``validation.json``).
 
     Returns:
         ``out_dir``.
@@ -186,6 +188,10 @@ def save_graph(graph: AttributionGraph | GraphRecord, out_dir: str | os.PathLike
     files[NEURONPEDIA_JSON_NAME] = (json.dumps(neuronpedia_graph(record, slug=slug), indent=2, ensure_ascii=False,
                                                allow_nan=False) + "\n").encode("utf-8")
     files[GRAPH_MD_NAME] = graph_markdown(record).encode("utf-8")
+    for name, blob in (extra_files or {}).items():
+        if name in files or "/" in name or name.startswith("."):
+            raise ValueError(f"save_graph: extra file name {name!r} is taken or not a plain file name")
+        files[name] = blob
     final = Path(out_dir)
     with atomic_dir(final) as tmp:
         for name, blob in files.items():

@@ -5,11 +5,14 @@ module and norms) and, for one prompt, records everything attribution needs:
 
 - the clean values: the residual stream, each MLP's input and output, the attention patterns and the
   norm scales (``rsqrt(mean x² + eps)``) at every position;
-- a **linear graph** in which the attention patterns and the norm scales are constants and every
-  MLP output is a leaf (its transcoder's latents plus an error term at a layer with a transcoder, a
-  single error term elsewhere), so the target is a linear function of the leaves: the token
-  embeddings and the MLP outputs. Gradients of a target's read with respect to the leaves are its
-  direct effects through the residual stream and the attention OV circuits, as in circuit-tracer.
+- a **linear graph** in which the attention patterns and the norm scales are constants, the MLP output
+  of each layer with a transcoder is a leaf (its latents plus an error term), and every other layer's
+  gated MLP ``down(act(gate x) * up x)`` keeps its gate activations ``act(gate x)`` frozen, so it is
+  linear in its input and exact at the clean point (as the attention patterns are). The target is
+  then a linear function of the leaves: the token embeddings and the transcoder layers' MLP outputs.
+  Gradients of a target's read with respect to the leaves are its direct effects through the residual
+  stream, the attention OV circuits and the frozen-gate MLPs. With a transcoder at every layer this is
+  circuit-tracer's graph.
 
 `ReplacementModel.run` also replays the exact nonlinear model with additive edits at MLP outputs
 (for the ablations that validate a graph); `ReplacementModel.check` compares its logits with the
@@ -42,7 +45,7 @@ class CleanPass:
     Attributes:
         ids: token ids ``[n]``.
         embed: token embeddings ``[n, d]`` (a leaf of ``graph``).
-        mlp_out: per layer, the MLP output ``[n, d]`` (leaves of ``graph``).
+        mlp_out: per layer, the MLP output ``[n, d]`` in the graph (a leaf at ``leaf_layers``).
         mlp_in: per layer, the MLP input (after the pre-MLP norm), ``[n, d]``, in the graph.
         resid_mid: per layer, the residual stream between attention and the pre-MLP norm, in the graph.
         resid_post: per layer, the residual stream after the block, ``[n, d]``, in the graph.
@@ -51,6 +54,9 @@ class CleanPass:
         patterns: per layer, attention patterns ``[heads, n, n]`` (no grad).
         scales: the norm scales ``[n, 1]`` in call order (two per layer, then the final norm; no grad).
         skips: the skip transcoders' linear terms kept in the graph, ``{layer: (read, W)}``.
+        leaf_layers: the layers whose MLP output is a leaf of the graph.
+        gates: per layer, the gated MLP's gate activations (frozen at the other layers; no grad).
+        leaves: ``{layer: leaf}`` for ``leaf_layers``: the MLP output less a skip transcoder's linear term.
     """
 
     ids: torch.Tensor
@@ -64,6 +70,9 @@ class CleanPass:
     patterns: list[torch.Tensor]
     scales: list[torch.Tensor]
     skips: dict[int, tuple[str, torch.Tensor]]
+    leaf_layers: list[int]
+    gates: list[torch.Tensor]
+    leaves: dict[int, torch.Tensor]
 
 
 def _orig(module: Any) -> Any:
@@ -80,9 +89,20 @@ class _Block:
         self.ln1, self.ln2 = _orig(block.input_layernorm), _orig(block.post_attention_layernorm)
         self.q, self.k, self.v, self.o = (_orig(getattr(attn, n)) for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
         self.mlp = _orig(block.mlp)
+        parts = [getattr(self.mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")]
+        self.gated = all(x is not None for x in parts)
+        self.gate, self.up, self.down, self.act = (_orig(x) if x is not None else None for x in parts)
         cfg = getattr(attn, "config", None)
         self.head_dim = int(getattr(attn, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
         self.scaling = float(getattr(attn, "scaling", None) or self.head_dim ** -0.5)
+
+    def mlp_parts(self, m_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gate activations, MLP output)``; the output is the MLP module's own (a gated MLP's
+        ``down(act(gate x) * up x)``, computed from its parts so the gate can be frozen)."""
+        if not self.gated:
+            return m_in.new_zeros(0), self.mlp(m_in)
+        g = self.act(self.gate(m_in))
+        return g, self.down(g * self.up(m_in))
 
 
 def _hf_module(model: Any) -> Any:
@@ -196,8 +216,8 @@ class ReplacementModel:
 
     # ---- passes ------------------------------------------------------------------------------
 
-    def clean(self, prompt: str | Sequence[int],
-              skips: Mapping[int, tuple[str, torch.Tensor]] | None = None) -> CleanPass:
+    def clean(self, prompt: str | Sequence[int], skips: Mapping[int, tuple[str, torch.Tensor]] | None = None, *,
+              leaf_layers: Sequence[int] | None = None) -> CleanPass:
         """The prompt's clean pass and its linear graph (see the module docstring).
 
         Args:
@@ -205,31 +225,44 @@ class ReplacementModel:
             skips: ``{layer: (read, W [d, d])}``: a skip transcoder's linear term ``x_read @ W`` stays in the
                 graph (``read`` ``"mlp_in"`` or ``"resid_mid"``); that layer's leaf holds the rest of its MLP
                 output.
+            leaf_layers: the layers whose MLP output is a leaf (those with a transcoder); every other
+                layer's gated MLP is linear with its gate activations frozen (exact at the clean point).
+                None: every layer is a leaf.
+
+        Raises:
+            CircuitError: a layer outside ``leaf_layers`` whose MLP is not gated (it cannot be frozen).
         """
         ids = self.tokenize(prompt)
         skips = dict(skips or {})
+        leafs = list(range(self.n_layers)) if leaf_layers is None else sorted(int(x) for x in leaf_layers)
+        bad = [layer for layer in range(self.n_layers) if layer not in leafs and not self.blocks[layer].gated]
+        if bad:
+            raise CircuitError(f"layer {bad[0]}'s MLP is not gated, so it cannot be linearised with frozen gates; "
+                               "give it a transcoder or use mlp='error'")
         with torch.no_grad():
             values = self._forward(ids, frozen=False, leaves=None)
         embed = values["embed"].detach().clone().requires_grad_(True)
-        mlp_out = []
-        for layer, m in enumerate(values["mlp_out"]):
-            leaf = m.detach().clone()
+        leaves: dict[int, torch.Tensor] = {}
+        for layer in leafs:
+            leaf = values["mlp_out"][layer].detach().clone()
             if layer in skips:
                 kind, w = skips[layer]
                 leaf = leaf - values[kind][layer].detach() @ w.to(leaf.dtype)
-            mlp_out.append(leaf.requires_grad_(True))
+            leaves[layer] = leaf.requires_grad_(True)
         with torch.enable_grad():
-            graph = self._forward(ids, frozen=True, leaves=(embed, mlp_out), patterns=values["patterns"],
-                                  scales=values["scales"], skips=skips)
-        return CleanPass(ids=ids, embed=embed, mlp_out=mlp_out, mlp_in=graph["mlp_in"], resid_mid=graph["resid_mid"],
-                         resid_post=graph["resid_post"], final=graph["final"], logits=values["logits"],
-                         patterns=values["patterns"], scales=values["scales"], skips=skips)
+            graph = self._forward(ids, frozen=True, leaves=(embed, leaves), patterns=values["patterns"],
+                                  scales=values["scales"], skips=skips, gates=values["gates"])
+        return CleanPass(ids=ids, embed=embed, mlp_out=graph["mlp_out"], mlp_in=graph["mlp_in"],
+                         resid_mid=graph["resid_mid"], resid_post=graph["resid_post"], final=graph["final"],
+                         logits=values["logits"], patterns=values["patterns"], scales=values["scales"],
+                         skips=skips, leaf_layers=leafs, gates=values["gates"], leaves=leaves)
 
-    def frozen(self, cp: CleanPass, embed: torch.Tensor, mlp_out: Sequence[torch.Tensor]) -> dict[str, Any]:
-        """The frozen linear model (``cp``'s patterns, norm scales and skips) on other leaf values (no grad)."""
+    def frozen(self, cp: CleanPass, embed: torch.Tensor, leaves: Mapping[int, torch.Tensor]) -> dict[str, Any]:
+        """The frozen linear model (``cp``'s patterns, norm scales, gates and skips) on other leaf values
+        (``{layer: value}`` for ``cp.leaf_layers``; no grad)."""
         with torch.no_grad():
-            return self._forward(cp.ids, frozen=True, leaves=(embed, list(mlp_out)), patterns=cp.patterns,
-                                 scales=cp.scales, skips=cp.skips)
+            return self._forward(cp.ids, frozen=True, leaves=(embed, dict(leaves)), patterns=cp.patterns,
+                                 scales=cp.scales, skips=cp.skips, gates=cp.gates)
 
     def run(self, ids: torch.Tensor, deltas: Mapping[int, torch.Tensor] | None = None, *,
             mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
@@ -250,6 +283,7 @@ class ReplacementModel:
     def _forward(self, ids: torch.Tensor, *, frozen: bool, leaves: Any, patterns: Sequence[Any] | None = None,
                  scales: Sequence[torch.Tensor] | None = None,
                  skips: Mapping[int, tuple[str, torch.Tensor]] | None = None,
+                 gates: Sequence[torch.Tensor] | None = None,
                  deltas: Mapping[int, torch.Tensor] | None = None,
                  mlp_edits: Mapping[int, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
                  ) -> dict[str, Any]:
@@ -259,7 +293,7 @@ class ReplacementModel:
         rope = self.rotary(h0, position_ids=pos)
         h = leaves[0] if leaves is not None else h0[0]
         out: dict[str, Any] = {"embed": h, "resid_mid": [], "mlp_in": [], "mlp_out": [], "resid_post": [],
-                               "patterns": [], "scales": []}
+                               "patterns": [], "scales": [], "gates": []}
         sc = out["scales"]
         for layer, block in enumerate(self.blocks):
             a, pattern = self._attention(block, self._norm(block.ln1, h, frozen, sc, scales), rope, frozen,
@@ -267,10 +301,16 @@ class ReplacementModel:
             h = h + a
             out["resid_mid"].append(h)
             m_in = self._norm(block.ln2, h, frozen, sc, scales)
-            m_out = leaves[1][layer] if leaves is not None else block.mlp(m_in)
-            if leaves is not None and skips and layer in skips:
-                kind, w = skips[layer]
-                m_out = m_out + (h if kind == "resid_mid" else m_in) @ w.to(h.dtype)
+            if leaves is None:
+                gate, m_out = block.mlp_parts(m_in)
+                out["gates"].append(gate.detach())
+            elif layer in leaves[1]:
+                m_out = leaves[1][layer]
+                if skips and layer in skips:
+                    kind, w = skips[layer]
+                    m_out = m_out + (h if kind == "resid_mid" else m_in) @ w.to(h.dtype)
+            else:  # a gated MLP with its gate activations frozen: linear in m_in, exact at the clean point
+                m_out = block.down(gates[layer].detach() * block.up(m_in))
             if deltas and layer in deltas:
                 m_out = m_out + deltas[layer]
             if mlp_edits and layer in mlp_edits:

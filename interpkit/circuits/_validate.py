@@ -116,29 +116,33 @@ def _target_spec(graph: AttributionGraph, rm: ReplacementModel) -> Any:
 
 
 def top_path(graph: AttributionGraph) -> list[int]:
-    """Node indices of the strongest embedding → features → target chain (max product of normalised |edges|)."""
+    """Node indices of the strongest embedding → feature(s) → target chain through at least one feature
+    (the largest product of normalised |edge| weights; the embeddings' direct edges to the target are left
+    out, since nothing on them can be ablated). Empty when no feature reaches the target."""
     a = normalize_rows(graph.adjacency)
     if graph.edge_mask is not None:
         a = np.where(graph.edge_mask, a, 0.0)
     target = int(np.flatnonzero(graph.mask("target"))[0])
     feat = np.flatnonzero(graph.mask("feature"))
     emb = np.flatnonzero(graph.mask("embedding"))
-    best = np.zeros(len(graph))  # best product from the node to the target
+    best = np.zeros(len(graph))  # best product from a feature to the target
     nxt = np.full(len(graph), -1)
-    best[target] = 1.0
     for layer in sorted(set(graph.layers[feat].tolist()), reverse=True):
-        idx = feat[graph.layers[feat] == layer]
-        for i in idx:
-            cand = a[:, i] * best
-            j = int(np.argmax(cand))
-            if cand[j] > 0:
-                best[i], nxt[i] = cand[j], j
-    scores = np.array([max((a[:, e] * best).max(), 0) for e in emb])
-    if not scores.size or scores.max() <= 0:
+        for i in feat[graph.layers[feat] == layer]:
+            direct = a[target, i]
+            via = a[feat, i] * best[feat]
+            j = int(np.argmax(via)) if via.size else -1
+            if j >= 0 and via[j] > direct:
+                best[i], nxt[i] = via[j], int(feat[j])
+            elif direct > 0:
+                best[i], nxt[i] = direct, target
+    if not emb.size or best[feat].max(initial=0.0) <= 0:
         return []
-    start = int(emb[int(np.argmax(scores))])
-    j = int(np.argmax(a[:, start] * best))
-    path = [start]
+    scores = a[np.ix_(feat, emb)] * best[feat][:, None]  # [feature, embedding]
+    fi, ei = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    if scores[fi, ei] <= 0:
+        return []
+    path, j = [int(emb[ei])], int(feat[fi])
     while j != target and j >= 0:
         path.append(j)
         j = int(nxt[j])

@@ -101,15 +101,17 @@ def test_replica_matches_the_model(backend):
     assert ReplacementModel(model).check("hello there cat") < 1e-4
 
 
-def test_rows_are_exact_linear_direct_effects():
+@pytest.mark.parametrize(("layers", "mlp"), [([0, 1], "frozen-gate"), ([1], "frozen-gate"), ([1], "error")])
+def test_rows_are_exact_linear_direct_effects(layers, mlp):
     """Each edge equals the change of the read when that source is removed from the frozen linear model."""
     model = tiny_model(arch="llama")
-    tcs = _random_transcoders(model, [0, 1])
+    tcs = _random_transcoders(model, layers)
     prompt = "the cat sat on"
-    g = attribute(model, prompt, " ", transcoders=tcs, max_feature_nodes=None)
+    g = attribute(model, prompt, " ", transcoders=tcs, max_feature_nodes=None, mlp=mlp)
     assert g.settings["max_row_gap"] < 1e-4
+    assert set(g.layers[g.mask("error")].tolist()) == (set(layers) if mlp == "frozen-gate" else {0, 1})
     rm = ReplacementModel(model)
-    cp = rm.clean(prompt)
+    cp = rm.clean(prompt, leaf_layers=layers if mlp == "frozen-gate" else None)
     target = int(np.flatnonzero(g.mask("target"))[0])
     w_u = rm.W_U.detach()
     vec = w_u[model.tokenizer.convert_tokens_to_ids(" ")] - w_u.mean(0)
@@ -119,7 +121,7 @@ def test_rows_are_exact_linear_direct_effects():
         layer, pos, lat = int(g.layers[i]), int(g.positions[i]), int(g.latents[i])
         sae = tcs[layer]
         contrib = float(g.activations[i]) * sae.W_dec[lat].detach()
-        leaves = [m.detach().clone() for m in cp.mlp_out]
+        leaves = {j: cp.leaves[j].detach().clone() for j in cp.leaf_layers}
         leaves[layer][pos] -= contrib
         out = rm.frozen(cp, cp.embed.detach(), leaves)
         change = float((cp.final[-1].detach() - out["final"][-1]) @ vec)
@@ -131,8 +133,8 @@ def test_rows_are_exact_linear_direct_effects():
         x = cp.mlp_in[layer][pos].detach()
         pre = float(tcs[layer].pre_activations(x)[lat] - tcs[layer].encoder_bias()[lat])
         zeros = torch.zeros_like(cp.embed)
-        only_bias = [tcs[j].b_dec.detach().expand_as(zeros).clone() if j in tcs else torch.zeros_like(zeros)
-                     for j in range(len(cp.mlp_out))]
+        only_bias = {j: tcs[j].b_dec.detach().expand_as(zeros).clone() if j in tcs else torch.zeros_like(zeros)
+                     for j in cp.leaf_layers}
         bias = float(rm.frozen(cp, zeros, only_bias)["mlp_in"][layer][pos] @ tcs[layer].W_enc[:, lat])
     assert float(g.adjacency[i].astype(np.float64).sum()) + bias == pytest.approx(pre, abs=1e-4)
 
