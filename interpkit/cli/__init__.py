@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from interpkit._version import __version__
 from interpkit.cli import (
     _apply_steering,
+    _attribute,
     _bench,
     _capabilities,
     _compare_runs,
@@ -59,6 +60,7 @@ _COMMANDS: tuple[tuple[str, str, Callable, Callable], ...] = (
     ("export-steering", _export_steering.HELP, _export_steering.add_arguments, _export_steering.run),
     ("apply-steering", _apply_steering.HELP, _apply_steering.add_arguments, _apply_steering.run),
     ("dossier", _dossier.HELP, _dossier.add_arguments, _dossier.run),
+    ("attribute", _attribute.HELP, _attribute.add_arguments, _attribute.run),
     ("paths", _paths.HELP, _paths.add_arguments, _paths.run),
 )
 

@@ -106,6 +106,13 @@ OUTPUTS: dict[str, tuple[dict[str, Any], ...]] = {
     "dossier add": (_out("project", "<project>/dossiers/<slug>/dossier.json", "interpkit_dossier", "docs/formats.md#dossierjson-evidence-dossier-of-one-feature-schema-version-1"),),
     "dossier show": (_out(None, "<stdout>", None, "docs/dossiers.md", when="the grade and next experiments"),),
     "dossier list": (_out(None, "<stdout>", None, "docs/dossiers.md"),),
+    "attribute": (
+        _out("out", "<out>/graph.json", "interpkit.graph", "docs/formats.md#attribution-graphs-graphjson-format-interpkitgraph-schema-version-1"),
+        _out("out", "<out>/neuronpedia.json", None, "docs/formats.md#attribution-graphs-graphjson-format-interpkitgraph-schema-version-1"),
+        _out("out", "<out>/graph.md", None, "docs/circuits.md"),
+        _out("out", "<out>/validation.json", None, "docs/circuits.md#validation-validate_graph---validate-prompts",
+             when="with --validate"),
+    ),
     "paths": (
         _out("out", "<out>/paths.json", "interpkit.paths", "docs/circuits.md#files-pathsjson-and-pathsmd"),
         _out("out", "<out>/paths.md", None, "docs/circuits.md#files-pathsjson-and-pathsmd"),
