@@ -28,7 +28,8 @@ from pathlib import Path
 
 _TEXT = ("The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome. "
          "A kilometre is a thousand metres, and a kilogram is a thousand grams. The river flows into the sea "
-         "near the old harbour, where ships once carried grain and wool to distant markets.")
+         "near the old harbour, where ships once carried grain and wool to distant markets. In winter the "
+         "harbour froze, and the town lived on stored fish, bread and the letters that came by sledge.")
 
 
 def main() -> None:
@@ -39,9 +40,10 @@ def main() -> None:
     ap.add_argument("--max-feature-nodes", default="64,128,256,512,1024")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--transcoders", default=None, help="a train_transcoders folder (default: random TopK)")
-    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--width", type=int, default=4608)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mlp", choices=("frozen-gate", "error"), default="frozen-gate")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -80,7 +82,8 @@ def main() -> None:
     fwd_bwd()  # warm-up
     base = statistics.median(fwd_bwd() for _ in range(args.repeats))
     hf.zero_grad(set_to_none=True)
-    print(f"{args.model}, {len(ids)} tokens, transcoders at layers {layers}, torch threads {torch.get_num_threads()}")
+    print(f"{args.model}, {len(ids)} tokens, transcoders at layers {layers}, mlp={args.mlp}, "
+          f"torch threads {torch.get_num_threads()}")
     print(f"bare forward + backward: {base:.3f} s (median of {args.repeats})")
     print(f"{'max_feature_nodes':>18} {'rows':>6} {'passes':>7} {'seconds':>8} {'ratio':>7}  clean/rows s")
     results = []
@@ -88,7 +91,7 @@ def main() -> None:
     for cap in [int(c) for c in args.max_feature_nodes.split(",")]:
         t0 = time.perf_counter()
         g = attribute(model, ids, None, transcoders=tcs, max_feature_nodes=cap, batch_size=args.batch_size,
-                      check=False)
+                      check=False, mlp=args.mlp)
         sec = time.perf_counter() - t0
         s = g.settings
         rows = int(g.attributed.sum())
@@ -101,6 +104,7 @@ def main() -> None:
         from interpkit._io import atomic_write_text
 
         payload = {"command": " ".join(sys.argv), "model": args.model, "tokens": len(ids), "layers": layers,
+                   "mlp": args.mlp,
                    "baseline_seconds": base, "results": results, "torch": torch.__version__,
                    "threads": torch.get_num_threads(), "machine": platform.machine()}
         atomic_write_text(Path(args.out), json.dumps(payload, indent=2) + "\n")
