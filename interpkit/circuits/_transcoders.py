@@ -9,6 +9,7 @@ pool) and cached under ``<interpkit cache>/transcoders/<sha256 of model, layers,
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,7 +57,8 @@ def ensure_transcoders(
         texts: training texts (default: the packaged text pool, `interpkit.criterion.text_pool`).
         architecture, latent_dim, k, epochs, batch_size, seed: the trainer's settings (``latent_dim``
             default 4 × d_model).
-        max_tokens: training rows (tokens) per layer at most; max_length: tokens per text.
+        max_tokens: training rows (tokens) per layer at most; max_length: tokens per text. Only a seeded
+            sample of the texts that covers this budget 1.5 times over is read.
         cache_dir: the cache root (default ``<interpkit cache>/transcoders``).
         log: progress messages.
 
@@ -83,6 +85,14 @@ def ensure_transcoders(
 
         texts = [row.text for row in text_pool()]
     texts = [str(t) for t in texts]
+    # only as many texts as the token budget needs (each gives at most max_length rows; 10 % are held out):
+    # the trainer reads every text it is given, so a long pool would cost forward passes for nothing
+    need = max(16, math.ceil(1.5 * max_tokens / max(1, max_length) / 0.9))
+    if len(texts) > need:
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(seed).permutation(len(texts))[:need])
+        texts = [texts[i] for i in keep]
     d = int(model.d_model)
     settings = {"architecture": architecture, "latent_dim": int(latent_dim or 4 * d), "k": int(k),
                 "max_tokens": int(max_tokens), "max_length": int(max_length), "epochs": int(epochs),
