@@ -21,7 +21,7 @@ from interpkit.records import (
 from interpkit.records._graph import graph_node_id
 from interpkit.records._graph_neuronpedia import cantor_pairing, cumulative_influence
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "neuronpedia" / "graph-circuit-tracer.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "graphs" / "graph-circuit-tracer.json"
 NODE_KEYS = ["node_id", "feature", "layer", "ctx_idx", "feature_type", "token_prob", "is_target_logit", "run_idx",
              "reverse_ctx_idx", "jsNodeId", "clerp", "influence", "activation"]  # circuit-tracer's Node fields
 
