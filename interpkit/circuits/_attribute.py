@@ -150,7 +150,8 @@ def dictionary_parts(transcoders: Any, rm: ReplacementModel) -> dict[int, Dictio
 class _Sources:
     """Every source of one prompt: active features, error nodes, embeddings (in the graph's order)."""
 
-    def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], n_layers: int) -> None:
+    def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], n_layers: int, *,
+                 zero_first: bool = False) -> None:
         n = cp.ids.shape[0]
         self.leaf_layers = list(cp.leaf_layers)  # the layers with error nodes, in order
         self.feat_layer, self.feat_pos, self.feat_latent, self.feat_act = [], [], [], []
@@ -172,6 +173,10 @@ class _Sources:
             x = getattr(cp, p.reads)[layer].detach().float()
             codes, recon = p.encode(x)
             p.check(x, codes, recon)
+            if zero_first and codes.shape[0] > 1:  # the first position's latents join its error node
+                codes, recon = codes.clone(), recon.clone()
+                recon[0] -= codes[0] @ p.write
+                codes[0] = 0
             if p.skip is not None:  # the skip term stays in the linear graph; the leaf (out) holds the rest
                 skip = x @ p.skip
                 recon = recon - skip
@@ -298,6 +303,7 @@ def attribute(
     max_feature_nodes: int | None = 2048,
     batch_size: int = 64,
     mlp: str = "frozen-gate",
+    zero_first: bool = False,
     check: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> AttributionGraph:
@@ -319,6 +325,10 @@ def attribute(
             activations frozen, so effects pass through them; exact at the clean point) or ``"error"``
             (their whole output is an error node per position, as in a graph with transcoders everywhere
             but these).
+        zero_first: no feature nodes at the first position: its latents go to its error node (circuit-tracer
+            zeroes the BOS position the same way). The first token is the attention sink; its latents have
+            very large activations and, on SmolLM2, take most of the feature influence without explaining
+            the prompt.
         check: compare the layer-by-layer replica with the model's own logits first.
         log: progress messages.
 
@@ -342,7 +352,7 @@ def attribute(
                   leaf_layers=sorted(parts) if mlp == "frozen-gate" else None)
     t_clean = time.perf_counter()
     targets, weights = resolve_targets(rm, target, cp.logits, position=position, demean=demean, top_k=top_k)
-    src = _Sources(cp, parts, rm.n_layers)
+    src = _Sources(cp, parts, rm.n_layers, zero_first=zero_first)
     n_t = len(targets)
     cap = src.n_features if max_feature_nodes is None else min(int(max_feature_nodes), src.n_features)
     say(f"{src.n_features} active features over {len(parts)} layers, {cp.ids.shape[0]} tokens; "
@@ -385,7 +395,7 @@ def attribute(
         "max_row_gap": gap, "seconds": {"clean": t_clean - t0, "rows": t_rows - t_clean,
                                         "total": time.perf_counter() - t0},
         "reconstruction_error": {str(k): v for k, v in src.recon_gap.items()}, "mlp": mlp,
-        "error_layers": list(src.leaf_layers),
+        "zero_first": bool(zero_first), "error_layers": list(src.leaf_layers),
     })
     if "fallback" in state:
         graph.settings["batched_fallback"] = state["fallback"]

@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64, help="rows per batched backward pass (default 64)")
     g.add_argument("--mlp", choices=("frozen-gate", "error"), default="frozen-gate",
                    help="layers without a transcoder: linear with frozen gates (default) or error nodes")
+    g.add_argument("--zero-first", action="store_true",
+                   help="no feature nodes at the first position (the attention sink; its latents join its error "
+                        "node, as circuit-tracer does for BOS)")
     g.add_argument("--node-threshold", type=float, default=0.8, help="pruning: node influence kept (default 0.8)")
     g.add_argument("--edge-threshold", type=float, default=0.98, help="pruning: edge influence kept (default 0.98)")
     g.add_argument("--slug", default=None, help="the Neuronpedia slug (default: from the prompt)")
@@ -132,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     tcs = _transcoders(args, model)
     target: Any = None if args.target is None else (args.target if args.minus is None else (args.target, args.minus))
     cap = None if args.max_feature_nodes == 0 else args.max_feature_nodes
-    kw = {"demean": not args.no_demean, "max_feature_nodes": cap, "batch_size": args.batch_size, "mlp": args.mlp}
+    kw = {"demean": not args.no_demean, "max_feature_nodes": cap, "batch_size": args.batch_size, "mlp": args.mlp,
+          "zero_first": args.zero_first}
     try:
         graph = attribute(model, args.prompt, target, transcoders=tcs, position=args.position, top_k=args.top_k,
                           log=print, **kw).prune(args.node_threshold, args.edge_threshold)

@@ -244,3 +244,19 @@ def test_unknown_dictionary_input_is_refused():
                     hook_name="blocks.1.ln2.hook_normalized", site_out="layer1.mlp_out", layer=1)
     with pytest.raises(CircuitError, match="does not say it reads the MLP input"):
         attribute(model, "a cat", None, transcoders={1: make_sae(cfg)})
+
+
+def test_zero_first_moves_the_first_positions_latents_to_its_error_node(pc):
+    g = attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False, zero_first=True)
+    assert g.settings["max_row_gap"] < 1e-5 and g.settings["zero_first"]
+    feats = g.mask("feature")
+    assert feats.sum() > 0 and not (g.positions[feats] == 0).any()
+    full = attribute(pc.model, pc.prompt, pc.target, transcoders=pc.transcoders, demean=False)
+    assert (full.positions[full.mask("feature")] == 0).any()  # the distractor fires at position 0
+    err0 = [g.index(f"L{layer}.p0.err") for layer in range(3)]
+    assert max(float(g.activations[i]) for i in err0) > 0  # what it wrote is now error
+    for layer in range(3):  # the other positions' error nodes are unchanged (zero: exact transcoders)
+        assert all(float(g.activations[g.index(f"L{layer}.p{q}.err")]) < 1e-6 for q in range(1, 7))
+    kept = g.prune()
+    assert {kept.node_id(i) for i in np.flatnonzero(kept.kept & kept.mask("feature"))} == {
+        "L0.p4.f0", "L1.p6.f0", "L2.p6.f0"}
