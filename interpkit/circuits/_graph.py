@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "AttributionGraph", "compute_influence", "normalize_rows"]
+from interpkit.records._graph import NODE_KINDS as KINDS
+from interpkit.records._graph import graph_node_id
 
-KINDS = ("feature", "error", "embedding", "target")
+__all__ = ["KINDS", "AttributionGraph", "compute_influence", "normalize_rows"]
 
 
 def normalize_rows(a: np.ndarray) -> np.ndarray:
@@ -119,14 +120,9 @@ class AttributionGraph:
 
     def node_id(self, i: int) -> str:
         """A stable id: ``L3.p5.f123`` (feature), ``L3.p5.err``, ``emb.p5``, ``target0``."""
-        kind, layer, pos = self.kinds[i], int(self.layers[i]), int(self.positions[i])
-        if kind == "feature":
-            return f"L{layer}.p{pos}.f{int(self.latents[i])}"
-        if kind == "error":
-            return f"L{layer}.p{pos}.err"
-        if kind == "embedding":
-            return f"emb.p{pos}"
-        return f"target{int(np.flatnonzero(self.mask('target')).tolist().index(i))}"
+        kind = self.kinds[i]
+        target = self.kinds[:i].count("target") if kind == "target" else 0
+        return graph_node_id(kind, int(self.layers[i]), int(self.positions[i]), int(self.latents[i]), target)
 
     def index(self, node_id: str) -> int:
         """The node index of ``node_id`` (see `node_id`).
