@@ -17,6 +17,13 @@ from typing import Any
 from ._errors import _MISSING, RecordError
 
 
+def check_required(data: Mapping[str, Any], key: str, field: str | None = None) -> Any:
+    """``data[key]``; a missing key raises `RecordError` naming ``field`` (default ``key``)."""
+    if key not in data:
+        raise RecordError("a value (the field is required)", _MISSING, field=field or key)
+    return data[key]
+
+
 def _is_real(value: Any) -> bool:
     if type(value) is float or type(value) is int:
         return True

@@ -42,8 +42,8 @@ import numpy as np
 
 from .._io import atomic_dir, read_json_file, sha256_file
 from .._version import __version__
-from ._checks import check_bool, check_int, check_mapping, check_number, check_str
-from ._errors import _MISSING, RecordError
+from ._checks import check_bool, check_int, check_mapping, check_number, check_required, check_str
+from ._errors import RecordError
 
 __all__ = [
     "GRAPH_FORMAT",
@@ -447,12 +447,6 @@ def parse_graph_record(data: Any, path: str | os.PathLike[str] | None = None) ->
         raise (err if err.path is not None else err.located(path=where, line=None)) from None
 
 
-def _req(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise RecordError("a value (the field is required)", _MISSING, field=where)
-    return data[key]
-
-
 def _refuse(data: Mapping[str, Any], known: Sequence[str], where: str) -> None:
     for key in data:
         if key not in known:
@@ -467,29 +461,29 @@ def _list(value: Any, what: str, where: str) -> list[Any]:
 
 def _parse(data: Any, folder: Path | None, where: str | None) -> GraphRecord:
     data = check_mapping(data, None)
-    fmt = _req(data, "format", "format")
+    fmt = check_required(data, "format", "format")
     if fmt != GRAPH_FORMAT:
         raise RecordError(f"{GRAPH_FORMAT!r} (this is not an interpkit graph)", fmt, field="format")
-    version = _req(data, "schema_version", "schema_version")
+    version = check_required(data, "schema_version", "schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= GRAPH_SCHEMA_VERSION:
         raise RecordError(f"a schema version this interpkit reads (1..{GRAPH_SCHEMA_VERSION})", version,
                           field="schema_version")
     _refuse(data, _TOP, "")
-    tokens = _list(_req(data, "tokens", "tokens"), "a list of token strings", "tokens")
-    token_ids = _list(_req(data, "token_ids", "token_ids"), "a list of token ids", "token_ids")
-    n_layers = check_int(_req(data, "n_layers", "n_layers"), "n_layers", minimum=0)
-    pruned = check_bool(_req(data, "pruned", "pruned"), "pruned")
+    tokens = _list(check_required(data, "tokens", "tokens"), "a list of token strings", "tokens")
+    token_ids = _list(check_required(data, "token_ids", "token_ids"), "a list of token ids", "token_ids")
+    n_layers = check_int(check_required(data, "n_layers", "n_layers"), "n_layers", minimum=0)
+    pruned = check_bool(check_required(data, "pruned", "pruned"), "pruned")
     nodes = []
-    for i, raw in enumerate(_list(_req(data, "nodes", "nodes"), "a list of nodes", "nodes")):
+    for i, raw in enumerate(_list(check_required(data, "nodes", "nodes"), "a list of nodes", "nodes")):
         w = f"nodes[{i}]"
         raw = check_mapping(raw, w)
         _refuse(raw, _NODE, w)
         latent = raw.get("latent")
         nodes.append(GraphNodeRecord(
-            id=check_str(_req(raw, "id", f"{w}.id"), f"{w}.id", nonempty=True),
-            kind=check_str(_req(raw, "kind", f"{w}.kind"), f"{w}.kind"),
-            layer=check_int(_req(raw, "layer", f"{w}.layer"), f"{w}.layer"),
-            position=check_int(_req(raw, "position", f"{w}.position"), f"{w}.position"),
+            id=check_str(check_required(raw, "id", f"{w}.id"), f"{w}.id", nonempty=True),
+            kind=check_str(check_required(raw, "kind", f"{w}.kind"), f"{w}.kind"),
+            layer=check_int(check_required(raw, "layer", f"{w}.layer"), f"{w}.layer"),
+            position=check_int(check_required(raw, "position", f"{w}.position"), f"{w}.position"),
             latent=None if latent is None else check_int(latent, f"{w}.latent"),
             activation=check_number(raw.get("activation"), f"{w}.activation", optional=True),
             influence=check_number(raw.get("influence"), f"{w}.influence", optional=True),
@@ -500,7 +494,7 @@ def _parse(data: Any, folder: Path | None, where: str | None) -> GraphRecord:
     index = {n.id: i for i, n in enumerate(nodes)}
     target_ids = [n.id for n in nodes if n.kind == "target"]
     targets = []
-    for j, raw in enumerate(_list(_req(data, "targets", "targets"), "a list of targets", "targets")):
+    for j, raw in enumerate(_list(check_required(data, "targets", "targets"), "a list of targets", "targets")):
         w = f"targets[{j}]"
         raw = check_mapping(raw, w)
         _refuse(raw, _TARGET, w)
@@ -510,14 +504,14 @@ def _parse(data: Any, folder: Path | None, where: str | None) -> GraphRecord:
                               node, field=f"{w}.node")
         tids = _list(raw.get("token_ids", []), "a list of token ids", f"{w}.token_ids")
         targets.append(GraphTarget(
-            label=check_str(_req(raw, "label", f"{w}.label"), f"{w}.label", nonempty=True),
-            weight=check_number(_req(raw, "weight", f"{w}.weight"), f"{w}.weight"),
+            label=check_str(check_required(raw, "label", f"{w}.label"), f"{w}.label", nonempty=True),
+            weight=check_number(check_required(raw, "weight", f"{w}.weight"), f"{w}.weight"),
             value=check_number(raw.get("value"), f"{w}.value", optional=True),
             kind=check_str(raw.get("kind"), f"{w}.kind", optional=True),
             token_ids=tuple(check_int(t, f"{w}.token_ids[{k}]", minimum=0) for k, t in enumerate(tids)),
             token=check_str(raw.get("token"), f"{w}.token", optional=True),
             probability=check_number(raw.get("probability"), f"{w}.probability", optional=True)))
-    links = _req(data, "links", "links")
+    links = check_required(data, "links", "links")
     if isinstance(links, Mapping):
         src, dst, weight, kept = _read_sidecar(links, folder, pruned)
     else:
@@ -526,10 +520,10 @@ def _parse(data: Any, folder: Path | None, where: str | None) -> GraphRecord:
     for name in ("dictionaries", "settings", "scores", "extra"):
         check_mapping(data.get(name) or {}, name)
     return GraphRecord(
-        prompt=check_str(_req(data, "prompt", "prompt"), "prompt"),
+        prompt=check_str(check_required(data, "prompt", "prompt"), "prompt"),
         tokens=tuple(check_str(t, f"tokens[{i}]") for i, t in enumerate(tokens)),
         token_ids=tuple(check_int(t, f"token_ids[{i}]", minimum=-1) for i, t in enumerate(token_ids)),
-        model=check_str(_req(data, "model", "model"), "model"), n_layers=n_layers, targets=tuple(targets),
+        model=check_str(check_required(data, "model", "model"), "model"), n_layers=n_layers, targets=tuple(targets),
         nodes=tuple(nodes), link_source=src, link_target=dst, link_weight=weight, link_kept=kept,
         dictionaries=data.get("dictionaries") or {}, settings=data.get("settings") or {},
         scores=data.get("scores") or {}, extra=data.get("extra") or {},
@@ -545,14 +539,14 @@ def _inline_links(links: list[Any], index: Mapping[str, int], pruned: bool) -> t
         raw = check_mapping(raw, w)
         _refuse(raw, _LINK, w)
         for name, arr in (("source", src), ("target", dst)):
-            node = _req(raw, name, f"{w}.{name}")
+            node = check_required(raw, name, f"{w}.{name}")
             if not isinstance(node, str) or node not in index:
                 raise RecordError("the id of a node in 'nodes'", node, field=f"{w}.{name}")
             arr[i] = index[node]
-        weight[i] = check_number(_req(raw, "weight", f"{w}.weight"), f"{w}.weight")
+        weight[i] = check_number(check_required(raw, "weight", f"{w}.weight"), f"{w}.weight")
         k = raw.get("kept")
         if pruned:
-            kept[i] = check_bool(_req(raw, "kept", f"{w}.kept"), f"{w}.kept")
+            kept[i] = check_bool(check_required(raw, "kept", f"{w}.kept"), f"{w}.kept")
         elif k is not None:
             raise RecordError("null (the graph is not pruned)", k, field=f"{w}.kept")
     return src, dst, weight, (kept if pruned else None)
@@ -562,9 +556,9 @@ def _read_sidecar(meta: Mapping[str, Any], folder: Path | None, pruned: bool) ->
     from safetensors.numpy import load_file
 
     _refuse(meta, _SIDECAR, "links")
-    name = check_str(_req(meta, "file", "links.file"), "links.file", nonempty=True)
-    count = check_int(_req(meta, "count", "links.count"), "links.count", minimum=0)
-    digest = check_str(_req(meta, "sha256", "links.sha256"), "links.sha256", nonempty=True)
+    name = check_str(check_required(meta, "file", "links.file"), "links.file", nonempty=True)
+    count = check_int(check_required(meta, "count", "links.count"), "links.count", minimum=0)
+    digest = check_str(check_required(meta, "sha256", "links.sha256"), "links.sha256", nonempty=True)
     if "/" in name or "\\" in name or name in (".", ".."):
         raise RecordError("a file name beside graph.json", name, field="links.file")
     if folder is None or not (folder / name).is_file():

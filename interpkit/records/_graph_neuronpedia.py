@@ -42,8 +42,8 @@ import numpy as np
 from .._io import atomic_write_text, read_json_file
 from .._io import slug as make_slug
 from .._version import __version__
-from ._checks import check_bool, check_int, check_mapping, check_number, check_str
-from ._errors import _MISSING, RecordError
+from ._checks import check_bool, check_int, check_mapping, check_number, check_required, check_str
+from ._errors import RecordError
 from ._graph import (
     GRAPH_JSON_NAME,
     GraphNodeRecord,
@@ -254,12 +254,6 @@ def parse_neuronpedia_graph(data: Any, path: str | os.PathLike[str] | None = Non
         raise (err if err.path is not None else err.located(path=where, line=None)) from None
 
 
-def _req(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise RecordError("a value (the field is required)", _MISSING, field=where)
-    return data[key]
-
-
 def _id_parts(node_id: str, n: int, where: str) -> list[str]:
     parts = node_id.rsplit("_", n - 1) if not node_id.startswith("E_") else node_id.split("_")
     if len(parts) != n:
@@ -277,16 +271,16 @@ def _int_part(text: str, node_id: str, where: str) -> int:
 
 def _parse(data: Any, where: str | None) -> GraphRecord:
     data = check_mapping(data, None)
-    meta = check_mapping(_req(data, "metadata", "metadata"), "metadata")
-    qparams = check_mapping(_req(data, "qParams", "qParams"), "qParams")
-    raw_nodes, raw_links = _req(data, "nodes", "nodes"), _req(data, "links", "links")
+    meta = check_mapping(check_required(data, "metadata", "metadata"), "metadata")
+    qparams = check_mapping(check_required(data, "qParams", "qParams"), "qParams")
+    raw_nodes, raw_links = check_required(data, "nodes", "nodes"), check_required(data, "links", "links")
     for name, value in (("nodes", raw_nodes), ("links", raw_links)):
         if not isinstance(value, list):
             raise RecordError(f"a list of {name}", value, field=name)
-    check_str(_req(meta, "slug", "metadata.slug"), "metadata.slug")
-    scan = check_str(_req(meta, "scan", "metadata.scan"), "metadata.scan")
-    prompt = check_str(_req(meta, "prompt", "metadata.prompt"), "metadata.prompt")
-    tokens = _req(meta, "prompt_tokens", "metadata.prompt_tokens")
+    check_str(check_required(meta, "slug", "metadata.slug"), "metadata.slug")
+    scan = check_str(check_required(meta, "scan", "metadata.scan"), "metadata.scan")
+    prompt = check_str(check_required(meta, "prompt", "metadata.prompt"), "metadata.prompt")
+    tokens = check_required(meta, "prompt_tokens", "metadata.prompt_tokens")
     if not isinstance(tokens, list):
         raise RecordError("a list of token strings", tokens, field="metadata.prompt_tokens")
     tokens = [check_str(t, f"metadata.prompt_tokens[{i}]") for i, t in enumerate(tokens)]
@@ -296,18 +290,18 @@ def _parse(data: Any, where: str | None) -> GraphRecord:
     for i, raw in enumerate(raw_nodes):
         w = f"nodes[{i}]"
         raw = check_mapping(raw, w)
-        node_id = check_str(_req(raw, "node_id", f"{w}.node_id"), f"{w}.node_id", nonempty=True)
-        ftype = check_str(_req(raw, "feature_type", f"{w}.feature_type"), f"{w}.feature_type")
+        node_id = check_str(check_required(raw, "node_id", f"{w}.node_id"), f"{w}.node_id", nonempty=True)
+        ftype = check_str(check_required(raw, "feature_type", f"{w}.feature_type"), f"{w}.feature_type")
         if ftype not in _KIND_OF:
             raise RecordError(f"a feature_type ({', '.join(map(repr, _KIND_OF))})", ftype, field=f"{w}.feature_type")
         kind = _KIND_OF[ftype]
-        feature = check_int(_req(raw, "feature", f"{w}.feature"), f"{w}.feature", optional=True)
-        layer_raw = _req(raw, "layer", f"{w}.layer")
-        pos = check_int(_req(raw, "ctx_idx", f"{w}.ctx_idx"), f"{w}.ctx_idx", minimum=0)
+        feature = check_int(check_required(raw, "feature", f"{w}.feature"), f"{w}.feature", optional=True)
+        layer_raw = check_required(raw, "layer", f"{w}.layer")
+        pos = check_int(check_required(raw, "ctx_idx", f"{w}.ctx_idx"), f"{w}.ctx_idx", minimum=0)
         if pos >= n_pos:
             raise RecordError(f"a position in the prompt (0..{n_pos - 1})", pos, field=f"{w}.ctx_idx")
-        check_str(_req(raw, "jsNodeId", f"{w}.jsNodeId"), f"{w}.jsNodeId")
-        clerp = check_str(_req(raw, "clerp", f"{w}.clerp"), f"{w}.clerp")
+        check_str(check_required(raw, "jsNodeId", f"{w}.jsNodeId"), f"{w}.jsNodeId")
+        clerp = check_str(check_required(raw, "clerp", f"{w}.clerp"), f"{w}.clerp")
         activation = check_number(raw.get("activation"), f"{w}.activation", optional=True)
         influence = check_number(raw.get("influence"), f"{w}.influence", optional=True)
         if kind == "embedding":
@@ -389,11 +383,11 @@ def _parse(data: Any, where: str | None) -> GraphRecord:
         w = f"links[{i}]"
         raw = check_mapping(raw, w)
         for name, arr in (("source", src), ("target", dst)):
-            ref = _req(raw, name, f"{w}.{name}")
+            ref = check_required(raw, name, f"{w}.{name}")
             if not isinstance(ref, str) or ref not in by_file_id:
                 raise RecordError("the node_id of a node in 'nodes'", ref, field=f"{w}.{name}")
             arr[i] = by_file_id[ref]
-        weight[i] = check_number(_req(raw, "weight", f"{w}.weight"), f"{w}.weight")
+        weight[i] = check_number(check_required(raw, "weight", f"{w}.weight"), f"{w}.weight")
         key = (int(src[i]), int(dst[i]))
         if key in pairs:
             raise RecordError(f"one link per (source, target) pair (links[{pairs[key]}] has it)",

@@ -37,8 +37,8 @@ import numpy as np
 
 from .._constants import SCHEMA_VERSION
 from .._io import atomic_write_text
-from ._checks import check_float, check_int, check_mapping, check_str, check_vector
-from ._errors import _MISSING, RecordError
+from ._checks import check_float, check_int, check_mapping, check_required, check_str, check_vector
+from ._errors import RecordError
 
 __all__ = [
     "INTERVENTION_SPEC_KIND",
@@ -105,8 +105,8 @@ class SpecEdit:
         kind = data.get("type", "add_vector")
         if kind != "add_vector":
             raise RecordError("'add_vector'", kind, field="type")
-        vector = check_vector(_required(data, "vector"), "vector", optional=False)
-        digest = check_str(_required(data, "vector_sha256"), "vector_sha256", nonempty=True)
+        vector = check_vector(check_required(data, "vector"), "vector", optional=False)
+        digest = check_str(check_required(data, "vector_sha256"), "vector_sha256", nonempty=True)
         if vector_sha256(vector) != digest:
             raise RecordError("the sha256 of the float32 vector values", digest, field="vector_sha256")
         if "d_model" in data and check_int(data["d_model"], "d_model", minimum=1) != len(vector):
@@ -114,8 +114,8 @@ class SpecEdit:
         if "norm" in data:
             check_float(data["norm"], "norm")  # derived from the vector: checked, not trusted
         feature = check_str(data.get("feature", ""), "feature")
-        return cls(feature=feature, site=check_str(_required(data, "site"), "site", nonempty=True),
-                   strength=check_float(_required(data, "strength"), "strength"), vector=vector)
+        return cls(feature=feature, site=check_str(check_required(data, "site"), "site", nonempty=True),
+                   strength=check_float(check_required(data, "strength"), "strength"), vector=vector)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +154,7 @@ class InterventionSpec:
         data = check_mapping(data, None)
         _refuse_unknown(data, _SPEC_FIELDS)
         _check_header(data, INTERVENTION_SPEC_KIND, "an intervention spec", SCHEMA_VERSION)
-        edits = _required(data, "edits")
+        edits = check_required(data, "edits")
         if not isinstance(edits, list):
             raise RecordError("a list of edits", edits, field="edits")
         parsed = []
@@ -170,20 +170,14 @@ class InterventionSpec:
 
 def _check_header(data: Mapping[str, Any], kind: str, what: str, max_version: int) -> int:
     """Check a JSON file's ``kind`` and ``schema_version`` (1..``max_version``); return the version."""
-    found = _required(data, "kind")
+    found = check_required(data, "kind")
     if found != kind:
         raise RecordError(f"{kind!r} (this is not {what})", found, field="kind")
-    version = _required(data, "schema_version")
+    version = check_required(data, "schema_version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= max_version:
         raise RecordError(f"a schema version this interpkit reads (1..{max_version})", version,
                           field="schema_version")
     return version
-
-
-def _required(data: Mapping[str, Any], name: str) -> Any:
-    if name not in data:
-        raise RecordError("a value (the field is required)", _MISSING, field=name)
-    return data[name]
 
 
 def _refuse_unknown(data: Mapping[str, Any], known: Sequence[str]) -> None:

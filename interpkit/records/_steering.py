@@ -46,10 +46,18 @@ import numpy as np
 
 from .._io import atomic_dir, read_json_file
 from .._version import __version__
-from ._checks import check_bool, check_float, check_int, check_mapping, check_number, check_str
-from ._errors import _MISSING, RecordError
+from ._checks import (
+    check_bool,
+    check_float,
+    check_int,
+    check_mapping,
+    check_number,
+    check_required,
+    check_str,
+)
+from ._errors import RecordError
 from ._intervention import CONTROL_KINDS
-from ._spec import _check_header, _refuse_unknown, _required, vector_sha256
+from ._spec import _check_header, _refuse_unknown, vector_sha256
 
 __all__ = [
     "STEERING_ARTIFACT_KIND",
@@ -216,7 +224,7 @@ def _read_vector(folder: Path, meta: Mapping[str, Any]) -> np.ndarray:
 
 
 def _object(data: Mapping[str, Any], name: str, known: tuple[str, ...]) -> Mapping[str, Any]:
-    value = check_mapping(_required(data, name), name)
+    value = check_mapping(check_required(data, name), name)
     try:
         _refuse_unknown(value, known)
     except RecordError as err:
@@ -226,10 +234,7 @@ def _object(data: Mapping[str, Any], name: str, known: tuple[str, ...]) -> Mappi
 
 def _req(data: Mapping[str, Any], dotted: str) -> Any:
     """``data``'s value under the last part of ``dotted``; a missing one names the whole dotted field."""
-    key = dotted.rsplit(".", 1)[-1]
-    if key not in data:
-        raise RecordError("a value (the field is required)", _MISSING, field=dotted)
-    return data[key]
+    return check_required(data, dotted.rsplit(".", 1)[-1], dotted)
 
 
 def _opt_float(value: Any, name: str) -> float | None:
@@ -255,7 +260,7 @@ def _parse(data: Any) -> dict[str, Any]:
     chosen = _req(strength, "strength.chosen_on")
     if chosen not in _CHOSEN_ON:
         raise RecordError(f"one of {list(_CHOSEN_ON)}", chosen, field="strength.chosen_on")
-    validated = check_bool(_required(data, "validated"), "validated")
+    validated = check_bool(check_required(data, "validated"), "validated")
     evidence = None if data.get("evidence") is None else _evidence(_object(data, "evidence", _EVIDENCE))
     if validated and evidence is None:
         raise RecordError("held-out evidence (the artifact says validated: true)", None, field="evidence")
@@ -265,8 +270,8 @@ def _parse(data: Any) -> dict[str, Any]:
     check_bool(provenance.get("forced", False), "provenance.forced")
     return {
         "_vector": vmeta,
-        "feature": check_str(_required(data, "feature"), "feature", nonempty=True),
-        "site": check_str(_required(data, "site"), "site", nonempty=True),
+        "feature": check_str(check_required(data, "feature"), "feature", nonempty=True),
+        "site": check_str(check_required(data, "site"), "site", nonempty=True),
         "model_name": check_str(_req(model, "model.name"), "model.name", nonempty=True),
         "model_fingerprint": check_str(_req(model, "model.fingerprint"), "model.fingerprint", nonempty=True),
         "criterion": check_str(data.get("criterion"), "criterion", optional=True),
