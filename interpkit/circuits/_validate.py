@@ -20,7 +20,7 @@ weights); `ablate_nodes` measures any set of feature nodes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,41 +68,53 @@ def ablate_nodes(model: Any, graph: AttributionGraph, nodes: Sequence[int], tran
     the edited MLP input (so ablating a latent and one it drives does not remove the second twice).
     """
     rm = rm or ReplacementModel(model)
-    parts = dictionary_parts(transcoders, rm)
-    ids = torch.as_tensor(graph.token_ids, dtype=torch.long, device=rm.param.device)
-    chosen: dict[int, list[tuple[int, int]]] = {}
-    for i in nodes:
-        if graph.kinds[i] != "feature":
-            raise CircuitError(f"only feature nodes can be ablated; {graph.node_id(int(i))} is a {graph.kinds[i]}")
-        layer, pos, lat = int(graph.layers[i]), int(graph.positions[i]), int(graph.latents[i])
-        if layer not in parts:
-            raise CircuitError(f"{graph.node_id(int(i))}: no transcoder for layer {layer} was given")
-        chosen.setdefault(layer, []).append((pos, lat))
-
-    def edit(layer: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        part = parts[layer]
-        pos = torch.as_tensor([p for p, _ in chosen[layer]], dtype=torch.long)
-        lat = torch.as_tensor([j for _, j in chosen[layer]], dtype=torch.long)
-
-        def fn(m_in: torch.Tensor, m_out: torch.Tensor) -> torch.Tensor:
-            # zero-ablation in this run: the latent's activation *now* (upstream edits included) comes out
-            codes, _ = part.encode(m_in[pos])
-            acts = codes[torch.arange(pos.numel()), lat]
-            out = m_out.clone()
-            out.index_add_(0, pos, (-acts[:, None] * part.write[lat]).to(out.dtype))
-            return out
-
-        return fn
-
-    clean = rm.run(ids)
-    edited = rm.run(ids, mlp_edits={layer: edit(layer) for layer in chosen})
-    targets, _ = resolve_targets(rm, _target_spec(graph, rm), clean["logits"], position=int(graph.positions[-1]),
-                                 demean=bool(graph.settings.get("demean", True)))
-    t = targets[0]
-    return t.value(edited) - t.value(clean)
+    return _Ablation(rm, graph, dictionary_parts(transcoders, rm)).measure(nodes)
 
 
-def _target_spec(graph: AttributionGraph, rm: ReplacementModel) -> Any:
+class _Ablation:
+    """One graph's prompt, target and clean target value, for measuring many ablations (`ablate_nodes`)."""
+
+    def __init__(self, rm: ReplacementModel, graph: AttributionGraph, parts: Mapping[int, Any]) -> None:
+        self.rm, self.graph, self.parts = rm, graph, parts
+        self.ids = torch.as_tensor(graph.token_ids, dtype=torch.long, device=rm.param.device)
+        clean = rm.run(self.ids)
+        targets, _ = resolve_targets(rm, _target_spec(graph), clean["logits"], position=int(graph.positions[-1]),
+                                     demean=bool(graph.settings.get("demean", True)))
+        self.target = targets[0]
+        self.clean = self.target.value(clean)
+
+    def measure(self, nodes: Sequence[int]) -> float:
+        graph, parts = self.graph, self.parts
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        for i in nodes:
+            if graph.kinds[i] != "feature":
+                raise CircuitError(f"only feature nodes can be ablated; {graph.node_id(int(i))} is a "
+                                   f"{graph.kinds[i]}")
+            layer, pos, lat = int(graph.layers[i]), int(graph.positions[i]), int(graph.latents[i])
+            if layer not in parts:
+                raise CircuitError(f"{graph.node_id(int(i))}: no transcoder for layer {layer} was given")
+            chosen.setdefault(layer, []).append((pos, lat))
+
+        def edit(layer: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+            part = parts[layer]
+            pos = torch.as_tensor([p for p, _ in chosen[layer]], dtype=torch.long)
+            lat = torch.as_tensor([j for _, j in chosen[layer]], dtype=torch.long)
+
+            def fn(m_in: torch.Tensor, m_out: torch.Tensor) -> torch.Tensor:
+                # zero-ablation in this run: the latent's activation *now* (upstream edits included) comes out
+                codes, _ = part.encode(m_in[pos])
+                acts = codes[torch.arange(pos.numel()), lat]
+                out = m_out.clone()
+                out.index_add_(0, pos, (-acts[:, None] * part.write[lat]).to(out.dtype))
+                return out
+
+            return fn
+
+        edited = self.rm.run(self.ids, mlp_edits={layer: edit(layer) for layer in chosen})
+        return self.target.value(edited) - self.clean
+
+
+def _target_spec(graph: AttributionGraph) -> Any:
     from ._targets import Direction
 
     if "target_spec" not in graph.settings:
@@ -226,12 +238,14 @@ def validate_graph(
     say = log or (lambda _m: None)
     rng = np.random.default_rng(seed)
     rm = ReplacementModel(model)
+    parts = dictionary_parts(transcoders, rm)
     records, graphs, path_rows, repl, recon = [], [], [], [], []
     for pi, prompt in enumerate(prompts):
         spec = targets[pi] if targets is not None else target
         g = attribute(model, prompt, spec, transcoders=transcoders, max_feature_nodes=max_feature_nodes,
                       check=pi == 0, **attribute_kw).prune(node_threshold, edge_threshold)
         graphs.append(g)
+        abl = _Ablation(rm, g, parts)  # the clean run and the target, once per prompt
         sc = g.scores()
         repl.append(sc["replacement_score"])
         recon.append(float(np.mean(list(g.settings["reconstruction_error"].values()))))
@@ -244,8 +258,7 @@ def validate_graph(
                 continue
             top = ranked[:k]
             records.append({"prompt": pi, "k": int(k), "selection": "top", "repeat": 0,
-                            "predicted": predict_ablation(g, top), "measured": ablate_nodes(model, g, top, transcoders,
-                                                                                            rm=rm),
+                            "predicted": predict_ablation(g, top), "measured": abl.measure(top),
                             "value": value, "layers": sorted(g.layers[top].tolist())})
             for r in range(n_random):
                 pick: list[int] = []
@@ -254,13 +267,13 @@ def validate_graph(
                     pick += rng.choice(pool, size=min(int(count), pool.size), replace=False).tolist()
                 records.append({"prompt": pi, "k": int(k), "selection": "random", "repeat": r,
                                 "predicted": predict_ablation(g, pick),
-                                "measured": ablate_nodes(model, g, pick, transcoders, rm=rm), "value": value,
+                                "measured": abl.measure(pick), "value": value,
                                 "layers": sorted(g.layers[pick].tolist())})
         path = [i for i in top_path(g) if g.kinds[i] == "feature"]
         if path:
             path_rows.append({"prompt": pi, "value": value, "nodes": [g.node_id(i) for i in path],
                               "predicted": predict_ablation(g, path),
-                              "measured": ablate_nodes(model, g, path, transcoders, rm=rm)})
+                              "measured": abl.measure(path)})
         say(f"prompt {pi + 1}/{len(prompts)}: {int(g.mask('feature').sum())} features, "
             f"replacement {sc['replacement_score']:.3f}")
     rows = pd.DataFrame.from_records(records)
