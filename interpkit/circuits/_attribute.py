@@ -55,7 +55,7 @@ class DictionaryParts:
             raise CircuitError(f"layer {layer}: a dictionary that rescales each input to a constant norm is not "
                                "affine in its input; attribution needs an affine encoder and decoder")
         s_in = float(sae._scale(sae.W_enc.new_zeros(1, cfg.d_in)))
-        s_out = float(sae.output_scale()) if hasattr(sae, "output_scale") else s_in
+        s_out = float(sae.output_scale())
         self.sae, self.layer, self.reads = sae, int(layer), reads
         with torch.no_grad():
             self.read = (sae.W_enc * s_in).detach().float()
@@ -150,8 +150,7 @@ def dictionary_parts(transcoders: Any, rm: ReplacementModel) -> dict[int, Dictio
 class _Sources:
     """Every source of one prompt: active features, error nodes, embeddings (in the graph's order)."""
 
-    def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], n_layers: int, *,
-                 zero_first: bool = False) -> None:
+    def __init__(self, cp: CleanPass, parts: Mapping[int, DictionaryParts], *, zero_first: bool = False) -> None:
         n = cp.ids.shape[0]
         self.leaf_layers = list(cp.leaf_layers)  # the layers with error nodes, in order
         self.feat_layer, self.feat_pos, self.feat_latent, self.feat_act = [], [], [], []
@@ -162,7 +161,6 @@ class _Sources:
         self.errors: list[torch.Tensor] = []
         self.recon_gap: dict[int, float] = {}
         self.bias: dict[int, torch.Tensor] = {}
-        self.offsets: dict[int, torch.Tensor] = {}
         start = 0
         for layer in self.leaf_layers:
             out = cp.leaves[layer].detach().float()
@@ -194,7 +192,6 @@ class _Sources:
             ends = np.cumsum(counts).tolist()
             self.pos_runs[layer] = [(q, (e - c, e)) for q, (c, e) in enumerate(zip(counts, ends, strict=True)) if c]
             self.read_vec[layer] = p.read[:, lat].T.contiguous()
-            self.offsets[layer] = p.offset[lat]
             self.bias[layer] = p.bias
             err = out - recon
             self.errors.append(err)
@@ -203,7 +200,6 @@ class _Sources:
             self.recon_gap[layer] = float(err.pow(2).sum()) / denom
         self.n_features = start
         self.n_pos = n
-        self.n_layers = n_layers
         self.embed = cp.embed.detach().float()
         # column layout: features, errors (leaf layers, layer-major), embeddings
         self.n_err = len(self.leaf_layers) * n
@@ -352,7 +348,7 @@ def attribute(
                   leaf_layers=sorted(parts) if mlp == "frozen-gate" else None)
     t_clean = time.perf_counter()
     targets, weights = resolve_targets(rm, target, cp.logits, position=position, demean=demean, top_k=top_k)
-    src = _Sources(cp, parts, rm.n_layers, zero_first=zero_first)
+    src = _Sources(cp, parts, zero_first=zero_first)
     n_t = len(targets)
     cap = src.n_features if max_feature_nodes is None else min(int(max_feature_nodes), src.n_features)
     say(f"{src.n_features} active features over {len(parts)} layers, {cp.ids.shape[0]} tokens; "

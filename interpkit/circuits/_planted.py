@@ -64,16 +64,9 @@ def _relu_dictionary(w_enc: Any, b_enc: Any, w_dec: Any, *, site: str, layer: in
     from interpkit.sae import SAEConfig, make_sae
 
     d_in, d_sae = w_enc.shape
-    extra: dict[str, Any] = {}
-    if transcoder:
-        extra = {"site_out": f"layer{layer}.mlp_out"}
-    try:
-        cfg = SAEConfig(architecture="relu", d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False, site=site,
-                        layer=layer, model="planted-circuit", **extra)
-    except TypeError:  # an SAEConfig without transcoder fields
-        cfg = SAEConfig(architecture="relu", d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False, site=site,
-                        layer=layer, model="planted-circuit", metadata={"site_out": f"layer{layer}.mlp_out"}
-                        if transcoder else {})
+    extra = {"site_out": f"layer{layer}.mlp_out"} if transcoder else {}
+    cfg = SAEConfig(architecture="relu", d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False, site=site,
+                    layer=layer, model="planted-circuit", **extra)
     sae = make_sae(cfg, seed=0)
     with torch.no_grad():
         sae.W_enc.copy_(w_enc)

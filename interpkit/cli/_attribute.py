@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                                  edge_threshold=args.edge_threshold, log=print, **kw)
         except CircuitError as exc:
             raise ValueError(f"--validate {args.validate}: {exc}") from None
-        extra["validation.json"] = (json.dumps(res.to_dict(), indent=1, default=_json_default) + "\n").encode()
+        extra["validation.json"] = (json.dumps(res.to_dict(), indent=1) + "\n").encode()
     save_graph(graph, args.out, slug=args.slug, extra_files=extra)
     scores = graph.scores()
     print(f"target {graph.target_labels[0]} = {graph.activations[-1]:.4g}; {scores['features']} active features, "
@@ -176,12 +176,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}")
     return 0
 
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
